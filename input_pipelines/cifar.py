@@ -1,0 +1,101 @@
+"""Reader of the original CIFAR-10 / CIFAR-100 "python version" pickle batches.
+
+CIFAR-10: `cifar-10-batches-py/data_batch_{1..5}`, `test_batch`; CIFAR-100:
+`cifar-100-python/train`, `test`. Each pickle holds `b'data'` (N x 3072 uint8, rows in CHW order)
+and `b'labels'` (CIFAR-10) or `b'fine_labels'` (CIFAR-100); load with `encoding='bytes'`.
+"""
+
+import os
+import pickle
+
+import numpy as np
+
+LAYOUTS = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "label_key": b"labels",
+        "num_classes": 10,
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "train": ["train"],
+        "test": ["test"],
+        "label_key": b"fine_labels",
+        "num_classes": 100,
+    },
+}
+_ROW = 32 * 32 * 3
+
+
+def cifar_folder(name, data_dir):
+    """`data_dir/<folder>` if it exists, else `data_dir` itself when it holds the batches."""
+    layout = LAYOUTS[name]
+    nested = os.path.join(data_dir, layout["folder"])
+    if os.path.isdir(nested):
+        return nested
+    if os.path.isfile(os.path.join(data_dir, layout["test"][0])):
+        return data_dir
+    raise FileNotFoundError(
+        f"{name} batches not found: expected folder {nested} with files "
+        f"{', '.join(layout['train'] + layout['test'])} (the original python-version pickles)."
+    )
+
+
+def read_batch(path, label_key):
+    """Reads one pickle batch.
+
+    Returns:
+      (images uint8 [N, 32, 32, 3] in HWC order, labels int64 [N]).
+
+    Raises:
+      FileNotFoundError: naming the path.
+      ValueError: naming the file for a truncated/corrupt pickle, a missing key, or a data size
+        that does not match the number of labels (expected vs found bytes).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CIFAR batch file not found: {path}")
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as error:
+        raise ValueError(
+            f"{path} is truncated or corrupt ({size} bytes found; unpickling failed: {error!r})."
+        ) from error
+    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"{path}: expected keys b'data' and {label_key!r}. Found: {keys}")
+    labels = np.asarray(batch[label_key], dtype=np.int64)
+    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    expected = labels.shape[0] * _ROW
+    if data.size != expected:
+        raise ValueError(
+            f"{path}: image data size mismatch: expected {labels.shape[0]} x {_ROW} = {expected} "
+            f"bytes for {labels.shape[0]} labels, found {data.size}."
+        )
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return images, labels
+
+
+def load_cifar(name, data_dir, split):
+    """All images and labels of a CIFAR split ("train" or "test")."""
+    layout = LAYOUTS[name]
+    folder = cifar_folder(name, data_dir)
+    parts = [read_batch(os.path.join(folder, f), layout["label_key"]) for f in layout[split]]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    bad = labels[(labels < 0) | (labels >= layout["num_classes"])]
+    if bad.size:
+        raise ValueError(f"{name} {split} in {folder}: label {int(bad[0])} outside 0..{layout['num_classes'] - 1}")
+    return images, labels
+
+
+def write_batch(path, images, labels, label_key=b"labels"):
+    """Writes a batch in the original format (uint8 HWC images); for fixtures and tests."""
+    images = np.asarray(images, dtype=np.uint8)
+    rows = images.transpose(0, 3, 1, 2).reshape(images.shape[0], _ROW)
+    with open(path, "wb") as f:
+        pickle.dump({b"data": rows, label_key: [int(v) for v in labels], b"batch_label": b"fixture"}, f)
+    return path

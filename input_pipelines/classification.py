@@ -1,0 +1,231 @@
+"""Classification datasets as batched, prefetched, shardable `tf.data` pipelines.
+
+Names: `digits`, `mnist5k` (embedded, no download), `mnist` (IDX files under `data_dir`),
+`cifar10`, `cifar100` (python pickle batches under `data_dir`). Splits: `train`, `validation`,
+`test`. Datasets without a split of their own are split by a fixed permutation (seed 0,
+independent of the pipeline seed): 20% test, then `validation_fraction` of the rest; datasets with
+a test split carve the validation split from the end of a fixed permutation of their train files.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from input_pipelines import cifar, embedded, idx
+
+NAMES = ("digits", "mnist5k", "mnist", "cifar10", "cifar100")
+SPLITS = ("train", "validation", "test")
+NORMALIZATIONS = ("standard", "unit", "none")
+_SPLIT_SEED = 0
+_EMBEDDED_TEST_FRACTION = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts of a dataset.
+
+    Attributes:
+      name: dataset name.
+      num_classes: number of labels.
+      image_shape: (H, W, C) of one image.
+      mean, std: per-channel statistics of the training images scaled to [0, 1] (for
+        `normalize="standard"`).
+      needs_data_dir: whether files must be read from `data_dir`.
+    """
+
+    name: str
+    num_classes: int
+    image_shape: tuple
+    mean: tuple
+    std: tuple
+    needs_data_dir: bool
+
+
+_INFO = {
+    "digits": DatasetInfo("digits", 10, (8, 8, 1), (0.3053,), (0.3760,), False),
+    "mnist5k": DatasetInfo("mnist5k", 10, (28, 28, 1), (0.1307,), (0.3081,), False),
+    "mnist": DatasetInfo("mnist", 10, (28, 28, 1), (0.1307,), (0.3081,), True),
+    "cifar10": DatasetInfo(
+        "cifar10", 10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100", 100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True
+    ),
+}
+
+
+def dataset_info(name):
+    """`DatasetInfo` of `name`; ValueError naming the valid names otherwise."""
+    if name not in _INFO:
+        raise ValueError(f"Unknown dataset {name!r}. Choose one of {NAMES}.")
+    return _INFO[name]
+
+
+def _split_indices(num_examples, split, validation_fraction, has_test):
+    order = np.random.default_rng(_SPLIT_SEED).permutation(num_examples)
+    if not has_test:
+        num_test = int(round(num_examples * _EMBEDDED_TEST_FRACTION))
+        if split == "test":
+            return np.sort(order[:num_test])
+        order = order[num_test:]
+    num_validation = int(round(len(order) * validation_fraction))
+    if split == "validation":
+        return np.sort(order[len(order) - num_validation :])
+    return np.sort(order[: len(order) - num_validation])
+
+
+def _raw_arrays(name, split, data_dir):
+    """(images, labels, has_test) for the file split that holds `split`."""
+    if name in ("digits", "mnist5k"):
+        loader = embedded.load_digits_arrays if name == "digits" else embedded.load_mnist5k_arrays
+        return (*loader(), False)
+    if not data_dir:
+        raise ValueError(f"Dataset {name!r} is read from files: pass --data_dir (got {data_dir!r}).")
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"--data_dir {data_dir} does not exist or is not a folder.")
+    file_split = "test" if split == "test" else "train"
+    if name == "mnist":
+        prefix = "t10k" if file_split == "test" else "train"
+        images_path = idx.find_idx_file(data_dir, f"{prefix}-images-idx3-ubyte")
+        labels_path = idx.find_idx_file(data_dir, f"{prefix}-labels-idx1-ubyte")
+        images = idx.read_idx(images_path, expected_ndim=3)
+        labels = idx.read_idx(labels_path, expected_ndim=1).astype(np.int64)
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
+                f"{labels.shape[0]} labels."
+            )
+        if images.shape[1:] != (28, 28):
+            raise ValueError(f"{images_path}: images of shape {images.shape[1:]}, expected (28, 28).")
+        if labels.size and labels.max() > 9:
+            raise ValueError(f"{labels_path}: label {int(labels.max())} outside 0..9.")
+        return images[..., None], labels, True
+    images, labels = cifar.load_cifar(name, data_dir, file_split)
+    return images, labels, True
+
+
+def load_arrays(name, split, data_dir=None, *, validation_fraction=0.1, limit=None):
+    """Images and labels of one split as numpy arrays.
+
+    Args:
+      name: one of `NAMES`.
+      split: one of `SPLITS`.
+      data_dir: folder of the original files (for mnist / cifar10 / cifar100).
+      validation_fraction: fraction of the training data held out as `validation`.
+      limit: keep only the first `limit` examples of the split (tests, smoke runs).
+
+    Returns:
+      (images uint8 [N, H, W, C], labels int64 [N]).
+
+    Raises:
+      ValueError / FileNotFoundError: naming the argument, folder or file at fault.
+    """
+    dataset_info(name)
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}. Choose one of {SPLITS}.")
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1). Received: {validation_fraction}")
+    images, labels, has_test = _raw_arrays(name, split, data_dir)
+    if split != "test" or not has_test:
+        keep = _split_indices(len(labels), split, validation_fraction, has_test)
+        images, labels = images[keep], labels[keep]
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return images, labels
+
+
+def normalize_image(image, info, normalize="unit", dtype=tf.float32):
+    """uint8 [..., H, W, C] -> `dtype`: "unit" in [0, 1], "standard" (x - mean) / std, "none" 0..255."""
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}. Received: {normalize!r}")
+    image = tf.cast(image, dtype)
+    if normalize == "none":
+        return image
+    image = image / tf.constant(255.0, dtype)
+    if normalize == "standard":
+        image = (image - tf.constant(info.mean, dtype)) / tf.constant(info.std, dtype)
+    return image
+
+
+def augment_cifar(image, seed):
+    """Pad-4 random crop and random horizontal flip, stateless: the same `seed` gives the same output.
+
+    Args:
+      image: [H, W, C] tensor.
+      seed: int32/int64 tensor of shape [2].
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    shape = tf.shape(image)
+    padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+    image = tf.image.stateless_random_crop(padded, size=shape, seed=seeds[0])
+    return tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+
+
+def build_dataset(
+    name,
+    split,
+    *,
+    batch_size,
+    data_dir=None,
+    input_context=None,
+    seed=0,
+    shuffle=None,
+    repeat=False,
+    augment=None,
+    drop_remainder=False,
+    validation_fraction=0.1,
+    normalize="unit",
+    dtype=tf.float32,
+    limit=None,
+    shuffle_buffer=10_000,
+):
+    """A batched, prefetched dataset of `(image, label)`.
+
+    Args:
+      name, split, data_dir, validation_fraction, limit: as in `load_arrays`.
+      batch_size: GLOBAL batch size; with an `input_context` each replica gets its share.
+      input_context: `tf.distribute.InputContext`; shards by input pipeline when there are several.
+      seed: seed of shuffling and augmentation (same seed, same stream, epoch after epoch).
+      shuffle: shuffle examples (default: True for "train").
+      repeat: repeat forever (epochs reshuffled deterministically).
+      augment: CIFAR pad-4 crop + flip (default: True for "train" of cifar10/cifar100).
+      drop_remainder: drop the last short batch.
+      normalize: "unit" ([0, 1]), "standard" (dataset mean/std) or "none" (0..255).
+      dtype: image dtype (tf.float32 or tf.float64).
+      shuffle_buffer: shuffle buffer size (a full shuffle when >= the split size).
+
+    Returns:
+      `tf.data.Dataset` of (image `dtype` [B, H, W, C], label int32 [B]).
+    """
+    info = dataset_info(name)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+    images, labels = load_arrays(name, split, data_dir, validation_fraction=validation_fraction, limit=limit)
+    if len(labels) == 0:
+        raise ValueError(f"{name} {split} is empty (limit={limit}, validation_fraction={validation_fraction}).")
+    shuffle = split == "train" if shuffle is None else shuffle
+    augment = (split == "train" and name.startswith("cifar")) if augment is None else augment
+    per_replica_batch = batch_size
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    if input_context is not None:
+        per_replica_batch = input_context.get_per_replica_batch_size(batch_size)
+        if input_context.num_input_pipelines > 1:
+            dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if shuffle:
+        dataset = dataset.shuffle(min(shuffle_buffer, len(labels)), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+
+    def prepare(index, example):
+        image, label = example
+        if augment:
+            image = augment_cifar(image, tf.stack([tf.cast(seed, tf.int64), index]))
+        return normalize_image(image, info, normalize, dtype), label
+
+    dataset = dataset.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(per_replica_batch, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

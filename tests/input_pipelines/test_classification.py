@@ -1,0 +1,218 @@
+"""Classification pipelines: embedded data, IDX and pickle readers, determinism, sharding."""
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from input_pipelines import cifar, classification, idx
+
+
+def _collect(dataset):
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+@pytest.mark.parametrize(
+    "name, sizes, shape",
+    [("digits", (1294, 144, 359), (8, 8, 1)), ("mnist5k", (3600, 400, 1000), (28, 28, 1))],
+)
+def test_embedded_splits_are_disjoint_and_complete(name, sizes, shape):
+    parts = [classification.load_arrays(name, s) for s in classification.SPLITS]
+    assert tuple(len(p[1]) for p in parts) == sizes
+    assert all(p[0].shape[1:] == shape and p[0].dtype == np.uint8 for p in parts)
+    everything = np.concatenate([p[0].reshape(len(p[0]), -1) for p in parts])
+    assert len(np.unique(everything, axis=0)) >= 0.99 * len(everything)
+    counts = np.bincount(np.concatenate([p[1] for p in parts]))
+    assert counts.sum() == sum(sizes) and len(counts) == 10
+    if name == "mnist5k":
+        assert counts.tolist() == [500] * 10
+    # Every class is represented in the test split (the permutation mixes the class-sorted data).
+    assert len(np.unique(parts[2][1])) == 10
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist5k"])
+def test_standard_statistics_match_training_data(name):
+    images, _ = classification.load_arrays(name, "train")
+    info = classification.dataset_info(name)
+    scaled = images / 255.0
+    assert scaled.mean() == pytest.approx(info.mean[0], abs=0.01)
+    assert scaled.std() == pytest.approx(info.std[0], abs=0.01)
+
+
+def test_build_dataset_shapes_dtypes_ranges():
+    dataset = classification.build_dataset("digits", "test", batch_size=100)
+    batches = list(dataset)
+    assert [int(b[0].shape[0]) for b in batches] == [100, 100, 100, 59]
+    x, y = batches[0]
+    assert x.dtype == tf.float32 and y.dtype == tf.int32 and x.shape[1:] == (8, 8, 1)
+    assert float(tf.reduce_min(x)) == 0.0 and float(tf.reduce_max(x)) == 1.0
+    standard = next(iter(classification.build_dataset("digits", "test", batch_size=359, normalize="standard", dtype=tf.float64)))[0]
+    assert standard.dtype == tf.float64
+    assert float(tf.reduce_mean(standard)) == pytest.approx(0.0, abs=0.05)
+
+
+def test_build_dataset_deterministic_by_seed_and_reshuffles_epochs():
+    def first_epochs(seed):
+        ds = classification.build_dataset("digits", "train", batch_size=1294, seed=seed, repeat=True)
+        return [y.numpy() for _, y in ds.take(2)]
+
+    a, b, c = first_epochs(1), first_epochs(1), first_epochs(2)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], a[1])  # a new order each epoch
+    assert not np.array_equal(a[0], c[0])
+    np.testing.assert_array_equal(np.sort(a[0]), np.sort(a[1]))
+
+
+def test_sharding_by_input_context_splits_the_data():
+    shards = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
+        ds = classification.build_dataset("digits", "test", batch_size=64, input_context=context, shuffle=False)
+        x, _ = _collect(ds)
+        assert next(iter(ds))[0].shape[0] == 32  # per-replica share of the global batch
+        shards.append(x.reshape(len(x), -1))
+    full, _ = _collect(classification.build_dataset("digits", "test", batch_size=64, shuffle=False))
+    assert len(shards[0]) + len(shards[1]) == 359
+    np.testing.assert_array_equal(shards[0], full.reshape(359, -1)[0::2])
+    np.testing.assert_array_equal(shards[1], full.reshape(359, -1)[1::2])
+
+
+def test_cifar_augmentation_eager_equals_dataset_map():
+    image = tf.reshape(tf.range(32 * 32 * 3, dtype=tf.int32) % 251, [32, 32, 3])
+    seed = tf.constant([3, 7], tf.int64)
+    eager = classification.augment_cifar(image, seed)
+    mapped = next(iter(tf.data.Dataset.from_tensors((image, seed)).map(classification.augment_cifar)))
+    np.testing.assert_array_equal(eager.numpy(), mapped.numpy())
+    assert eager.shape == (32, 32, 3)
+    # The crop is a shifted window of the zero-padded image: the flip-corrected content is a
+    # sub-array of the original (with zeros where it shifted past the border).
+    outputs = {classification.augment_cifar(image, tf.constant([s, 0], tf.int64)).numpy().tobytes() for s in range(8)}
+    assert len(outputs) > 1
+
+
+def _write_mnist(folder, images, labels, gz):
+    suffix = ".gz" if gz else ""
+    idx.write_idx(str(folder / f"train-images-idx3-ubyte{suffix}"), images)
+    idx.write_idx(str(folder / f"train-labels-idx1-ubyte{suffix}"), labels)
+    idx.write_idx(str(folder / f"t10k-images-idx3-ubyte{suffix}"), images[:7])
+    idx.write_idx(str(folder / f"t10k-labels-idx1-ubyte{suffix}"), labels[:7])
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_idx_train_split_from_generated_files(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
+    labels = (np.arange(50) % 10).astype(np.uint8)
+    _write_mnist(tmp_path, images, labels, gz)
+    train_x, train_y = classification.load_arrays("mnist", "train", str(tmp_path), validation_fraction=0.2)
+    val_x, val_y = classification.load_arrays("mnist", "validation", str(tmp_path), validation_fraction=0.2)
+    test_x, test_y = classification.load_arrays("mnist", "test", str(tmp_path))
+    assert (len(train_y), len(val_y), len(test_y)) == (40, 10, 7)
+    np.testing.assert_array_equal(test_x[..., 0], images[:7])
+    together = np.concatenate([train_x, val_x])[..., 0]
+    assert {a.tobytes() for a in together} == {a.tobytes() for a in images}
+
+
+def test_mnist_bad_inputs_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match="--data_dir"):
+        classification.load_arrays("mnist", "train", None)
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        classification.load_arrays("mnist", "train", str(tmp_path))
+    images = np.zeros((10, 28, 28), np.uint8)
+    _write_mnist(tmp_path, images, np.zeros(10, np.uint8), gz=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-100])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte: size mismatch .* expected 7856 bytes, found 7756"):
+        classification.load_arrays("mnist", "train", str(tmp_path))
+    path.write_bytes(b"\x01\x02" + raw[2:])
+    with pytest.raises(ValueError, match="not an unsigned-byte IDX file"):
+        classification.load_arrays("mnist", "train", str(tmp_path))
+    path.write_bytes(raw)
+    idx.write_idx(str(tmp_path / "train-labels-idx1-ubyte"), np.zeros(9, np.uint8))
+    with pytest.raises(ValueError, match="holds 10 images but .* holds 9 labels"):
+        classification.load_arrays("mnist", "train", str(tmp_path))
+    gz_path = tmp_path / "gz"
+    gz_path.mkdir()
+    _write_mnist(gz_path, images, np.zeros(10, np.uint8), gz=True)
+    truncated = gz_path / "t10k-images-idx3-ubyte.gz"
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz"):
+        classification.load_arrays("mnist", "test", str(gz_path))
+
+
+def test_cifar_pickles_generated_train_split_and_errors(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(1, 6):
+        cifar.write_batch(folder / f"data_batch_{i}", rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), [i % 10] * 4)
+    test_images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    cifar.write_batch(folder / "test_batch", test_images, [1, 2, 3])
+    train = classification.load_arrays("cifar10", "train", str(tmp_path), validation_fraction=0.25)
+    assert train[0].shape == (15, 32, 32, 3)
+    np.testing.assert_array_equal(classification.load_arrays("cifar10", "test", str(tmp_path))[0], test_images)
+    batch = next(iter(classification.build_dataset("cifar10", "train", batch_size=15, data_dir=str(tmp_path))))
+    assert batch[0].shape == (15, 32, 32, 3)
+
+    raw = (folder / "data_batch_3").read_bytes()
+    (folder / "data_batch_3").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=r"data_batch_3 is truncated or corrupt \(\d+ bytes found"):
+        classification.load_arrays("cifar10", "train", str(tmp_path))
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 3000), np.uint8), b"labels": [0] * 4}, f)
+    with pytest.raises(ValueError, match=r"data_batch_3: image data size mismatch: expected 4 x 3072 = 12288 bytes .* found 12000"):
+        classification.load_arrays("cifar10", "train", str(tmp_path))
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match="data_batch_3"):
+        classification.load_arrays("cifar10", "train", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="cifar-100-python"):
+        classification.load_arrays("cifar100", "test", str(tmp_path))
+
+
+def test_cifar100_fine_labels(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    images = np.full((2, 32, 32, 3), 9, np.uint8)
+    for name in ("train", "test"):
+        cifar.write_batch(folder / name, images, [42, 99], label_key=b"fine_labels")
+    x, y = classification.load_arrays("cifar100", "test", str(tmp_path))
+    assert y.tolist() == [42, 99] and classification.dataset_info("cifar100").num_classes == 100
+
+
+def test_unknown_names_and_arguments():
+    with pytest.raises(ValueError, match="Unknown dataset 'svhn'"):
+        classification.build_dataset("svhn", "train", batch_size=2)
+    with pytest.raises(ValueError, match="Unknown split 'dev'"):
+        classification.load_arrays("digits", "dev")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        classification.build_dataset("digits", "train", batch_size=0)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        next(iter(classification.build_dataset("digits", "test", batch_size=2, normalize="zscore")))
+
+
+def test_real_mnist_test_set(shared_data_dir):
+    folder = shared_data_dir / "mnist"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} absent")
+    images, labels = classification.load_arrays("mnist", "test", str(folder))
+    assert images.shape == (10000, 28, 28, 1) and labels[0] == 7
+    assert labels[:5].tolist() == [7, 2, 1, 0, 4]
+    assert np.bincount(labels).sum() == 10000 and len(np.bincount(labels)) == 10
+    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz") as f:
+        assert f.read(8)[:4] == b"\x00\x00\x08\x01"
+
+
+def test_real_cifar10_sample(shared_data_dir):
+    folder = shared_data_dir / "cifar10"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} absent")
+    images, labels = classification.load_arrays("cifar10", "test", str(folder))
+    assert images.shape == (846, 32, 32, 3) and labels.min() >= 0 and labels.max() <= 9
+    assert labels[:4].tolist() == [3, 8, 8, 0]  # cat, ship, ship, airplane: the official test order
+    batches = list(classification.build_dataset("cifar10", "test", batch_size=500, data_dir=str(folder)))
+    assert [int(b[1].shape[0]) for b in batches] == [500, 346]

@@ -1,0 +1,150 @@
+"""The distributed custom training loop every trainer of the project runs.
+
+Keras 3 `fit` does not work under `MultiWorkerMirroredStrategy` (keras-team/keras#20585), so the
+three papers' trainers call their Keras models' own `train_step` through `strategy.run` here. The
+loop owns what all trainers share: resume (model, every optimizer, step, RNG, dataset position),
+periodic checkpoints, TensorBoard scalars, progress lines, NaN/Inf stops and profiler traces.
+
+Exact resume relies on a deterministic input pipeline (seeded shuffles): on restart the dataset is
+rebuilt and the batches consumed before the checkpoint are skipped.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_runtime import strategy as strategy_lib
+from tf_runtime.checkpointing import CheckpointHelper
+from tf_runtime.summaries import ProgressLogger, SummaryWriters, flatten_dict
+
+
+def collect_optimizers(model):
+    """`{name: optimizer}` for `model.optimizer` and every optimizer held as a model attribute."""
+    found = {}
+    for name, value in sorted(vars(model).items()):
+        if isinstance(value, keras.optimizers.Optimizer) and all(value is not o for o in found.values()):
+            found[f"optimizer_{name.lstrip('_')}"] = value
+    optimizer = getattr(model, "optimizer", None)
+    if isinstance(optimizer, keras.optimizers.Optimizer) and all(optimizer is not o for o in found.values()):
+        found["optimizer"] = optimizer
+    return found
+
+
+def _skipping_dataset_fn(dataset_fn, start_step):
+    def fn(input_context):
+        dataset = dataset_fn(input_context)
+        # Each local replica draws one element of its worker's dataset per step.
+        per_worker = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+        return dataset.skip(start_step * per_worker) if start_step else dataset
+
+    return fn
+
+
+def _check_finite(logs, step, checkpoint_path):
+    for name, value in logs.items():
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"Non-finite {name}={value} at step {step}; stopped without saving. "
+                f"Last good checkpoint: {checkpoint_path}"
+            )
+
+
+def run_training(
+    model,
+    dataset_fn,
+    *,
+    strategy,
+    workdir,
+    num_steps,
+    checkpoint_every=100,
+    summary_every=10,
+    log_every=10,
+    extra_trackables=None,
+    eval_fn=None,
+    eval_every=0,
+    hparams=None,
+    profile_steps=None,
+    seed=0,
+):
+    """Trains `model` with its own `train_step` under `strategy` until `num_steps`.
+
+    Args:
+      model: `keras.Model` built in `strategy.scope()` whose `train_step(batch)` returns a dict
+        of scalar tensors (its trackers' results); its optimizers must already be built in the scope.
+      dataset_fn: `callable(tf.distribute.InputContext) -> tf.data.Dataset` of per-replica
+        batches, repeating, deterministic for exact resume.
+      strategy: a `tf.distribute.Strategy`.
+      workdir: run folder for checkpoints and TensorBoard events.
+      num_steps: last training step (global steps, counted from 0 on a fresh run).
+      checkpoint_every: checkpoint interval in steps (a final checkpoint is always written).
+      summary_every: interval of TensorBoard scalars (metrics are reset after each write).
+      log_every: interval of progress lines (0 for none).
+      extra_trackables: dict of more objects to checkpoint (e.g. an image pool, EMA weights).
+      eval_fn: optional `callable(step) -> dict of floats`, written under the `eval` split.
+      eval_every: evaluation interval (0: only at the end when `eval_fn` is given).
+      hparams: optional (nested) dict recorded in TensorBoard's HParams tab.
+      profile_steps: optional `(first, last)` step range traced by the TensorFlow profiler.
+      seed: seed of the checkpointed `tf.random.Generator` (available as `model.rng` if unset).
+
+    Returns:
+      Dict with the last training logs (floats), the eval logs prefixed `eval_`, and `step`.
+
+    Raises:
+      ValueError: for a non-positive `num_steps` or interval.
+      FloatingPointError: when a log value becomes NaN or Inf (names the step and the value).
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1. Received: num_steps={num_steps}")
+    if checkpoint_every < 1 or summary_every < 1:
+        raise ValueError(
+            f"checkpoint_every and summary_every must be >= 1. Received: "
+            f"checkpoint_every={checkpoint_every}, summary_every={summary_every}"
+        )
+    chief = strategy_lib.is_chief(strategy)
+    trackables = dict(model=model, **collect_optimizers(model), **(extra_trackables or {}))
+    ckpt = CheckpointHelper(workdir, strategy=strategy, seed=seed, **trackables)
+    if getattr(model, "rng", None) is None:
+        model.rng = ckpt.rng
+    writers = SummaryWriters(workdir, enabled=chief)
+    progress = ProgressLogger(num_steps, every=log_every, enabled=chief)
+    start_step = ckpt.restore_latest()
+    if hparams:
+        writers.hparams(flatten_dict(hparams))
+    if start_step >= num_steps:
+        return {"step": start_step}
+
+    dataset = strategy.distribute_datasets_from_function(_skipping_dataset_fn(dataset_fn, start_step))
+    iterator = iter(dataset)
+
+    @tf.function
+    def distributed_step(iterator):
+        per_replica = strategy.run(model.train_step, args=(next(iterator),))
+        return {k: strategy.reduce("MEAN", v, axis=None) for k, v in per_replica.items()}
+
+    logs, eval_logs = {}, {}
+    profiling = False
+    for step in range(start_step + 1, num_steps + 1):
+        if profile_steps and step == profile_steps[0] and chief:
+            tf.profiler.experimental.start(f"{workdir}/tensorboard/profile")
+            profiling = True
+        logs = {k: float(np.asarray(v)) for k, v in distributed_step(iterator).items()}
+        _check_finite(logs, step, ckpt.latest_path)
+        if profiling and step >= profile_steps[1]:
+            tf.profiler.experimental.stop()
+            profiling = False
+        if step % summary_every == 0 or step == num_steps:
+            writers.scalars("train", step, logs)
+            model.reset_metrics()
+        progress.update(step, logs)
+        if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == num_steps):
+            eval_logs = {k: float(v) for k, v in eval_fn(step).items()}
+            writers.scalars("eval", step, eval_logs)
+        if step % checkpoint_every == 0 or step == num_steps:
+            ckpt.save(step)
+    if profiling:
+        tf.profiler.experimental.stop()
+    writers.flush()
+    writers.close()
+    return {**logs, **{f"eval_{k}": v for k, v in eval_logs.items()}, "step": num_steps}
