@@ -23,9 +23,7 @@ def _conv_block(x, filters, *, strides=1, dilation_rate=1, norm, name):
         name=f"{name}_conv",
     )(x)
     if norm == "batch":
-        x = keras.layers.BatchNormalization(
-            momentum=0.9, epsilon=1e-5, name=f"{name}_bn"
-        )(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -85,8 +83,6 @@ def build_small_segmenter(
     # [B, H/4, W/4, C] -> [B, H, W, C]
     score = keras.layers.Conv2D(num_classes, 1, name=SCORE_LAYER)(features)
     score = keras.layers.UpSampling2D(4, interpolation="bilinear", name="upsample")(score)
-    skip = keras.layers.Conv2D(
-        num_classes, 1, kernel_initializer="zeros", name="score_stem"
-    )(stem)
+    skip = keras.layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name="score_stem")(stem)
     logits = keras.layers.Add(name="logits")([score, skip])
     return keras.Model(images, logits, name=name)

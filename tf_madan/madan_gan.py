@@ -1,0 +1,461 @@
+"""Pixel-level MADAN: DAIG (per-source CycleGANs + DSC) and ADA (SAD + CCD).
+
+Reference: MADAN §3.1-3.2. Per source i: G_{S_i->T}, G_{T->S_i}, source
+discriminator D_i, one target discriminator D_T shared by all sources; the
+generator objective sums Eq. 1 (both directions), the cycle loss, Eq. 4
+(DSC), SAD and CCD (each switched on from its start step).
+"""
+
+import keras
+import tensorflow as tf
+
+from tf_madan import losses
+from tf_madan.image_pool import ImagePool
+from tf_madan.normalization import generator_to_segmenter
+
+DSC_MODES = ("dsc", "cycada")
+SAD_MODES = ("symmetric", "asymmetric")
+
+
+def _replica_scale():
+    # Gradients are all-reduced by SUM: divide local means by the replica count.
+    return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _grads(tape, loss, network):
+    variables = network.trainable_variables
+    return list(zip(tape.gradient(loss, variables), variables))
+
+
+class MadanGAN(keras.Model):
+    """Multi-source CycleGAN with dynamic semantic consistency, SAD and CCD.
+
+    Args:
+      generators_s2t: list of M models G_{S_i->T}, [-1, 1] images -> images.
+      generators_t2s: list of M models G_{T->S_i}.
+      discriminator_target: D_T, shared by all sources (PatchGAN).
+      discriminators_source: list of M source discriminators D_i.
+      sad_discriminators: list of M SAD discriminators D_A^i or None (no SAD).
+      ccd_discriminators: None to reuse D_i for CCD (paper), or a dict
+        "i_j" -> D_ij for every ordered pair i != j (official code layout).
+      source_segmenters: list of M frozen F_i for DSC (or None: no DSC).
+      adapted_segmenter: frozen F_A (the dynamic network) for DSC; None with
+        `source_segmenters` given means F_A = F_i (the code's shared layout).
+      gan_mode: "lsgan" or "bce".
+      lambda_s2t, lambda_t2s: generator adversarial weights (2, 1 in the code).
+      lambda_cycle: cycle weight (1.0 both ways in the code).
+      lambda_identity: identity weight (0 in MADAN).
+      lambda_dsc: weight of the pixel-mean KL (200 / C in the code's scale).
+      dsc_direction: "paper" or "code" (reversed KL).
+      dsc_mode: "dsc" (KL) or "cycada" (CE against argmax pseudo-labels).
+      lambda_sad, sad_start_step, sad_mode: SAD G-term weight, first step it
+        counts and "symmetric" (paper, every D_A^i) / "asymmetric" (code: D_A^0
+        only, pulling the other sources toward source 0).
+      lambda_ccd, ccd_start_step: CCD G-term weight and first step.
+      pool_size: image history pool size per fake stream (0 = off).
+    """
+
+    def __init__(
+        self,
+        *,
+        generators_s2t,
+        generators_t2s,
+        discriminator_target,
+        discriminators_source,
+        sad_discriminators=None,
+        ccd_discriminators=None,
+        source_segmenters=None,
+        adapted_segmenter=None,
+        gan_mode="lsgan",
+        lambda_s2t=2.0,
+        lambda_t2s=1.0,
+        lambda_cycle=1.0,
+        lambda_identity=0.0,
+        lambda_dsc=0.0,
+        dsc_direction="paper",
+        dsc_mode="dsc",
+        lambda_sad=0.0,
+        sad_start_step=0,
+        sad_mode="symmetric",
+        lambda_ccd=0.0,
+        ccd_start_step=0,
+        pool_size=50,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        m = len(generators_s2t)
+        if m < 1 or len(generators_t2s) != m or len(discriminators_source) != m:
+            raise ValueError(
+                "generators_s2t, generators_t2s and discriminators_source need the same length "
+                f">= 1. Received lengths: {m}, {len(generators_t2s)}, {len(discriminators_source)}"
+            )
+        if (lambda_sad > 0 or lambda_ccd > 0) and m < 2:
+            raise ValueError(f"SAD and CCD need >= 2 sources. Received: {m} source(s)")
+        if lambda_sad > 0 and (sad_discriminators is None or len(sad_discriminators) != m):
+            raise ValueError("lambda_sad > 0 needs one SAD discriminator per source.")
+        if lambda_dsc > 0 and (source_segmenters is None or len(source_segmenters) != m):
+            raise ValueError("lambda_dsc > 0 needs one source segmenter F_i per source.")
+        if dsc_mode not in DSC_MODES:
+            raise ValueError(
+                f"dsc_mode must be one of {DSC_MODES}. Received: dsc_mode={dsc_mode!r}"
+            )
+        if sad_mode not in SAD_MODES:
+            raise ValueError(
+                f"sad_mode must be one of {SAD_MODES}. Received: sad_mode={sad_mode!r}"
+            )
+        if ccd_discriminators is not None:
+            pairs = {f"{i}_{j}" for i in range(m) for j in range(m) if i != j}
+            if set(ccd_discriminators) != pairs:
+                raise ValueError(
+                    f"ccd_discriminators needs keys {sorted(pairs)}. "
+                    f"Received: {sorted(ccd_discriminators)}"
+                )
+        losses.gan_generator_loss(fake_logits=tf.zeros([1]), gan_mode=gan_mode)  # validates mode
+        self.num_sources = m
+        self.generators_s2t = list(generators_s2t)
+        self.generators_t2s = list(generators_t2s)
+        self.discriminator_target = discriminator_target
+        self.discriminators_source = list(discriminators_source)
+        self.sad_discriminators = list(sad_discriminators) if lambda_sad > 0 else []
+        self.ccd_discriminators = (
+            dict(ccd_discriminators) if ccd_discriminators and lambda_ccd > 0 else {}
+        )
+        self.source_segmenters = list(source_segmenters) if lambda_dsc > 0 else []
+        self.adapted_segmenter = adapted_segmenter if lambda_dsc > 0 else None
+        self.gan_mode = gan_mode
+        self.lambda_s2t, self.lambda_t2s = float(lambda_s2t), float(lambda_t2s)
+        self.lambda_cycle, self.lambda_identity = float(lambda_cycle), float(lambda_identity)
+        self.lambda_dsc, self.dsc_direction, self.dsc_mode = (
+            float(lambda_dsc),
+            dsc_direction,
+            dsc_mode,
+        )
+        self.lambda_sad, self.sad_start_step, self.sad_mode = (
+            float(lambda_sad),
+            int(sad_start_step),
+            sad_mode,
+        )
+        self.lambda_ccd, self.ccd_start_step = float(lambda_ccd), int(ccd_start_step)
+        self.pools_target = [ImagePool(pool_size, name=f"pool_target_{i}") for i in range(m)]
+        self.pools_source = [ImagePool(pool_size, name=f"pool_source_{i}") for i in range(m)]
+        self.pools_cross = {
+            f"{i}_{j}": ImagePool(pool_size, name=f"pool_cross_{i}_{j}")
+            for i in range(m)
+            for j in range(m)
+            if i != j and self.lambda_ccd > 0
+        }
+        self.trackers = {}
+        for name in self._loss_names():
+            self.trackers[name] = keras.metrics.Mean(name=name)
+        self._optimizer_names = []
+        # Every sub-network is a built functional model.
+        self.built = True
+
+    # ----------------------------------------------------------------- networks
+    def networks(self):
+        """{name: network} of every trained sub-network (one optimizer each)."""
+        nets = {}
+        for i in range(self.num_sources):
+            nets[f"generator_s2t_{i}"] = self.generators_s2t[i]
+            nets[f"generator_t2s_{i}"] = self.generators_t2s[i]
+        nets["discriminator_target"] = self.discriminator_target
+        for i in range(self.num_sources):
+            nets[f"discriminator_source_{i}"] = self.discriminators_source[i]
+        for i, d in enumerate(self.sad_discriminators):
+            nets[f"sad_discriminator_{i}"] = d
+        for key, d in self.ccd_discriminators.items():
+            nets[f"ccd_discriminator_{key}"] = d
+        return nets
+
+    def generator_names(self):
+        return [n for n in self.networks() if n.startswith("generator")]
+
+    def discriminator_names(self):
+        return [n for n in self.networks() if not n.startswith("generator")]
+
+    def compile(self, *, optimizers, **kwargs):
+        """Attaches one optimizer per network (`{network name: optimizer}`)."""
+        super().compile(**kwargs)
+        nets = self.networks()
+        if set(optimizers) != set(nets):
+            raise ValueError(
+                f"optimizers needs keys {sorted(nets)}. Received: {sorted(optimizers)}"
+            )
+        self._optimizer_names = sorted(optimizers)
+        for name, optimizer in optimizers.items():
+            # Plain attributes so that checkpoints and tf_runtime.collect_optimizers find them.
+            setattr(self, f"{name}_optimizer", optimizer)
+
+    def get_optimizer(self, name):
+        return getattr(self, f"{name}_optimizer")
+
+    def build_optimizers(self):
+        """Builds every optimizer's slots; call inside `strategy.scope()` (keras#20164)."""
+        for name, net in self.networks().items():
+            self.get_optimizer(name).build(net.trainable_variables)
+
+    # ------------------------------------------------------------------ forward
+    def call(self, inputs, training=False):
+        """Translations for sources and target.
+
+        Args:
+          inputs: {"sources": list of M [B, H, W, 3] in [-1, 1], "target": [B, H, W, 3]}.
+
+        Returns:
+          Dict with lists over sources: "adapted" G_{S_i->T}(x_i), "cycled"
+          G_{T->S_i}(G_{S_i->T}(x_i)), "target_to_source" G_{T->S_i}(x_T),
+          "target_cycled" G_{S_i->T}(G_{T->S_i}(x_T)).
+        """
+        sources, target = list(inputs["sources"]), inputs["target"]
+        out = {"adapted": [], "cycled": [], "target_to_source": [], "target_cycled": []}
+        for i, x in enumerate(sources):
+            g_s2t, g_t2s = self.generators_s2t[i], self.generators_t2s[i]
+            adapted = g_s2t(x, training=training)
+            fake_source = g_t2s(target, training=training)
+            out["adapted"].append(adapted)
+            out["cycled"].append(g_t2s(adapted, training=training))
+            out["target_to_source"].append(fake_source)
+            out["target_cycled"].append(g_s2t(fake_source, training=training))
+        return out
+
+    def _loss_names(self):
+        names = ["generator_total", "discriminator_target"]
+        for i in range(self.num_sources):
+            names += [f"gan_s2t_{i}", f"gan_t2s_{i}", f"cycle_{i}", f"discriminator_source_{i}"]
+            if self.lambda_identity > 0:
+                names.append(f"identity_{i}")
+            if self.lambda_dsc > 0:
+                names.append(f"dsc_{i}")
+            if self.lambda_sad > 0:
+                names += [f"sad_generator_{i}", f"sad_discriminator_{i}"]
+            if self.lambda_ccd > 0:
+                names += [f"ccd_generator_{i}", f"ccd_discriminator_{i}"]
+        return names
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _step(self):
+        return self.get_optimizer("generator_s2t_0").iterations
+
+    def _gate(self, start_step):
+        return tf.cast(self._step() >= start_step, tf.float32)
+
+    def _sad_indices(self):
+        return [0] if self.sad_mode == "asymmetric" else list(range(self.num_sources))
+
+    def _ccd_discriminator(self, i, j):
+        return (
+            self.ccd_discriminators[f"{i}_{j}"]
+            if self.ccd_discriminators
+            else self.discriminators_source[i]
+        )
+
+    def _dsc_loss(self, i, source, adapted):
+        f_i = self.source_segmenters[i]
+        f_a = self.adapted_segmenter or f_i
+        # Both networks are frozen and run in inference mode (BN uses moving statistics).
+        source_logits = tf.stop_gradient(f_i(generator_to_segmenter(source), training=False))
+        adapted_logits = f_a(generator_to_segmenter(adapted), training=False)
+        if self.dsc_mode == "cycada":
+            return losses.semantic_consistency_loss(
+                adapted_logits=adapted_logits, source_logits=source_logits
+            )
+        return losses.dynamic_semantic_consistency_loss(
+            adapted_logits=adapted_logits, source_logits=source_logits, direction=self.dsc_direction
+        )
+
+    # ------------------------------------------------------------ generator step
+    def generator_step(self, batch):
+        """One update of every generator (discriminators untouched).
+
+        Args:
+          batch: {"sources": tuple of M (image [B,H,W,3] in [-1,1], label),
+            "target": (image, label)}.
+
+        Returns:
+          (logs dict of unscaled losses, fakes dict used by `discriminator_step`).
+        """
+        sources = [s[0] for s in batch["sources"]]
+        target = batch["target"][0]
+        gan = self.gan_mode
+        logs = {}
+        with tf.GradientTape(persistent=True) as tape:
+            # 1. Forward every translation.
+            out = self({"sources": sources, "target": target}, training=True)
+            total = 0.0
+            # 2. Per-source CycleGAN terms (Eq. 1 both directions, cycle, identity, DSC).
+            for i, x in enumerate(sources):
+                logs[f"gan_s2t_{i}"] = losses.gan_generator_loss(
+                    fake_logits=self.discriminator_target(out["adapted"][i], training=True),
+                    gan_mode=gan,
+                )
+                logs[f"gan_t2s_{i}"] = losses.gan_generator_loss(
+                    fake_logits=self.discriminators_source[i](
+                        out["target_to_source"][i], training=True
+                    ),
+                    gan_mode=gan,
+                )
+                logs[f"cycle_{i}"] = losses.cycle_consistency_loss(
+                    real=x, cycled=out["cycled"][i]
+                ) + losses.cycle_consistency_loss(real=target, cycled=out["target_cycled"][i])
+                total += (
+                    self.lambda_s2t * logs[f"gan_s2t_{i}"]
+                    + self.lambda_t2s * logs[f"gan_t2s_{i}"]
+                    + self.lambda_cycle * logs[f"cycle_{i}"]
+                )
+                if self.lambda_identity > 0:
+                    logs[f"identity_{i}"] = losses.identity_loss(
+                        real=target, same=self.generators_s2t[i](target, training=True)
+                    ) + losses.identity_loss(real=x, same=self.generators_t2s[i](x, training=True))
+                    total += self.lambda_identity * logs[f"identity_{i}"]
+                if self.lambda_dsc > 0:
+                    logs[f"dsc_{i}"] = self._dsc_loss(i, x, out["adapted"][i])
+                    total += self.lambda_dsc * logs[f"dsc_{i}"]
+            # 3. SAD: adapted images of S_j (j != i) fool D_A^i.
+            if self.lambda_sad > 0:
+                gate = self._gate(self.sad_start_step)
+                for i in range(self.num_sources):
+                    logs[f"sad_generator_{i}"] = tf.zeros([])
+                for i in self._sad_indices():
+                    others = [
+                        self.sad_discriminators[i](out["adapted"][j], training=True)
+                        for j in range(self.num_sources)
+                        if j != i
+                    ]
+                    logs[f"sad_generator_{i}"] = losses.sub_domain_aggregation_generator_loss(
+                        other_logits=others, gan_mode=gan
+                    )
+                    total += gate * self.lambda_sad * logs[f"sad_generator_{i}"]
+            # 4. CCD: cross-domain cycles G_{T->S_i}(G_{S_j->T}(x_j)) fool D_i.
+            cross = {}
+            if self.lambda_ccd > 0:
+                gate = self._gate(self.ccd_start_step)
+                for i in range(self.num_sources):
+                    logits = []
+                    for j in range(self.num_sources):
+                        if j == i:
+                            continue
+                        cross[f"{i}_{j}"] = self.generators_t2s[i](out["adapted"][j], training=True)
+                        logits.append(
+                            self._ccd_discriminator(i, j)(cross[f"{i}_{j}"], training=True)
+                        )
+                    logs[f"ccd_generator_{i}"] = losses.cross_domain_cycle_generator_loss(
+                        cross_logits=logits, gan_mode=gan
+                    )
+                    total += gate * self.lambda_ccd * logs[f"ccd_generator_{i}"]
+            logs["generator_total"] = total
+            scaled = total * _replica_scale()
+        # 5. Gradients per generator, one optimizer each.
+        for name in self.generator_names():
+            net = self.networks()[name]
+            self.get_optimizer(name).apply_gradients(_grads(tape, scaled, net))
+        del tape
+        fakes = {
+            "sources": sources,
+            "target": target,
+            "adapted": out["adapted"],
+            "target_to_source": out["target_to_source"],
+            "cross": cross,
+        }
+        return logs, fakes
+
+    # -------------------------------------------------------- discriminator step
+    def discriminator_step(self, fakes):
+        """One update of every discriminator on (pooled, detached) fakes.
+
+        Args:
+          fakes: the second output of `generator_step`.
+
+        Returns:
+          Dict of unscaled discriminator losses.
+        """
+        gan = self.gan_mode
+        sources, target = fakes["sources"], fakes["target"]
+        adapted = [tf.stop_gradient(a) for a in fakes["adapted"]]
+        pooled_target = [self.pools_target[i](a) for i, a in enumerate(adapted)]
+        pooled_source = [self.pools_source[i](f) for i, f in enumerate(fakes["target_to_source"])]
+        pooled_cross = {k: self.pools_cross[k](v) for k, v in fakes["cross"].items()}
+        logs = {}
+        scale = _replica_scale()
+        # 1. D_T, shared by every source: real target vs each source's pooled adapted images.
+        with tf.GradientTape() as tape:
+            real_logits = self.discriminator_target(target, training=True)
+            per_source = [
+                losses.gan_discriminator_loss(
+                    real_logits=real_logits,
+                    fake_logits=self.discriminator_target(p, training=True),
+                    gan_mode=gan,
+                )
+                for p in pooled_target
+            ]
+            loss = tf.add_n(per_source) / float(self.num_sources)
+            scaled = loss * scale
+        logs["discriminator_target"] = loss
+        self.get_optimizer("discriminator_target").apply_gradients(
+            _grads(tape, scaled, self.discriminator_target)
+        )
+        # 2. D_i: real S_i vs pooled G_{T->S_i}(x_T); with shared CCD also vs cross cycles.
+        for i, d in enumerate(self.discriminators_source):
+            with tf.GradientTape() as tape:
+                real_logits = d(sources[i], training=True)
+                loss = losses.gan_discriminator_loss(
+                    real_logits=real_logits,
+                    fake_logits=d(pooled_source[i], training=True),
+                    gan_mode=gan,
+                )
+                logs[f"discriminator_source_{i}"] = loss
+                if self.lambda_ccd > 0 and not self.ccd_discriminators:
+                    ccd = losses.cross_domain_cycle_discriminator_loss(
+                        real_logits=real_logits,
+                        cross_logits=[
+                            d(pooled_cross[f"{i}_{j}"], training=True) for j in self._others(i)
+                        ],
+                        gan_mode=gan,
+                    )
+                    logs[f"ccd_discriminator_{i}"] = ccd
+                    loss = loss + ccd
+                scaled = loss * scale
+            self.get_optimizer(f"discriminator_source_{i}").apply_gradients(_grads(tape, scaled, d))
+        # 3. Separate CCD discriminators D_ij (code layout).
+        if self.ccd_discriminators:
+            for i in range(self.num_sources):
+                total = 0.0
+                for j in self._others(i):
+                    d = self.ccd_discriminators[f"{i}_{j}"]
+                    with tf.GradientTape() as tape:
+                        loss = losses.cross_domain_cycle_discriminator_loss(
+                            real_logits=d(sources[i], training=True),
+                            cross_logits=[d(pooled_cross[f"{i}_{j}"], training=True)],
+                            gan_mode=gan,
+                        )
+                        scaled = loss * scale
+                    self.get_optimizer(f"ccd_discriminator_{i}_{j}").apply_gradients(
+                        _grads(tape, scaled, d)
+                    )
+                    total += loss
+                logs[f"ccd_discriminator_{i}"] = total / float(self.num_sources - 1)
+        # 4. SAD discriminators: own adapted domain real, the others' (pooled) adapted fake.
+        for i, d in enumerate(self.sad_discriminators):
+            with tf.GradientTape() as tape:
+                loss = losses.sub_domain_aggregation_discriminator_loss(
+                    own_logits=d(adapted[i], training=True),
+                    other_logits=[d(pooled_target[j], training=True) for j in self._others(i)],
+                    gan_mode=gan,
+                )
+                scaled = loss * scale
+            logs[f"sad_discriminator_{i}"] = loss
+            self.get_optimizer(f"sad_discriminator_{i}").apply_gradients(_grads(tape, scaled, d))
+        return logs
+
+    def _others(self, i):
+        return [j for j in range(self.num_sources) if j != i]
+
+    def train_step(self, batch):
+        # 1. generators (forward, losses, gradients, apply); 2. discriminators; 3. trackers.
+        logs, fakes = self.generator_step(batch)
+        logs.update(self.discriminator_step(fakes))
+        for name, value in logs.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}

@@ -1,0 +1,110 @@
+"""Small layers shared by the MADAN networks (Keras 3 ports of PyTorch ops)."""
+
+import keras
+import numpy as np
+from keras import ops
+
+INIT_NORMAL_002 = {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.02}}
+
+
+def gan_initializer(seed=None):
+    """N(0, 0.02) weight init used by CycleGAN's `init_weights(init_type='normal')`."""
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02, seed=seed)
+
+
+def instance_norm(name):
+    """InstanceNorm2d(affine=False, eps=1e-5) as GroupNormalization(groups=-1)."""
+    return keras.layers.GroupNormalization(
+        groups=-1, center=False, scale=False, epsilon=1e-5, name=name
+    )
+
+
+@keras.saving.register_keras_serializable(package="tf_madan")
+class ReflectionPad2D(keras.layers.Layer):
+    """Reflection padding of H and W (PyTorch `nn.ReflectionPad2d(p)`).
+
+    Input [B, H, W, C] -> output [B, H + 2p, W + 2p, C].
+    """
+
+    def __init__(self, padding, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, inputs):
+        p = self.padding
+        return ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        p = 2 * self.padding
+        return (b, None if h is None else h + p, None if w is None else w + p, c)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package="tf_madan")
+class CropToReference(keras.layers.Layer):
+    """Crops `x` to the spatial size of `reference`, starting at `offset`.
+
+    FCN's `crop(x, ref, offset)`: inputs [x [B, H, W, C], reference
+    [B, h, w, *]] -> x[:, o:o + h, o:o + w, :].
+    """
+
+    def __init__(self, offset, **kwargs):
+        super().__init__(**kwargs)
+        self.offset = int(offset)
+
+    def call(self, inputs):
+        x, reference = inputs
+        o = self.offset
+        shape = ops.shape(reference)
+        return x[:, o : o + shape[1], o : o + shape[2], :]
+
+    def compute_output_shape(self, input_shape):
+        x_shape, ref_shape = input_shape
+        return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
+
+
+@keras.saving.register_keras_serializable(package="tf_madan")
+class ScaleLayer(keras.layers.Layer):
+    """Multiplies by a fixed constant (FCN8s's 0.01 * pool4, 1e-4 * pool3)."""
+
+    def __init__(self, scale, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def call(self, inputs):
+        return inputs * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+def bilinear_kernel(kernel_size, channels):
+    """Per-channel bilinear upsampling kernel [k, k, C, C] (FCN's `get_upsampling_weight`)."""
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = np.ogrid[:kernel_size, :kernel_size]
+    filt = (1 - abs(og[0] - center) / factor) * (1 - abs(og[1] - center) / factor)
+    weight = np.zeros((kernel_size, kernel_size, channels, channels), np.float32)
+    for c in range(channels):
+        weight[:, :, c, c] = filt
+    return weight
+
+
+def fixed_bilinear_upsampling(channels, kernel_size, stride, name):
+    """Non-trainable bilinear Conv2DTranspose without bias (padding 'valid')."""
+    return keras.layers.Conv2DTranspose(
+        channels,
+        kernel_size,
+        strides=stride,
+        padding="valid",
+        use_bias=False,
+        kernel_initializer=keras.initializers.Constant(bilinear_kernel(kernel_size, channels)),
+        trainable=False,
+        name=name,
+    )
