@@ -70,7 +70,12 @@ def fixed_step_adjoint_solve(func: Callable, y0, t, *, method: str, num_steps: i
                 y_i = [o[i] for o in outputs]
                 aug = (y_i, adj, g_vars)
                 aug = solvers.integrate_interval(
-                    _augmented_field(func, structure, variables), aug, t[i], t[i - 1], num_steps, method
+                    _augmented_field(func, structure, variables),
+                    aug,
+                    t[i],
+                    t[i - 1],
+                    num_steps,
+                    method,
                 )
                 _, adj, g_vars = aug
                 adj = [a + d[i - 1] for a, d in zip(adj, d_outputs)]
@@ -94,7 +99,10 @@ def _augmented_field(func, structure, variables):
             tape.watch(variables)
             f = tf.nest.flatten(func(t, tf.nest.pack_sequence_as(structure, y_flat)))
         vjp = tape.gradient(
-            f, list(y_flat) + variables, output_gradients=adj, unconnected_gradients=tf.UnconnectedGradients.ZERO
+            f,
+            list(y_flat) + variables,
+            output_gradients=adj,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
         )
         d_adj = [-v for v in vjp[: len(y_flat)]]
         d_g = [-tf.convert_to_tensor(v) for v in vjp[len(y_flat) :]]

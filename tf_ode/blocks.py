@@ -18,7 +18,9 @@ def _validate_solver(method, num_steps, gradient):
     # Reuse odeint's checks so a bad block config fails at construction, not at first call.
     odeint_lib.validate_options(method, None if method == "dopri5" else num_steps, gradient)
     if method == "dopri5" and num_steps is not None:
-        raise ValueError(f"num_steps must be None for method='dopri5'. Received: num_steps={num_steps}")
+        raise ValueError(
+            f"num_steps must be None for method='dopri5'. Received: num_steps={num_steps}"
+        )
 
 
 class _SolverBlock(keras.layers.Layer):
@@ -39,7 +41,9 @@ class _SolverBlock(keras.layers.Layer):
         if isinstance(func, dict):
             func = keras.saving.deserialize_keras_object(func)
         if not hasattr(func, "evolved_weights"):
-            raise ValueError(f"func must be an ODE function layer with evolved_weights(). Received: {func!r}")
+            raise ValueError(
+                f"func must be an ODE function layer with evolved_weights(). Received: {func!r}"
+            )
         if method == "dopri5":
             num_steps = None
         _validate_solver(method, num_steps, gradient)
@@ -55,7 +59,12 @@ class _SolverBlock(keras.layers.Layer):
         # Counts every evaluation of f: forward, checkpoint recomputation and adjoint solves.
         # "only_first_replica" lets replicas update it inside MirroredStrategy's replica context.
         self.nfe = self.add_weight(
-            shape=(), dtype="float32", initializer="zeros", trainable=False, aggregation="only_first_replica", name="nfe"
+            shape=(),
+            dtype="float32",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="nfe",
         )
 
     def _counted(self, fn):
@@ -119,7 +128,9 @@ class ODEBlock(_SolverBlock):
 
     def trajectory(self, inputs, num_points=2, training=None):
         """Returns z at `num_points` equally spaced times on [0, 1]: [num_points, B, ...]."""
-        times = tf.linspace(tf.constant(0.0, inputs.dtype), tf.constant(1.0, inputs.dtype), num_points)
+        times = tf.linspace(
+            tf.constant(0.0, inputs.dtype), tf.constant(1.0, inputs.dtype), num_points
+        )
 
         def field(t, z):
             return self.func(z, training=training)

@@ -33,7 +33,9 @@ def register_weight_dynamics(name: str, cls):
 def build_weight_dynamics(kind: str, **kwargs):
     """Builds a registered operator: "none", "linear", "rda" or a user-registered kind."""
     if kind not in _REGISTRY:
-        raise ValueError(f"Unknown weight dynamics. Expected one of {sorted(_REGISTRY)}. Received: {kind!r}")
+        raise ValueError(
+            f"Unknown weight dynamics. Expected one of {sorted(_REGISTRY)}. Received: {kind!r}"
+        )
     return _REGISTRY[kind](**kwargs)
 
 
@@ -65,10 +67,14 @@ class LinearDynamics(WeightDynamics):
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
-        self.mix = self.add_weight(shape=(channels, channels), initializer=self.initializer, name="mix")
+        self.mix = self.add_weight(
+            shape=(channels, channels), initializer=self.initializer, name="mix"
+        )
 
     def call(self, theta):
-        return tf.tensordot(theta, tf.cast(self.mix, theta.dtype), axes=[[theta.shape.rank - 1], [0]])
+        return tf.tensordot(
+            theta, tf.cast(self.mix, theta.dtype), axes=[[theta.shape.rank - 1], [0]]
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -110,7 +116,9 @@ class ReactionDiffusionAdvection(WeightDynamics):
         components = tuple(components)
         unknown = set(components) - set(self.COMPONENTS)
         if unknown or not components:
-            raise ValueError(f"components must be a non-empty subset of {self.COMPONENTS}. Received: {components}")
+            raise ValueError(
+                f"components must be a non-empty subset of {self.COMPONENTS}. Received: {components}"
+            )
         if initial_sigma <= 0:
             raise ValueError(f"initial_sigma must be > 0. Received: initial_sigma={initial_sigma}")
         self.components = components
@@ -119,17 +127,26 @@ class ReactionDiffusionAdvection(WeightDynamics):
     def build(self, input_shape):
         if len(input_shape) != 4:
             raise ValueError(
-                f"ReactionDiffusionAdvection acts on conv kernels [kh, kw, C_in, C_out]. Received: shape={input_shape}"
+                "ReactionDiffusionAdvection acts on conv kernels [kh, kw, C_in, C_out]. "
+                f"Received: shape={input_shape}"
             )
         channels = int(input_shape[-1])
         rho0 = float(np.log(np.expm1(self.initial_sigma)))  # softplus^-1
         if "diffusion" in self.components:
-            self.rho = self.add_weight(shape=(channels,), initializer=keras.initializers.Constant(rho0), name="rho")
+            self.rho = self.add_weight(
+                shape=(channels,), initializer=keras.initializers.Constant(rho0), name="rho"
+            )
         if "advection" in self.components:
-            self.velocity = self.add_weight(shape=(2, channels), initializer="zeros", name="velocity")
+            self.velocity = self.add_weight(
+                shape=(2, channels), initializer="zeros", name="velocity"
+            )
         if "reaction" in self.components:
-            self.reaction_kernel = self.add_weight(shape=(channels, channels), initializer="zeros", name="reaction_kernel")
-            self.reaction_bias = self.add_weight(shape=(channels,), initializer="zeros", name="reaction_bias")
+            self.reaction_kernel = self.add_weight(
+                shape=(channels, channels), initializer="zeros", name="reaction_kernel"
+            )
+            self.reaction_bias = self.add_weight(
+                shape=(channels,), initializer="zeros", name="reaction_bias"
+            )
 
     def call(self, theta):
         kh, kw, c_in, c_out = theta.shape
@@ -143,7 +160,9 @@ class ReactionDiffusionAdvection(WeightDynamics):
         if "advection" in self.components:
             d_h, d_w = gradient_2d(grid)
             velocity = tf.cast(self.velocity, dtype)
-            total -= velocity[0] * tf.reshape(d_h, theta.shape) + velocity[1] * tf.reshape(d_w, theta.shape)
+            total -= velocity[0] * tf.reshape(d_h, theta.shape) + velocity[1] * tf.reshape(
+                d_w, theta.shape
+            )
         if "reaction" in self.components:
             mix = tf.tensordot(theta, tf.cast(self.reaction_kernel, dtype), axes=[[3], [0]])
             total += tf.tanh(mix + tf.cast(self.reaction_bias, dtype))

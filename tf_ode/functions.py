@@ -45,10 +45,14 @@ class ConvODEFunc(keras.layers.Layer):
       final_activation: apply the activation after the second norm (ANODE does).
     """
 
-    def __init__(self, kernel_size=3, norm="group", activation="relu", final_activation=True, **kwargs):
+    def __init__(
+        self, kernel_size=3, norm="group", activation="relu", final_activation=True, **kwargs
+    ):
         super().__init__(**kwargs)
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd int. Received: kernel_size={kernel_size}")
+            raise ValueError(
+                f"kernel_size must be a positive odd int. Received: kernel_size={kernel_size}"
+            )
         if norm not in NORMS:
             raise ValueError(f"Unknown norm. Expected one of {NORMS}. Received: norm={norm!r}")
         self.kernel_size = kernel_size
@@ -59,12 +63,18 @@ class ConvODEFunc(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:
-            raise ValueError(f"ConvODEFunc expects [B, H, W, C] with known C. Received: input_shape={input_shape}")
+            raise ValueError(
+                f"ConvODEFunc expects [B, H, W, C] with known C. Received: input_shape={input_shape}"
+            )
         channels = int(input_shape[-1])
         k = self.kernel_size
-        self.kernel_1 = self.add_weight(shape=(k, k, channels, channels), initializer=_glorot_gain_sqrt2(), name="kernel_1")
+        self.kernel_1 = self.add_weight(
+            shape=(k, k, channels, channels), initializer=_glorot_gain_sqrt2(), name="kernel_1"
+        )
         self.bias_1 = self.add_weight(shape=(channels,), initializer="zeros", name="bias_1")
-        self.kernel_2 = self.add_weight(shape=(k, k, channels, channels), initializer=_glorot_gain_sqrt2(), name="kernel_2")
+        self.kernel_2 = self.add_weight(
+            shape=(k, k, channels, channels), initializer=_glorot_gain_sqrt2(), name="kernel_2"
+        )
         self.bias_2 = self.add_weight(shape=(channels,), initializer="zeros", name="bias_2")
         self.norm_1 = _build_norm(self.norm, channels, "norm_1")
         self.norm_2 = _build_norm(self.norm, channels, "norm_2")
@@ -80,11 +90,15 @@ class ConvODEFunc(keras.layers.Layer):
         weights = weights or {}
         k1 = weights.get("kernel_1", self.kernel_1)
         k2 = weights.get("kernel_2", self.kernel_2)
-        h = tf.nn.conv2d(z, tf.cast(k1, z.dtype), strides=1, padding="SAME") + tf.cast(self.bias_1, z.dtype)
+        h = tf.nn.conv2d(z, tf.cast(k1, z.dtype), strides=1, padding="SAME") + tf.cast(
+            self.bias_1, z.dtype
+        )
         if self.norm_1 is not None:
             h = self.norm_1(h, training=training)
         h = self._act(h)
-        h = tf.nn.conv2d(h, tf.cast(k2, z.dtype), strides=1, padding="SAME") + tf.cast(self.bias_2, z.dtype)
+        h = tf.nn.conv2d(h, tf.cast(k2, z.dtype), strides=1, padding="SAME") + tf.cast(
+            self.bias_2, z.dtype
+        )
         if self.norm_2 is not None:
             h = self.norm_2(h, training=training)
         return self._act(h) if self.final_activation else h
@@ -111,7 +125,9 @@ class DenseODEFunc(keras.layers.Layer):
     coupled system dz/dt = z K(t), dK/dt = K A has a closed form (tests).
     """
 
-    def __init__(self, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(
+        self, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform", **kwargs
+    ):
         super().__init__(**kwargs)
         self.activation = activation
         self.use_bias = use_bias
@@ -120,10 +136,18 @@ class DenseODEFunc(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
-            raise ValueError(f"DenseODEFunc expects [B, D] with known D. Received: input_shape={input_shape}")
+            raise ValueError(
+                f"DenseODEFunc expects [B, D] with known D. Received: input_shape={input_shape}"
+            )
         dim = int(input_shape[-1])
-        self.kernel = self.add_weight(shape=(dim, dim), initializer=self.kernel_initializer, name="kernel")
-        self.bias = self.add_weight(shape=(dim,), initializer="zeros", name="bias") if self.use_bias else None
+        self.kernel = self.add_weight(
+            shape=(dim, dim), initializer=self.kernel_initializer, name="kernel"
+        )
+        self.bias = (
+            self.add_weight(shape=(dim,), initializer="zeros", name="bias")
+            if self.use_bias
+            else None
+        )
 
     def evolved_weights(self):
         return {"kernel": self.kernel}

@@ -18,8 +18,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from tf_ode import adjoint as adjoint_lib
-from tf_ode import solvers
-from tf_ode import tfp_solver
+from tf_ode import solvers, tfp_solver
 
 METHODS = solvers.FIXED_STEP_METHODS + ("dopri5",)
 GRADIENTS = ("dto", "checkpoint", "adjoint")
@@ -44,7 +43,9 @@ def validate_options(method, num_steps, gradient):
     if method not in METHODS:
         raise ValueError(f"Unknown method. Expected one of {METHODS}. Received: method={method!r}")
     if gradient not in GRADIENTS:
-        raise ValueError(f"Unknown gradient mode. Expected one of {GRADIENTS}. Received: gradient={gradient!r}")
+        raise ValueError(
+            f"Unknown gradient mode. Expected one of {GRADIENTS}. Received: gradient={gradient!r}"
+        )
     if method == "dopri5":
         if gradient != "adjoint":
             raise ValueError(
@@ -53,9 +54,16 @@ def validate_options(method, num_steps, gradient):
                 f"Received: gradient={gradient!r}"
             )
         if num_steps is not None:
-            raise ValueError(f"num_steps applies only to fixed-step methods. Received: method='dopri5', num_steps={num_steps}")
-    elif num_steps is not None and (not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1):
-        raise ValueError(f"num_steps must be a positive Python int or None. Received: num_steps={num_steps!r}")
+            raise ValueError(
+                "num_steps applies only to fixed-step methods. "
+                f"Received: method='dopri5', num_steps={num_steps}"
+            )
+    elif num_steps is not None and (
+        not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1
+    ):
+        raise ValueError(
+            f"num_steps must be a positive Python int or None. Received: num_steps={num_steps!r}"
+        )
 
 
 def _prepare(y0, t):
@@ -65,11 +73,15 @@ def _prepare(y0, t):
         raise ValueError("y0 must contain at least one tensor. Received: an empty structure")
     for leaf in leaves:
         if not leaf.dtype.is_floating:
-            raise ValueError(f"Every leaf of y0 must be floating point. Received: dtype={leaf.dtype.name}")
+            raise ValueError(
+                f"Every leaf of y0 must be floating point. Received: dtype={leaf.dtype.name}"
+            )
     t = tf.convert_to_tensor(t)
     t = tf.cast(t, leaves[0].dtype) if t.dtype != leaves[0].dtype else t
     if t.shape.rank != 1 or t.shape[0] is None or t.shape[0] < 2:
-        raise ValueError(f"t must be a 1-D tensor of static length >= 2 (first = initial time). Received: shape={t.shape}")
+        raise ValueError(
+            f"t must be a 1-D tensor of static length >= 2 (first = initial time). Received: shape={t.shape}"
+        )
     return y0, t
 
 
@@ -120,13 +132,21 @@ def odeint(
     num_intervals = t.shape[0] - 1
     if method == "dopri5":
         ys, nfe, status = tfp_solver.dormand_prince_solve(
-            func, y0, t, rtol=rtol, atol=atol, max_num_steps=max_num_steps, first_step_size=first_step_size
+            func,
+            y0,
+            t,
+            rtol=rtol,
+            atol=atol,
+            max_num_steps=max_num_steps,
+            first_step_size=first_step_size,
         )
         info = SolveInfo(num_function_evaluations=nfe, status=status)
         return (ys, info) if return_info else ys
 
     num_steps = 1 if num_steps is None else num_steps
-    info = SolveInfo(num_function_evaluations=solvers.num_evaluations(method, num_steps, num_intervals))
+    info = SolveInfo(
+        num_function_evaluations=solvers.num_evaluations(method, num_steps, num_intervals)
+    )
     if gradient == "adjoint":
         ys = adjoint_lib.fixed_step_adjoint_solve(func, y0, t, method=method, num_steps=num_steps)
         return (ys, info) if return_info else ys

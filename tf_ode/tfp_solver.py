@@ -14,7 +14,14 @@ import tensorflow_probability as tfp
 
 
 def dormand_prince_solve(
-    func: Callable, y0, t, *, rtol: float, atol: float, max_num_steps: int | None, first_step_size: float
+    func: Callable,
+    y0,
+    t,
+    *,
+    rtol: float,
+    atol: float,
+    max_num_steps: int | None,
+    first_step_size: float,
 ):
     """Solves with DormandPrince at the solution times `t` (t[0] = initial time).
 
@@ -33,7 +40,9 @@ def dormand_prince_solve(
       `tf.errors.InvalidArgumentError` naming the status.
     """
     if max_num_steps is not None and max_num_steps < 1:
-        raise ValueError(f"max_num_steps must be >= 1 or None. Received: max_num_steps={max_num_steps}")
+        raise ValueError(
+            f"max_num_steps must be >= 1 or None. Received: max_num_steps={max_num_steps}"
+        )
     solver = tfp.math.ode.DormandPrince(
         rtol=rtol, atol=atol, first_step_size=first_step_size, max_num_steps=max_num_steps
     )
@@ -45,7 +54,9 @@ def dormand_prince_solve(
     )
     status = results.diagnostics.status
     check = tf.debugging.assert_equal(
-        status, tf.zeros_like(status), message="DormandPrince failed (status != 0; e.g. max_num_steps reached)"
+        status,
+        tf.zeros_like(status),
+        message="DormandPrince failed (status != 0; e.g. max_num_steps reached)",
     )
     with tf.control_dependencies([check] if check is not None else []):
         ys = tf.nest.map_structure(tf.identity, results.states)

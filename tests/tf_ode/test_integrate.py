@@ -1,0 +1,367 @@
+"""Numerics of `tf_ode.odeint` in float64: closed forms, orders, gradients, modes, errors."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import tensorflow as tf
+
+import tf_ode
+
+F64 = tf.float64
+
+
+def _times(*values):
+    return tf.constant(values, F64)
+
+
+def _maybe_function(fn, method):
+    # TFP's while loop runs step by step in Python when eager, so wrap "dopri5" in tf.function;
+    # fixed-step solves stay eager (their unrolled graphs are slow to trace at large num_steps).
+    return tf.function(fn) if method == "dopri5" else fn
+
+
+@pytest.mark.parametrize(
+    "method,tol", [("euler", 2e-2), ("rk2", 2e-4), ("rk4", 1e-8), ("dopri5", 1e-6)]
+)
+def test_exponential_decay_closed_form(method, tol):
+    a = 1.3
+    t = _times(0.0, 0.25, 1.0)
+    gradient = "adjoint" if method == "dopri5" else "dto"
+    num_steps = None if method == "dopri5" else 32
+    ys = tf_ode.odeint(
+        lambda t, y: -a * y,
+        tf.constant([1.0, -2.0], F64),
+        t,
+        method=method,
+        num_steps=num_steps,
+        gradient=gradient,
+    )
+    expected = np.exp(-a * np.array([0.0, 0.25, 1.0]))[:, None] * np.array([1.0, -2.0])
+    assert ys.shape == (3, 2)
+    np.testing.assert_allclose(ys.numpy(), expected, atol=tol, rtol=0)
+    np.testing.assert_array_equal(ys[0].numpy(), [1.0, -2.0])
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_linear_system_matches_expm(method):
+    rng = np.random.default_rng(0)
+    a_mat = rng.normal(size=(4, 4)) * 0.7
+    y0 = rng.normal(size=(3, 4))  # batch of 3 row vectors: dy/dt = y A
+    num_steps = None if method == "dopri5" else 64
+    gradient = "adjoint" if method == "dopri5" else "dto"
+
+    def solve(y0):
+        return tf_ode.odeint(
+            lambda t, y: tf.matmul(y, a_mat),
+            y0,
+            _times(0.0, 0.5, 1.5),
+            method=method,
+            num_steps=num_steps,
+            gradient=gradient,
+            rtol=1e-10,
+            atol=1e-12,
+        )
+
+    ys = _maybe_function(solve, method)(tf.constant(y0))
+    for i, time in enumerate([0.0, 0.5, 1.5]):
+        # DormandPrince interpolates intermediate solution times (4th-order dense output).
+        tol = 1e-7 if method == "dopri5" else 1e-8
+        np.testing.assert_allclose(ys[i].numpy(), y0 @ scipy.linalg.expm(time * a_mat), atol=tol)
+
+
+@pytest.mark.parametrize("method,order", [("euler", 1.0), ("rk2", 2.0), ("rk4", 4.0)])
+def test_convergence_order(method, order):
+    # Nonlinear y' = -y^2, y(0) = 1: y(1) = 1/2. Order = log2 of the error ratio of two step sizes.
+    steps = (16, 32) if method != "rk4" else (8, 16)
+    errors = [
+        abs(
+            float(
+                tf_ode.odeint(
+                    lambda t, y: -y * y,
+                    tf.constant(1.0, F64),
+                    _times(0.0, 1.0),
+                    method=method,
+                    num_steps=n,
+                )[-1]
+            )
+            - 0.5
+        )
+        for n in steps
+    ]
+    measured = np.log2(errors[0] / errors[1])
+    assert abs(measured - order) < 0.1, (method, measured)
+
+
+def test_nested_state_structure_and_shapes():
+    y0 = {"z": tf.ones([2, 3], F64), "theta": (tf.ones([4], F64), tf.zeros([], F64))}
+
+    def func(t, y):
+        return {"z": -y["z"], "theta": (2.0 * y["theta"][0], tf.ones([], F64))}
+
+    ys = tf_ode.odeint(func, y0, _times(0.0, 0.5, 1.0), method="rk4", num_steps=16)
+    assert ys["z"].shape == (3, 2, 3)
+    assert ys["theta"][0].shape == (3, 4)
+    assert ys["theta"][1].shape == (3,)
+    np.testing.assert_allclose(ys["theta"][0][-1].numpy(), np.full(4, np.exp(2.0)), rtol=1e-6)
+    np.testing.assert_allclose(ys["theta"][1].numpy(), [0.0, 0.5, 1.0], atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "method,gradient",
+    [("rk4", "dto"), ("rk4", "checkpoint"), ("rk4", "adjoint"), ("dopri5", "adjoint")],
+)
+def test_riccati_gradient_wrt_initial_state(method, gradient):
+    # y' = y^2: y(t) = y0 / (1 - y0 t);  dy(1)/dy0 = 1 / (1 - y0)^2.
+    # DormandPrince outputs come from its 4th-order dense-output interpolant: looser tolerance.
+    y0 = tf.constant(0.4, F64)
+    num_steps, tol = (None, 1e-6) if method == "dopri5" else (200, 1e-8)
+
+    def solve(y0):
+        with tf.GradientTape() as tape:
+            tape.watch(y0)
+            y1 = tf_ode.odeint(
+                lambda t, y: y * y,
+                y0,
+                _times(0.0, 1.0),
+                method=method,
+                num_steps=num_steps,
+                gradient=gradient,
+                rtol=1e-11,
+                atol=1e-12,
+            )[-1]
+        return y1, tape.gradient(y1, y0)
+
+    y1, grad = _maybe_function(solve, method)(y0)
+    np.testing.assert_allclose(float(y1), 0.4 / 0.6, rtol=tol)
+    np.testing.assert_allclose(float(grad), 1.0 / 0.36, rtol=tol)
+
+
+def _dense_problem(seed=0):
+    rng = np.random.default_rng(seed)
+    weight = tf.Variable(rng.normal(size=(3, 3)) * 0.8, dtype=F64)
+    bias = tf.Variable(rng.normal(size=(3,)) * 0.3, dtype=F64)
+    y0 = tf.constant(rng.normal(size=(2, 3)), F64)
+
+    def func(t, y):
+        return tf.tanh(tf.matmul(y, weight) + bias) + 0.1 * tf.cos(t) * y
+
+    return func, y0, [weight, bias]
+
+
+def _loss(ys):
+    return tf.reduce_sum(tf.sin(ys[-1])) + 0.5 * tf.reduce_sum(ys[1] ** 2)
+
+
+def _grads(func, y0, variables, t, **kwargs):
+    def grads(y0):
+        with tf.GradientTape() as tape:
+            tape.watch(y0)
+            loss = _loss(tf_ode.odeint(func, y0, t, **kwargs))
+        return tape.gradient(loss, [y0] + variables)
+
+    return [g.numpy() for g in _maybe_function(grads, kwargs.get("method"))(y0)]
+
+
+def _finite_difference(func, y0, variables, t, eps=1e-6, **kwargs):
+    """Central differences of the loss w.r.t. y0 and every variable entry."""
+
+    def loss_at():
+        return float(_loss(tf_ode.odeint(func, y0_var, t, **kwargs)))
+
+    y0_var = tf.Variable(y0)
+    grads = []
+    for var in [y0_var] + variables:
+        base = var.numpy()
+        grad = np.zeros_like(base)
+        for idx in np.ndindex(base.shape):
+            for sign in (1.0, -1.0):
+                shifted = base.copy()
+                shifted[idx] += sign * eps
+                var.assign(shifted)
+                grad[idx] += sign * loss_at() / (2 * eps)
+            var.assign(base)
+        grads.append(grad)
+    return grads
+
+
+@pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
+def test_dto_gradient_equals_finite_differences(method):
+    func, y0, variables = _dense_problem()
+    t = _times(0.0, 0.4, 1.0)
+    kwargs = dict(method=method, num_steps=3, gradient="dto")
+    analytic = _grads(func, y0, variables, t, **kwargs)
+    numeric = _finite_difference(func, y0, variables, t, **kwargs)
+    for a, n in zip(analytic, numeric):
+        assert np.linalg.norm(a - n) / np.linalg.norm(n) < 1e-7
+
+
+@pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
+def test_checkpoint_gradient_equals_dto(method):
+    func, y0, variables = _dense_problem(1)
+    t = _times(0.0, 0.5, 1.0)
+    plain = _grads(func, y0, variables, t, method=method, num_steps=4, gradient="dto")
+    ckpt = _grads(func, y0, variables, t, method=method, num_steps=4, gradient="checkpoint")
+    # Same ops replayed; only the order of summing per-interval variable gradients differs.
+    for a, b in zip(plain, ckpt):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_checkpoint_equals_dto_inside_tf_function(jit_compile):
+    func, y0, variables = _dense_problem(2)
+    t = _times(0.0, 1.0)
+
+    def make(gradient):
+        @tf.function(jit_compile=jit_compile)
+        def step(y0):
+            with tf.GradientTape() as tape:
+                tape.watch(y0)
+                loss = _loss(
+                    tf_ode.odeint(func, y0, t, method="rk2", num_steps=4, gradient=gradient)
+                )
+            return tape.gradient(loss, [y0] + variables)
+
+        return step
+
+    plain, ckpt = make("dto")(y0), make("checkpoint")(y0)
+    for a, b in zip(plain, ckpt):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-13, atol=1e-15)
+
+
+def test_fixed_step_adjoint_error_decays_first_order():
+    # OTD (reverse Euler on the augmented system) differs from the exact discrete gradient by O(dt).
+    func, y0, variables = _dense_problem(3)
+    t = _times(0.0, 1.0)
+    errors = []
+    for num_steps in (8, 32):
+        exact = _grads(func, y0, variables, t, method="euler", num_steps=num_steps, gradient="dto")
+        otd = _grads(
+            func, y0, variables, t, method="euler", num_steps=num_steps, gradient="adjoint"
+        )
+        errors.append(np.linalg.norm(exact[1] - otd[1]) / np.linalg.norm(exact[1]))
+    assert errors[0] > 1e-4
+    assert 3.0 < errors[0] / errors[1] < 5.0
+
+
+def test_adjoint_on_linear_euler_equals_dto():
+    # For autonomous linear f the reverse Euler adjoint is the exact transpose of forward Euler.
+    a_mat = np.array([[0.0, 1.0], [-2.0, -0.3]])
+    y0 = tf.constant([[1.0, 0.5]], F64)
+    grads = {}
+    for gradient in ("dto", "adjoint"):
+        with tf.GradientTape() as tape:
+            tape.watch(y0)
+            ys = tf_ode.odeint(
+                lambda t, y: tf.matmul(y, a_mat),
+                y0,
+                _times(0.0, 1.0),
+                method="euler",
+                num_steps=5,
+                gradient=gradient,
+            )
+            loss = tf.reduce_sum(ys[-1] * tf.constant([[1.0, -3.0]], F64))
+        grads[gradient] = tape.gradient(loss, y0).numpy()
+    np.testing.assert_allclose(grads["adjoint"], grads["dto"], rtol=1e-14)
+
+
+def test_tfp_path_agrees_with_fine_rk4():
+    func, y0, variables = _dense_problem(4)
+    t = _times(0.0, 0.3, 1.0)
+    rk4 = _grads(func, y0, variables, t, method="rk4", num_steps=64)
+    dopri = _grads(
+        func, y0, variables, t, method="dopri5", gradient="adjoint", rtol=1e-10, atol=1e-12
+    )
+    for a, b in zip(rk4, dopri):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9)
+    ys_rk4 = tf_ode.odeint(func, y0, t, method="rk4", num_steps=64)
+    ys_dp = tf.function(
+        lambda y0: tf_ode.odeint(
+            func, y0, t, method="dopri5", gradient="adjoint", rtol=1e-10, atol=1e-12
+        )
+    )(y0)
+    np.testing.assert_allclose(ys_dp.numpy(), ys_rk4.numpy(), atol=1e-8)
+
+
+def test_solve_info_counts_function_evaluations():
+    y0 = tf.constant([1.0], F64)
+    _, info = tf_ode.odeint(
+        lambda t, y: -y, y0, _times(0.0, 0.5, 1.0), method="rk4", num_steps=3, return_info=True
+    )
+    assert info.num_function_evaluations == 2 * 3 * 4
+    _, info = tf_ode.odeint(
+        lambda t, y: -y,
+        y0,
+        _times(0.0, 1.0),
+        method="dopri5",
+        gradient="adjoint",
+        rtol=1e-6,
+        atol=1e-9,
+        return_info=True,
+    )
+    nfe = int(info.num_function_evaluations)
+    assert int(info.status) == 0
+    assert nfe > 6 and nfe % 6 == 0, nfe  # 6 per step (FSAL), accepted and rejected
+    assert nfe < 200
+
+
+def test_dopri5_step_bound_raises():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_num_steps exceeded"):
+        tf_ode.odeint(
+            lambda t, y: -50.0 * y,
+            tf.constant([1.0], F64),
+            _times(0.0, 10.0),
+            method="dopri5",
+            gradient="adjoint",
+            max_num_steps=3,
+        )
+
+
+def test_jit_compiled_dopri5_with_gradient():
+    func, y0, variables = _dense_problem(5)
+
+    @tf.function(jit_compile=True)
+    def solve_and_grad(y0):
+        with tf.GradientTape() as tape:
+            tape.watch(y0)
+            loss = _loss(
+                tf_ode.odeint(
+                    func,
+                    y0,
+                    _times(0.0, 0.5, 1.0),
+                    method="dopri5",
+                    gradient="adjoint",
+                    rtol=1e-9,
+                    atol=1e-11,
+                )
+            )
+        return loss, tape.gradient(loss, variables[0])
+
+    loss, grad = solve_and_grad(y0)
+    eager = _grads(func, y0, variables, _times(0.0, 0.5, 1.0), method="rk4", num_steps=64)
+    np.testing.assert_allclose(grad.numpy(), eager[1], rtol=1e-5, atol=1e-8)
+    assert np.isfinite(float(loss))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(method="heun"), "Unknown method"),
+        (dict(gradient="backprop"), "Unknown gradient mode"),
+        (dict(method="dopri5", gradient="dto"), "only gradient is the continuous adjoint"),
+        (dict(method="dopri5", gradient="adjoint", num_steps=4), "num_steps applies only"),
+        (dict(num_steps=0), "num_steps must be a positive"),
+        (dict(num_steps=2.0), "num_steps must be a positive"),
+    ],
+)
+def test_invalid_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tf_ode.odeint(lambda t, y: -y, tf.constant([1.0], F64), _times(0.0, 1.0), **kwargs)
+
+
+def test_invalid_inputs_raise():
+    with pytest.raises(ValueError, match="floating point"):
+        tf_ode.odeint(lambda t, y: y, tf.constant([1], tf.int32), _times(0.0, 1.0))
+    with pytest.raises(ValueError, match="1-D tensor of static length >= 2"):
+        tf_ode.odeint(lambda t, y: y, tf.constant([1.0], F64), tf.constant(1.0, F64))
+    with pytest.raises(ValueError, match="1-D tensor of static length >= 2"):
+        tf_ode.odeint(lambda t, y: y, tf.constant([1.0], F64), _times(0.0))
