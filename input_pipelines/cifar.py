@@ -88,7 +88,9 @@ def load_cifar(name, data_dir, split):
     labels = np.concatenate([p[1] for p in parts])
     bad = labels[(labels < 0) | (labels >= layout["num_classes"])]
     if bad.size:
-        raise ValueError(f"{name} {split} in {folder}: label {int(bad[0])} outside 0..{layout['num_classes'] - 1}")
+        raise ValueError(
+            f"{name} {split} in {folder}: label {int(bad[0])} outside 0..{layout['num_classes'] - 1}"
+        )
     return images, labels
 
 
@@ -97,5 +99,7 @@ def write_batch(path, images, labels, label_key=b"labels"):
     images = np.asarray(images, dtype=np.uint8)
     rows = images.transpose(0, 3, 1, 2).reshape(images.shape[0], _ROW)
     with open(path, "wb") as f:
-        pickle.dump({b"data": rows, label_key: [int(v) for v in labels], b"batch_label": b"fixture"}, f)
+        pickle.dump(
+            {b"data": rows, label_key: [int(v) for v in labels], b"batch_label": b"fixture"}, f
+        )
     return path

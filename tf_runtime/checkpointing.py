@@ -35,7 +35,9 @@ class CheckpointHelper:
     def __init__(self, workdir, *, max_to_keep=3, strategy=None, seed=0, **trackables):
         reserved = {"step", "rng"} & set(trackables)
         if reserved:
-            raise ValueError(f"Trackable names {sorted(reserved)} are reserved by CheckpointHelper.")
+            raise ValueError(
+                f"Trackable names {sorted(reserved)} are reserved by CheckpointHelper."
+            )
         strategy = strategy or tf.distribute.get_strategy()
         self._chief = strategy_lib.is_chief(strategy)
         with strategy.scope():
@@ -46,7 +48,9 @@ class CheckpointHelper:
         if not self._chief:
             directory = os.path.join(workdir, f"_worker_scratch_{strategy_lib.task_id(strategy)}")
         self._directory = directory
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, directory, max_to_keep=max_to_keep
+        )
 
     @property
     def latest_path(self):

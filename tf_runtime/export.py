@@ -1,8 +1,8 @@
 """SavedModel export with an explicit serving signature, and a reload check."""
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 
 def export_saved_model(model, path, input_signature, *, endpoint="serve", fn=None):
@@ -50,12 +50,14 @@ def check_export(path, model_fn, inputs, *, atol=1e-5, endpoint="serve"):
     try:
         tf.nest.assert_same_structure(served, expected)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"Export {path}: output structure differs from the model's: {error}")
+        raise ValueError(f"Export {path}: output structure differs from the model's: {error}") from error
     diffs = [
         float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0.0))
         for a, b in zip(tf.nest.flatten(served), tf.nest.flatten(expected))
     ]
     worst = max(diffs, default=0.0)
     if worst > atol:
-        raise ValueError(f"Export {path}: reloaded outputs differ from the model by {worst} > {atol}")
+        raise ValueError(
+            f"Export {path}: reloaded outputs differ from the model by {worst} > {atol}"
+        )
     return worst

@@ -24,10 +24,14 @@ def collect_optimizers(model):
     """`{name: optimizer}` for `model.optimizer` and every optimizer held as a model attribute."""
     found = {}
     for name, value in sorted(vars(model).items()):
-        if isinstance(value, keras.optimizers.Optimizer) and all(value is not o for o in found.values()):
+        if isinstance(value, keras.optimizers.Optimizer) and all(
+            value is not o for o in found.values()
+        ):
             found[f"optimizer_{name.lstrip('_')}"] = value
     optimizer = getattr(model, "optimizer", None)
-    if isinstance(optimizer, keras.optimizers.Optimizer) and all(optimizer is not o for o in found.values()):
+    if isinstance(optimizer, keras.optimizers.Optimizer) and all(
+        optimizer is not o for o in found.values()
+    ):
         found["optimizer"] = optimizer
     return found
 
@@ -115,7 +119,9 @@ def run_training(
     if start_step >= num_steps:
         return {"step": start_step}
 
-    dataset = strategy.distribute_datasets_from_function(_skipping_dataset_fn(dataset_fn, start_step))
+    dataset = strategy.distribute_datasets_from_function(
+        _skipping_dataset_fn(dataset_fn, start_step)
+    )
     iterator = iter(dataset)
 
     @tf.function

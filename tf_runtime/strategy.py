@@ -77,7 +77,9 @@ def build_strategy(name, num_cpu_devices=0):
         return tf.distribute.MirroredStrategy(devices=_gpus_or_cpus(num_cpu_devices))
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable (unset).")
+        raise ValueError(
+            "--strategy=multi_worker needs the TF_CONFIG environment variable (unset)."
+        )
     try:
         tf_config = json.loads(raw)
         tf_config["cluster"]["worker"], tf_config["task"]["index"]

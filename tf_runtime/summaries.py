@@ -39,7 +39,9 @@ class SummaryWriters:
             for name, value in values.items():
                 array = np.asarray(value)
                 if array.ndim:
-                    raise ValueError(f"Summary {name!r} must be a scalar. Received shape {array.shape}")
+                    raise ValueError(
+                        f"Summary {name!r} must be a scalar. Received shape {array.shape}"
+                    )
                 tf.summary.scalar(name, float(array))
 
     def images(self, split, step, name, images, max_outputs=8):
@@ -56,7 +58,9 @@ class SummaryWriters:
         """Records the run's hyperparameters (flat dict of scalars/strings) for the HParams tab."""
         if not self._enabled:
             return
-        flat = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in values.items()}
+        flat = {
+            k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in values.items()
+        }
         with self._writer(split).as_default():
             hparams_api.hparams(flat)
 
@@ -111,7 +115,9 @@ class ProgressLogger:
             return None
         elapsed = now - self._last_time
         rate = (step - self._last_step) / elapsed if elapsed > 0 else float("nan")
-        eta = (self.total_steps - step) / rate if rate and rate == rate and rate > 0 else float("nan")
+        eta = (
+            (self.total_steps - step) / rate if rate and rate == rate and rate > 0 else float("nan")
+        )
         metrics = " ".join(f"{k}={float(v):.4g}" for k, v in sorted(logs.items()))
         line = f"step {step}/{self.total_steps}  {rate:.2f} steps/s  eta {eta:.0f}s  {metrics}"
         print(line, file=self._stream, flush=True)

@@ -49,14 +49,22 @@ def test_build_dataset_shapes_dtypes_ranges():
     x, y = batches[0]
     assert x.dtype == tf.float32 and y.dtype == tf.int32 and x.shape[1:] == (8, 8, 1)
     assert float(tf.reduce_min(x)) == 0.0 and float(tf.reduce_max(x)) == 1.0
-    standard = next(iter(classification.build_dataset("digits", "test", batch_size=359, normalize="standard", dtype=tf.float64)))[0]
+    standard = next(
+        iter(
+            classification.build_dataset(
+                "digits", "test", batch_size=359, normalize="standard", dtype=tf.float64
+            )
+        )
+    )[0]
     assert standard.dtype == tf.float64
     assert float(tf.reduce_mean(standard)) == pytest.approx(0.0, abs=0.05)
 
 
 def test_build_dataset_deterministic_by_seed_and_reshuffles_epochs():
     def first_epochs(seed):
-        ds = classification.build_dataset("digits", "train", batch_size=1294, seed=seed, repeat=True)
+        ds = classification.build_dataset(
+            "digits", "train", batch_size=1294, seed=seed, repeat=True
+        )
         return [y.numpy() for _, y in ds.take(2)]
 
     a, b, c = first_epochs(1), first_epochs(1), first_epochs(2)
@@ -70,8 +78,12 @@ def test_build_dataset_deterministic_by_seed_and_reshuffles_epochs():
 def test_sharding_by_input_context_splits_the_data():
     shards = []
     for pipeline_id in range(2):
-        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
-        ds = classification.build_dataset("digits", "test", batch_size=64, input_context=context, shuffle=False)
+        context = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2
+        )
+        ds = classification.build_dataset(
+            "digits", "test", batch_size=64, input_context=context, shuffle=False
+        )
         x, _ = _collect(ds)
         assert next(iter(ds))[0].shape[0] == 32  # per-replica share of the global batch
         shards.append(x.reshape(len(x), -1))
@@ -85,12 +97,17 @@ def test_cifar_augmentation_eager_equals_dataset_map():
     image = tf.reshape(tf.range(32 * 32 * 3, dtype=tf.int32) % 251, [32, 32, 3])
     seed = tf.constant([3, 7], tf.int64)
     eager = classification.augment_cifar(image, seed)
-    mapped = next(iter(tf.data.Dataset.from_tensors((image, seed)).map(classification.augment_cifar)))
+    mapped = next(
+        iter(tf.data.Dataset.from_tensors((image, seed)).map(classification.augment_cifar))
+    )
     np.testing.assert_array_equal(eager.numpy(), mapped.numpy())
     assert eager.shape == (32, 32, 3)
     # The crop is a shifted window of the zero-padded image: the flip-corrected content is a
     # sub-array of the original (with zeros where it shifted past the border).
-    outputs = {classification.augment_cifar(image, tf.constant([s, 0], tf.int64)).numpy().tobytes() for s in range(8)}
+    outputs = {
+        classification.augment_cifar(image, tf.constant([s, 0], tf.int64)).numpy().tobytes()
+        for s in range(8)
+    }
     assert len(outputs) > 1
 
 
@@ -108,8 +125,12 @@ def test_mnist_idx_train_split_from_generated_files(tmp_path, gz):
     images = rng.integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
     labels = (np.arange(50) % 10).astype(np.uint8)
     _write_mnist(tmp_path, images, labels, gz)
-    train_x, train_y = classification.load_arrays("mnist", "train", str(tmp_path), validation_fraction=0.2)
-    val_x, val_y = classification.load_arrays("mnist", "validation", str(tmp_path), validation_fraction=0.2)
+    train_x, train_y = classification.load_arrays(
+        "mnist", "train", str(tmp_path), validation_fraction=0.2
+    )
+    val_x, val_y = classification.load_arrays(
+        "mnist", "validation", str(tmp_path), validation_fraction=0.2
+    )
     test_x, test_y = classification.load_arrays("mnist", "test", str(tmp_path))
     assert (len(train_y), len(val_y), len(test_y)) == (40, 10, 7)
     np.testing.assert_array_equal(test_x[..., 0], images[:7])
@@ -127,7 +148,10 @@ def test_mnist_bad_inputs_name_the_file(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte"
     raw = path.read_bytes()
     path.write_bytes(raw[:-100])
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte: size mismatch .* expected 7856 bytes, found 7756"):
+    with pytest.raises(
+        ValueError,
+        match=r"train-images-idx3-ubyte: size mismatch .* expected 7856 bytes, found 7756",
+    ):
         classification.load_arrays("mnist", "train", str(tmp_path))
     path.write_bytes(b"\x01\x02" + raw[2:])
     with pytest.raises(ValueError, match="not an unsigned-byte IDX file"):
@@ -150,13 +174,23 @@ def test_cifar_pickles_generated_train_split_and_errors(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(1)
     for i in range(1, 6):
-        cifar.write_batch(folder / f"data_batch_{i}", rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), [i % 10] * 4)
+        cifar.write_batch(
+            folder / f"data_batch_{i}",
+            rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+            [i % 10] * 4,
+        )
     test_images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     cifar.write_batch(folder / "test_batch", test_images, [1, 2, 3])
     train = classification.load_arrays("cifar10", "train", str(tmp_path), validation_fraction=0.25)
     assert train[0].shape == (15, 32, 32, 3)
-    np.testing.assert_array_equal(classification.load_arrays("cifar10", "test", str(tmp_path))[0], test_images)
-    batch = next(iter(classification.build_dataset("cifar10", "train", batch_size=15, data_dir=str(tmp_path))))
+    np.testing.assert_array_equal(
+        classification.load_arrays("cifar10", "test", str(tmp_path))[0], test_images
+    )
+    batch = next(
+        iter(
+            classification.build_dataset("cifar10", "train", batch_size=15, data_dir=str(tmp_path))
+        )
+    )
     assert batch[0].shape == (15, 32, 32, 3)
 
     raw = (folder / "data_batch_3").read_bytes()
@@ -165,7 +199,10 @@ def test_cifar_pickles_generated_train_split_and_errors(tmp_path):
         classification.load_arrays("cifar10", "train", str(tmp_path))
     with open(folder / "data_batch_3", "wb") as f:
         pickle.dump({b"data": np.zeros((4, 3000), np.uint8), b"labels": [0] * 4}, f)
-    with pytest.raises(ValueError, match=r"data_batch_3: image data size mismatch: expected 4 x 3072 = 12288 bytes .* found 12000"):
+    with pytest.raises(
+        ValueError,
+        match=r"data_batch_3: image data size mismatch: expected 4 x 3072 = 12288 bytes .* found 12000",
+    ):
         classification.load_arrays("cifar10", "train", str(tmp_path))
     (folder / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match="data_batch_3"):
@@ -214,5 +251,7 @@ def test_real_cifar10_sample(shared_data_dir):
     images, labels = classification.load_arrays("cifar10", "test", str(folder))
     assert images.shape == (846, 32, 32, 3) and labels.min() >= 0 and labels.max() <= 9
     assert labels[:4].tolist() == [3, 8, 8, 0]  # cat, ship, ship, airplane: the official test order
-    batches = list(classification.build_dataset("cifar10", "test", batch_size=500, data_dir=str(folder)))
+    batches = list(
+        classification.build_dataset("cifar10", "test", batch_size=500, data_dir=str(folder))
+    )
     assert [int(b[1].shape[0]) for b in batches] == [500, 346]

@@ -1,0 +1,1 @@
+"""The project demo: runs each paper's demo on embedded data and writes `REPORT.md`."""
