@@ -205,26 +205,31 @@ def generate(
     return paths
 
 
-_OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
-_NUM = flags.DEFINE_integer("num_per_domain", 60, "Examples per domain (Cityscapes: train).")
-_NUM_VAL = flags.DEFINE_integer("num_val", None, "Cityscapes val examples.")
-_HEIGHT = flags.DEFINE_integer("height", 128, "Image height.")
-_WIDTH = flags.DEFINE_integer("width", 256, "Image width.")
+def _define_flags():
+    """Defines the command-line flags (only when run as a program, so importing
+    `generate` from this module never registers flags)."""
+    flags.DEFINE_string("out", None, "Output directory.", required=True)
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_integer("num_per_domain", 60, "Examples per domain (Cityscapes: train).")
+    flags.DEFINE_integer("num_val", None, "Cityscapes val examples.")
+    flags.DEFINE_integer("height", 128, "Image height.")
+    flags.DEFINE_integer("width", 256, "Image width.")
 
 
 def main(argv):
     del argv
+    values = flags.FLAGS
     paths = generate(
-        _OUT.value,
-        seed=_SEED.value,
-        num_per_domain=_NUM.value,
-        num_val=_NUM_VAL.value,
-        height=_HEIGHT.value,
-        width=_WIDTH.value,
+        values.out,
+        seed=values.seed,
+        num_per_domain=values.num_per_domain,
+        num_val=values.num_val,
+        height=values.height,
+        width=values.width,
     )
     print(json.dumps(paths, indent=2))
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -9,9 +9,7 @@ import pytest
 from PIL import Image
 
 from input_pipelines import synthetic_driving
-from input_pipelines.driving import labels
-from input_pipelines.driving import readers
-from input_pipelines.driving import synthetic_scenes
+from input_pipelines.driving import labels, readers, synthetic_scenes
 
 
 def _digest(root):
@@ -58,7 +56,9 @@ def test_synthia_labels_are_16bit_three_channel(synthetic_root):
 def test_cityscapes_train_ids_file_matches_label_ids(synthetic_root):
     label_dir = synthetic_root / "cityscapes" / "gtFine" / "train" / "synthtown"
     label_ids = np.asarray(Image.open(label_dir / "synthtown_000000_000019_gtFine_labelIds.png"))
-    train_ids = np.asarray(Image.open(label_dir / "synthtown_000000_000019_gtFine_labelTrainIds.png"))
+    train_ids = np.asarray(
+        Image.open(label_dir / "synthtown_000000_000019_gtFine_labelTrainIds.png")
+    )
     np.testing.assert_array_equal(labels.map_to_train_ids(label_ids, "cityscapes"), train_ids)
     assert 1 in label_ids  # ego vehicle, ignored
     assert (train_ids[label_ids == 1] == 255).all()

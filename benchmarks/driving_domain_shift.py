@@ -1,0 +1,213 @@
+r"""Domain-shift report on the offline synthetic driving benchmark.
+
+Generates the benchmark (GTA5-, SYNTHIA- and Cityscapes-format folders), trains a small
+segmenter on the two sources and evaluates it on held-out source images and on the
+target val split, then trains the same network on the target train split (oracle).
+Prints one JSON object; the README table comes from it.
+
+Usage:
+  python benchmarks/driving_domain_shift.py --out_dir /tmp/driving_shift [--steps 800]
+
+Runtime: about 10 minutes on 2 CPU cores with the defaults.
+"""
+
+import json
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from input_pipelines import driving, synthetic_driving
+
+_OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/driving_shift", "Where data is generated.")
+_NUM = flags.DEFINE_integer("num_per_domain", 200, "Training examples per domain.")
+_NUM_EVAL = flags.DEFINE_integer("num_eval", 60, "Held-out examples per domain.")
+_HEIGHT = flags.DEFINE_integer("height", 128, "Image height.")
+_WIDTH = flags.DEFINE_integer("width", 256, "Image width.")
+_CROP = flags.DEFINE_integer("crop", 96, "Square training crop.")
+_STEPS = flags.DEFINE_integer("steps", 800, "Training steps per model.")
+_BATCH = flags.DEFINE_integer("batch_size", 8, "Training batch size (per domain).")
+_FILTERS = flags.DEFINE_integer("filters", 16, "Segmenter base width.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+
+
+def build_segmenter(filters):
+    """The tf_madan small segmenter, or a local 4-layer FCN if tf_madan is absent."""
+    try:
+        from tf_madan.models.small_segmenter import build_small_segmenter
+    except ImportError:
+        inputs = keras.Input((None, None, 3))
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(inputs)
+        x = keras.layers.Conv2D(2 * filters, 3, strides=2, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(2 * filters, 3, dilation_rate=2, padding="same", activation="relu")(
+            x
+        )
+        x = keras.layers.Conv2D(driving.NUM_CLASSES, 1)(x)
+        return keras.Model(
+            inputs, keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
+        ), "local_fcn"
+    return build_small_segmenter(driving.NUM_CLASSES, filters=filters), "tf_madan.small_segmenter"
+
+
+def masked_cross_entropy(labels, logits):
+    """Mean softmax cross-entropy over pixels whose label is not 255."""
+    valid = tf.not_equal(labels, driving.IGNORE_LABEL)
+    safe = tf.where(valid, labels, 0)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(safe, logits)
+    weights = tf.cast(valid, tf.float32)
+    return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def train(model, batches, steps, learning_rate=2e-3):
+    """Trains `model` on an iterator of (image, label) for `steps` steps."""
+    optimizer = keras.optimizers.Adam(learning_rate)
+
+    @tf.function
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            loss = masked_cross_entropy(labels, model(images, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    loss = None
+    for _ in range(steps):
+        images, labels = next(batches)
+        loss = step(images, labels)
+    return float(loss)
+
+
+def evaluate(model, dataset):
+    """Full-split streaming mIoU of `model` on `dataset` (full resolution)."""
+    metric = driving.MeanIoU()
+    predict = tf.function(lambda x: model(x, training=False))
+    for images, labels in dataset:
+        metric.update_state(labels, predict(images))
+    return metric
+
+
+def _train_stream(specs, crop, batch_size, seed):
+    """Iterator of (image, label) batches; with several domains each batch mixes them."""
+    options = dict(crop_size=crop, flip=True, normalization="segmenter", repeat=True, cache=True)
+    per_domain = batch_size // len(specs)
+    datasets = tuple(
+        driving.build_dataset(
+            name, split, data_dir=data_dir, batch_size=per_domain, seed=seed + index, **options
+        )
+        for index, (name, data_dir, split) in enumerate(specs)
+    )
+    if len(datasets) == 1:
+        return iter(datasets[0])
+    zipped = tf.data.Dataset.zip(datasets)
+    return iter(zipped.map(lambda *parts: tuple(tf.concat(p, 0) for p in zip(*parts))))
+
+
+def run(
+    out_dir, *, num_per_domain, num_eval, height, width, crop, steps, batch_size, filters, seed
+):
+    """Generates data, trains source-only and oracle models, returns the report dict."""
+    started = time.time()
+    train_paths = synthetic_driving.generate(
+        os.path.join(out_dir, "train"),
+        seed=seed,
+        num_per_domain=num_per_domain,
+        num_val=num_eval,
+        height=height,
+        width=width,
+    )
+    eval_paths = synthetic_driving.generate(
+        os.path.join(out_dir, "heldout"),
+        seed=seed + 1,
+        num_per_domain=num_eval,
+        num_val=1,
+        height=height,
+        width=width,
+        domains=("gta5", "synthia"),
+    )
+    generation_seconds = time.time() - started
+
+    def eval_set(name, data_dir, split):
+        return driving.build_dataset(
+            name, split, data_dir=data_dir, batch_size=8, cache=True, normalization="segmenter"
+        )
+
+    eval_sets = {
+        "gta5_heldout": eval_set("gta5", eval_paths["gta5"], "all"),
+        "synthia_heldout": eval_set("synthia", eval_paths["synthia"], "all"),
+        "cityscapes_val": eval_set("cityscapes", train_paths["cityscapes"], "val"),
+    }
+    report = {
+        "config": dict(
+            num_per_domain=num_per_domain,
+            num_eval=num_eval,
+            height=height,
+            width=width,
+            crop=crop,
+            steps=steps,
+            batch_size=batch_size,
+            filters=filters,
+            seed=seed,
+        ),
+        "generation_seconds": round(generation_seconds, 1),
+    }
+    runs = {
+        "source_only": [
+            ("gta5", train_paths["gta5"], "all"),
+            ("synthia", train_paths["synthia"], "all"),
+        ],
+        "oracle": [("cityscapes", train_paths["cityscapes"], "train")],
+    }
+    for run_name, specs in runs.items():
+        keras.utils.set_random_seed(seed)
+        model, model_name = build_segmenter(filters)
+        begin = time.time()
+        final_loss = train(model, _train_stream(specs, crop, batch_size, seed), steps)
+        results = {
+            "model": model_name,
+            "final_loss": round(final_loss, 4),
+            "train_seconds": round(time.time() - begin, 1),
+        }
+        for eval_name, dataset in eval_sets.items():
+            if run_name == "oracle" and eval_name != "cityscapes_val":
+                continue
+            metric = evaluate(model, dataset)
+            results[eval_name] = {
+                "miou_19": round(100 * float(metric.result()), 2),
+                "miou_16": round(100 * metric.miou_16(), 2),
+                "pixel_accuracy": round(100 * metric.pixel_accuracy(), 2),
+            }
+            print(f"== {run_name} on {eval_name}\n{metric.table()}", file=sys.stderr)
+        report[run_name] = results
+    source = report["source_only"]
+    source_miou = np.mean([source["gta5_heldout"]["miou_19"], source["synthia_heldout"]["miou_19"]])
+    report["shift_points_miou_19"] = round(source_miou - source["cityscapes_val"]["miou_19"], 2)
+    report["oracle_gap_points_miou_19"] = round(
+        report["oracle"]["cityscapes_val"]["miou_19"] - source["cityscapes_val"]["miou_19"], 2
+    )
+    report["total_seconds"] = round(time.time() - started, 1)
+    return report
+
+
+def main(argv):
+    del argv
+    report = run(
+        _OUT_DIR.value,
+        num_per_domain=_NUM.value,
+        num_eval=_NUM_EVAL.value,
+        height=_HEIGHT.value,
+        width=_WIDTH.value,
+        crop=_CROP.value,
+        steps=_STEPS.value,
+        batch_size=_BATCH.value,
+        filters=_FILTERS.value,
+        seed=_SEED.value,
+    )
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)
