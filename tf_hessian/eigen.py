@@ -1,0 +1,279 @@
+"""Top eigenpairs of a symmetric operator: power iteration and Lanczos.
+
+Both solvers take any object with ``dim`` and ``matvec(x: float64[dim]) ->
+float64[dim]`` (``HessianOperator``, ``DenseOperator``) and work in float64 on
+the host.
+
+Reference: Yao et al. 2018, §2 (top eigenvalue of the Hessian by power
+iteration, as in HessianFlow / PyHessian ``eigenvalues()``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from tf_hessian.linear_operator import orthogonalize, random_unit_vector
+
+_WHICH = ("LM", "LA", "SA")
+
+
+@dataclasses.dataclass
+class EigenResult:
+    """Eigenpairs and how they were found.
+
+    Attributes:
+      eigenvalues: float64 [k], in the order requested.
+      eigenvectors: float64 [k, dim], unit norm, mutually orthogonal.
+      history: Per eigenpair, the eigenvalue estimate at every iteration.
+      converged: Per eigenpair, whether the tolerance was met before the cap.
+      num_matvecs: Operator applications (Hessian-vector products) used.
+      method: ``"power"`` or ``"lanczos"``.
+    """
+
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    history: list[list[float]]
+    converged: list[bool]
+    num_matvecs: int
+    method: str
+
+
+def _check(operator, top_n: int, max_iter: int, tol: float):
+    if top_n < 1 or top_n > operator.dim:
+        raise ValueError(f"top_n must be in [1, {operator.dim}]. Received: top_n={top_n}.")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1. Received: max_iter={max_iter}.")
+    if tol <= 0:
+        raise ValueError(f"tol must be > 0. Received: tol={tol}.")
+
+
+def power_iteration(
+    operator, *, top_n: int = 1, max_iter: int = 100, tol: float = 1e-3, seed: int = 0
+) -> EigenResult:
+    """Top-``top_n`` eigenpairs (by magnitude) by power iteration with deflation.
+
+    Each eigenpair starts from a Gaussian vector; before every product the
+    iterate is Gram-Schmidt-orthogonalised against the eigenvectors already
+    found (PyHessian's projection deflation). The iteration stops when
+    ``|lambda - lambda_prev| / (|lambda_prev| + 1e-6) < tol`` and returns the
+    last Rayleigh quotient with its vector.
+
+    Args:
+      operator: Symmetric operator with ``dim`` and ``matvec``.
+      top_n: Number of eigenpairs.
+      max_iter: Products per eigenpair at most (PyHessian 100, HessianFlow drivers 10).
+      tol: Relative change of the eigenvalue that stops the iteration (1e-3; drivers 1e-2).
+      seed: Seed of the starting vectors.
+
+    Returns:
+      An ``EigenResult`` in the order found (decreasing magnitude).
+    """
+    _check(operator, top_n, max_iter, tol)
+    rng = np.random.default_rng(seed)
+    values, vectors, histories, converged = [], [], [], []
+    num_matvecs = 0
+    for _ in range(top_n):
+        v = orthogonalize(random_unit_vector(operator.dim, rng), vectors)
+        v /= np.linalg.norm(v)
+        eigenvalue, history, done = None, [], False
+        for _ in range(max_iter):
+            hv = operator.matvec(v)
+            num_matvecs += 1
+            estimate = float(v @ hv)
+            history.append(estimate)
+            if (
+                eigenvalue is not None
+                and abs(estimate - eigenvalue) / (abs(eigenvalue) + 1e-6) < tol
+            ):
+                eigenvalue, done = estimate, True
+                break
+            eigenvalue = estimate
+            hv = orthogonalize(hv, vectors)
+            norm = np.linalg.norm(hv)
+            if norm == 0.0:  # v lies in the null space of the deflated operator.
+                done = True
+                break
+            v = hv / norm
+        values.append(eigenvalue)
+        vectors.append(v)
+        histories.append(history)
+        converged.append(done)
+    return EigenResult(
+        np.array(values), np.array(vectors), histories, converged, num_matvecs, "power"
+    )
+
+
+@dataclasses.dataclass
+class LanczosResult:
+    """A Lanczos tridiagonalisation ``Q H Q^T = T``.
+
+    Attributes:
+      alphas: Diagonal of T, float64 [m].
+      betas: Off-diagonal of T, float64 [m - 1] (0 where the iteration restarted).
+      basis: Orthonormal Lanczos vectors Q, float64 [m, dim].
+      residual_norm: Norm of the last unnormalised residual (beta_m).
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray
+    basis: np.ndarray
+    residual_norm: float
+
+    def tridiagonal(self) -> np.ndarray:
+        """The tridiagonal matrix T [m, m]."""
+        return np.diag(self.alphas) + np.diag(self.betas, 1) + np.diag(self.betas, -1)
+
+
+def lanczos(
+    operator,
+    *,
+    num_iter: int,
+    seed: int = 0,
+    start: np.ndarray | None = None,
+    start_kind: str = "normal",
+    stop_fn: Callable[[np.ndarray, np.ndarray, float], bool] | None = None,
+) -> LanczosResult:
+    """Lanczos iteration with full re-orthogonalisation.
+
+    If the Krylov space is exhausted (beta ~ 0) the iteration restarts from a
+    random vector orthogonal to the basis, recording beta = 0; T is then block
+    diagonal and its eigenvalues are still eigenvalues of the operator.
+
+    Args:
+      operator: Symmetric operator with ``dim`` and ``matvec``.
+      num_iter: Lanczos steps m (capped at ``dim``).
+      seed: Seed of the start vector and restarts.
+      start: Optional start vector [dim] (normalised here).
+      start_kind: ``"normal"`` or ``"rademacher"`` random start.
+      stop_fn: Optional ``stop_fn(alphas, betas_next, beta_last) -> bool`` checked after every step.
+
+    Returns:
+      A ``LanczosResult`` with m' <= m steps.
+    """
+    if num_iter < 1:
+        raise ValueError(f"num_iter must be >= 1. Received: num_iter={num_iter}.")
+    rng = np.random.default_rng(seed)
+    steps = min(num_iter, operator.dim)
+    q = (
+        random_unit_vector(operator.dim, rng, start_kind)
+        if start is None
+        else np.asarray(start, np.float64)
+    )
+    q = q / np.linalg.norm(q)
+    basis, alphas, betas = [], [], []
+    beta = 0.0
+    for j in range(steps):
+        basis.append(q)
+        w = operator.matvec(q)
+        alpha = float(q @ w)
+        alphas.append(alpha)
+        w = w - alpha * q - (beta * basis[-2] if j > 0 else 0.0)
+        w = orthogonalize(w, basis)
+        beta = float(np.linalg.norm(w))
+        stop = stop_fn is not None and stop_fn(np.array(alphas), np.array(betas), beta)
+        if stop or j == steps - 1:
+            break
+        if beta <= 1e-10 * max(1.0, np.max(np.abs(alphas))):
+            q = orthogonalize(random_unit_vector(operator.dim, rng), basis)
+            q /= np.linalg.norm(q)
+            beta = 0.0
+        else:
+            q = w / beta
+        betas.append(beta)
+    return LanczosResult(np.array(alphas), np.array(betas), np.array(basis), beta)
+
+
+def _select(values: np.ndarray, which: str) -> np.ndarray:
+    if which == "LM":
+        return np.argsort(-np.abs(values), kind="stable")
+    if which == "LA":
+        return np.argsort(-values, kind="stable")
+    return np.argsort(values, kind="stable")
+
+
+def lanczos_eigenpairs(
+    operator,
+    *,
+    top_n: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    which: str = "LM",
+    seed: int = 0,
+) -> EigenResult:
+    """Top-``top_n`` eigenpairs from Ritz pairs of a Lanczos run.
+
+    Stops when every selected Ritz pair has residual
+    ``||H y - theta y|| = beta_m |s_{m,i}| <= tol * |theta|`` or after
+    ``max_iter`` steps (always exact once ``max_iter >= dim``).
+
+    Args:
+      operator: Symmetric operator with ``dim`` and ``matvec``.
+      top_n: Number of eigenpairs.
+      max_iter: Lanczos steps at most.
+      tol: Relative Ritz residual that stops the run.
+      which: ``"LM"`` largest magnitude, ``"LA"`` largest algebraic, ``"SA"`` smallest algebraic.
+      seed: Seed of the start vector.
+
+    Returns:
+      An ``EigenResult``; ``history[i]`` holds the i-th selected Ritz value after every step.
+    """
+    _check(operator, top_n, max_iter, tol)
+    if which not in _WHICH:
+        raise ValueError(f"which must be one of {_WHICH}. Received: which={which!r}.")
+    history: list[list[float]] = [[] for _ in range(top_n)]
+    state = {"converged": False}
+
+    def stop_fn(alphas, betas, beta_last):
+        t = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+        theta, s = np.linalg.eigh(t)
+        order = _select(theta, which)[:top_n]
+        for i, k in enumerate(order):
+            history[i].append(float(theta[k]))
+        if len(alphas) < top_n:
+            return False
+        residuals = beta_last * np.abs(s[-1, order])
+        state["converged"] = bool(
+            np.all(residuals <= tol * np.maximum(np.abs(theta[order]), 1e-12))
+        )
+        return state["converged"]
+
+    result = lanczos(operator, num_iter=max_iter, seed=seed, stop_fn=stop_fn)
+    theta, s = np.linalg.eigh(result.tridiagonal())
+    order = _select(theta, which)[:top_n]
+    if len(order) < top_n:
+        raise ValueError(
+            f"Lanczos produced {len(order)} Ritz values, fewer than top_n={top_n}; raise max_iter."
+        )
+    vectors = (result.basis.T @ s[:, order]).T
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    exhausted = len(result.alphas) == operator.dim
+    converged = [state["converged"] or exhausted] * top_n
+    return EigenResult(theta[order], vectors, history, converged, len(result.alphas), "lanczos")
+
+
+def extreme_eigenvalues(
+    operator, *, max_iter: int = 100, tol: float = 1e-3, seed: int = 0
+) -> tuple[float, float]:
+    """The smallest and largest eigenvalue ``(lambda_min, lambda_max)`` by one Lanczos run.
+
+    Negative ``lambda_min`` with ``|lambda_min| / lambda_max`` far from 0 means
+    significant negative curvature (the paper's saddle-point question, §1.1).
+    """
+    _check(operator, 1, max_iter, tol)
+
+    def stop_fn(alphas, betas, beta_last):
+        if len(alphas) < 2:
+            return False
+        t = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+        theta, s = np.linalg.eigh(t)
+        ends = np.array([0, len(theta) - 1])
+        return bool(
+            np.all(beta_last * np.abs(s[-1, ends]) <= tol * np.maximum(np.abs(theta[ends]), 1e-12))
+        )
+
+    result = lanczos(operator, num_iter=max_iter, seed=seed, stop_fn=stop_fn)
+    theta = np.linalg.eigvalsh(result.tridiagonal())
+    return float(theta[0]), float(theta[-1])
