@@ -1,0 +1,216 @@
+"""Adversarial examples, robustness measures and the input-space Hessian.
+
+Reference: Yao et al. 2018, §5 (robust optimisation
+``min_theta E max_{||dx|| <= eps} loss(x + dx, y; theta)``, FGSM robustness of
+small- vs large-batch models) and the theorem that the inner maximisation is
+saddle-free almost everywhere for piecewise-linear networks:
+``grad_x^2 loss = J^T (diag(p) - p p^T) J >= 0`` (spec §1.9).
+Every attack runs the model in inference mode, so BatchNorm statistics are
+never polluted (HessianFlow / ABSA do the same).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+CLIP_MODES = ("range", "batch", "none")
+
+
+def _as(value, dtype):
+    # tf.cast of a Python float goes through float32 (0.1 -> 0.10000000149).
+    if isinstance(value, (tf.Tensor, tf.Variable)):
+        return tf.cast(value, dtype)
+    return tf.constant(value, dtype)
+
+
+def per_example_loss(model: keras.Model, x, y) -> tf.Tensor:
+    """Softmax cross-entropy of each example, [B], inference mode."""
+    logits = model(x, training=False)
+    return keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+
+
+def input_gradient(model: keras.Model, x, y) -> tf.Tensor:
+    """Per-example input gradients ``grad_x loss(x_i, y_i)``, same shape as x."""
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        # Examples are independent in inference mode: the gradient of the sum
+        # is the stack of per-example gradients.
+        total = tf.reduce_sum(per_example_loss(model, x, y))
+    return tape.gradient(total, x)
+
+
+def _clip(x_adv, x, clip: str, clip_min, clip_max):
+    if clip not in CLIP_MODES:
+        raise ValueError(f"clip must be one of {CLIP_MODES}. Received: clip={clip!r}.")
+    if clip == "range":
+        if clip_min is None or clip_max is None:
+            raise ValueError("clip='range' needs clip_min and clip_max (the valid input range).")
+        return tf.clip_by_value(x_adv, _as(clip_min, x.dtype), _as(clip_max, x.dtype))
+    if clip == "batch":  # HessianFlow / ABSA: clamp to the batch's min and max.
+        return tf.clip_by_value(x_adv, tf.reduce_min(x), tf.reduce_max(x))
+    return x_adv
+
+
+def fgsm(
+    model: keras.Model, x, y, *, epsilon, clip: str = "range", clip_min=0.0, clip_max=1.0
+) -> tf.Tensor:
+    """Fast gradient sign method, ``x + epsilon * sign(grad_x loss)``.
+
+    Args:
+      model: Classifier returning logits.
+      x: Inputs [B, ...].
+      y: Integer labels [B].
+      epsilon: L-inf radius in input units (scalar, or per channel [C]).
+      clip: ``"range"`` clamps to [clip_min, clip_max] (recommended),
+        ``"batch"`` to the batch min/max (official code), ``"none"``.
+      clip_min, clip_max: Valid input range (scalars or per channel).
+
+    Returns:
+      Adversarial inputs, shape and dtype of x.
+    """
+    x = tf.convert_to_tensor(x)
+    x_adv = x + _as(epsilon, x.dtype) * tf.sign(input_gradient(model, x, y))
+    return _clip(x_adv, x, clip, clip_min, clip_max)
+
+
+def pgd(
+    model: keras.Model,
+    x,
+    y,
+    *,
+    epsilon,
+    step_size,
+    num_steps: int = 10,
+    random_start: bool = True,
+    seed: int = 0,
+    clip: str = "range",
+    clip_min=0.0,
+    clip_max=1.0,
+) -> tf.Tensor:
+    """L-inf projected gradient ascent (Madry et al. 2018).
+
+    Each step moves by ``step_size * sign(grad)`` and projects back onto the
+    epsilon-ball around x and onto the valid input range.
+
+    Args:
+      model, x, y, epsilon, clip, clip_min, clip_max: As for ``fgsm``.
+      step_size: Step length (input units).
+      num_steps: Ascent steps.
+      random_start: Start from a uniform point in the ball.
+      seed: Seed of the random start (stateless).
+
+    Returns:
+      Adversarial inputs within epsilon of x (L-inf) and within the range.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1. Received: num_steps={num_steps}.")
+    x = tf.convert_to_tensor(x)
+    eps = _as(epsilon, x.dtype)
+    x_adv = x
+    if random_start:
+        noise = tf.random.stateless_uniform(tf.shape(x), [seed, 0], dtype=x.dtype)
+        x_adv = _clip(x + eps * (2.0 * noise - 1.0), x, clip, clip_min, clip_max)
+    for _ in range(num_steps):
+        x_adv = x_adv + _as(step_size, x.dtype) * tf.sign(input_gradient(model, x_adv, y))
+        x_adv = tf.clip_by_value(x_adv, x - eps, x + eps)
+        x_adv = _clip(x_adv, x, clip, clip_min, clip_max)
+    return x_adv
+
+
+def robust_accuracy(
+    model: keras.Model, dataset: tf.data.Dataset, epsilons, *, attack: str = "fgsm", **attack_kwargs
+) -> dict[float, float]:
+    """Accuracy under attack for each epsilon (epsilon 0 is clean accuracy).
+
+    Args:
+      model: Classifier returning logits.
+      dataset: Finite dataset of ``(x, y)`` batches.
+      epsilons: Radii (input units).
+      attack: ``"fgsm"`` or ``"pgd"``.
+      **attack_kwargs: Passed to the attack (clip range, PGD steps...).
+
+    Returns:
+      ``{epsilon: accuracy}``.
+    """
+    attacks = {"fgsm": fgsm, "pgd": pgd}
+    if attack not in attacks:
+        raise ValueError(f"attack must be one of {sorted(attacks)}. Received: attack={attack!r}.")
+    attack_fn = attacks[attack]
+
+    @tf.function(reduce_retracing=True)
+    def correct(x, y, eps):
+        x_adv = tf.cond(
+            eps > 0, lambda: attack_fn(model, x, y, epsilon=eps, **attack_kwargs), lambda: x
+        )
+        pred = tf.argmax(model(x_adv, training=False), axis=-1, output_type=tf.int32)
+        return tf.reduce_sum(tf.cast(pred == tf.cast(y, tf.int32), tf.float64))
+
+    results = {}
+    for eps in epsilons:
+        hits, total = 0.0, 0
+        for x, y in dataset:
+            hits += float(correct(x, y, tf.constant(float(eps), x.dtype)))
+            total += int(x.shape[0])
+        if total == 0:
+            raise ValueError("robust_accuracy got an empty dataset.")
+        results[float(eps)] = hits / total
+    return results
+
+
+def input_hessian(model: keras.Model, x, y) -> np.ndarray:
+    """Per-example input Hessians ``grad_x^2 loss(x_i, y_i)``, float64 [B, d, d] with d = prod(x.shape[1:])."""
+    x = tf.convert_to_tensor(x)
+    batch = int(x.shape[0])
+    with tf.GradientTape() as outer:
+        outer.watch(x)
+        grads = tf.reshape(input_gradient(model, x, y), [batch, -1])
+    jac = outer.batch_jacobian(grads, x)
+    return np.asarray(jac, np.float64).reshape(batch, grads.shape[1], -1)
+
+
+def input_hessian_spectrum(model: keras.Model, x, y) -> dict[str, np.ndarray]:
+    """Eigen-summary of each example's input Hessian (small inputs).
+
+    Returns:
+      Dict of float64 [B] arrays: ``min``, ``max`` eigenvalue and
+      ``min_over_max_abs`` = lambda_min / max|lambda| (about -1e-16 for ReLU
+      networks: positive semi-definite to rounding; order -1 for tanh).
+    """
+    hessians = input_hessian(model, x, y)
+    eig = np.linalg.eigvalsh(0.5 * (hessians + np.transpose(hessians, (0, 2, 1))))
+    scale = np.maximum(np.max(np.abs(eig), axis=1), 1e-300)
+    return {"min": eig[:, 0], "max": eig[:, -1], "min_over_max_abs": eig[:, 0] / scale}
+
+
+def input_hessian_top_eigenvalue(
+    model: keras.Model, x, y, *, num_iter: int = 20, seed: int = 0
+) -> tf.Tensor:
+    """Largest-magnitude eigenvalue of each example's input Hessian by batched power iteration.
+
+    Uses input-space HVPs (forward-over-reverse), so it scales to images
+    where the d x d Hessian cannot be formed.
+
+    Returns:
+      Float tensor [B].
+    """
+    x = tf.convert_to_tensor(x)
+    axes = list(range(1, len(x.shape)))
+
+    @tf.function
+    def iterate(x, y):
+        v = tf.random.stateless_normal(tf.shape(x), [seed, 1], dtype=x.dtype)
+        v = v / tf.sqrt(tf.reduce_sum(v * v, axis=axes, keepdims=True))
+        eigenvalue = tf.zeros([tf.shape(x)[0]], x.dtype)
+        for _ in tf.range(num_iter):
+            with tf.autodiff.ForwardAccumulator(x, v) as acc:
+                g = input_gradient(model, x, y)
+            hv = acc.jvp(g)
+            eigenvalue = tf.reduce_sum(v * hv, axis=axes)
+            norm = tf.sqrt(tf.reduce_sum(hv * hv, axis=axes, keepdims=True))
+            v = hv / tf.maximum(norm, tf.constant(1e-30, x.dtype))
+        return eigenvalue
+
+    return iterate(x, tf.convert_to_tensor(y))
