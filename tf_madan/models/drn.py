@@ -9,6 +9,8 @@ without residuals; 1x1 head to C and bilinear x8 upsampling.
 
 import keras
 
+from tf_madan.models.layers import BilinearUpsample
+
 LAYERS = (1, 1, 2, 2, 2, 2, 1, 1)
 CHANNELS = (16, 32, 64, 128, 256, 512, 512, 512)
 FEATURE_LAYER = "layer8_1_relu"
@@ -105,5 +107,5 @@ def build_drn_c26(
     x = _conv_layers(x, channels[6], LAYERS[6], 1, 2, "layer7")
     x = _conv_layers(x, channels[7], LAYERS[7], 1, 1, "layer8")
     score = keras.layers.Conv2D(num_classes, 1, name="seg")(x)
-    logits = keras.layers.UpSampling2D(8, interpolation="bilinear", name="logits")(score)
+    logits = BilinearUpsample(8, align_corners=True, name="logits")(score)
     return keras.Model(images, logits, name=name)

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 INIT_NORMAL_002 = {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.02}}
@@ -108,3 +109,37 @@ def fixed_bilinear_upsampling(channels, kernel_size, stride, name):
         trainable=False,
         name=name,
     )
+
+
+@keras.saving.register_keras_serializable(package="tf_madan")
+class BilinearUpsample(keras.layers.Layer):
+    """Bilinear upsampling by an integer factor that works with dynamic H, W.
+
+    `keras.layers.UpSampling2D` needs static spatial sizes inside a traced
+    SavedModel signature; this layer reads the shape at run time.
+    Input [B, H, W, C] -> [B, factor*H, factor*W, C]. `align_corners=True`
+    matches PyTorch's `nn.Upsample(align_corners=True)` (DRN's head).
+    """
+
+    def __init__(self, factor, align_corners=False, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+        self.align_corners = bool(align_corners)
+
+    def call(self, inputs):
+        size = tf.shape(inputs)[1:3] * self.factor
+        if self.align_corners:
+            return tf.compat.v1.image.resize_bilinear(inputs, size, align_corners=True)
+        return tf.image.resize(inputs, size, method="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        f = self.factor
+        return (b, None if h is None else h * f, None if w is None else w * f, c)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "factor": self.factor,
+            "align_corners": self.align_corners,
+        }

@@ -8,6 +8,8 @@ two CPU cores in minutes.
 
 import keras
 
+from tf_madan.models.layers import BilinearUpsample
+
 FEATURE_LAYER = "features"
 SCORE_LAYER = "score"
 
@@ -82,7 +84,7 @@ def build_small_segmenter(
     )(x)
     # [B, H/4, W/4, C] -> [B, H, W, C]
     score = keras.layers.Conv2D(num_classes, 1, name=SCORE_LAYER)(features)
-    score = keras.layers.UpSampling2D(4, interpolation="bilinear", name="upsample")(score)
+    score = BilinearUpsample(4, name="upsample")(score)
     skip = keras.layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name="score_stem")(stem)
     logits = keras.layers.Add(name="logits")([score, skip])
     return keras.Model(images, logits, name=name)

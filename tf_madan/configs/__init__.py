@@ -1,0 +1,1 @@
+"""Experiment configs: `default` (paper), `cpu_benchmark` (30-minute CPU run), `smoke` (tests)."""

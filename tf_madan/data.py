@@ -1,0 +1,197 @@
+"""Dataset functions for the MADAN stages (driving readers + adapted-image folders).
+
+Adapted datasets are written by `write_adapted_images` as
+`<dir>/images/NNNNNN.png` (uint8 RGB) and `<dir>/labels/NNNNNN.png` (uint8
+train IDs, 255 = ignore) plus a `COMPLETE` marker holding the count.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from input_pipelines import driving
+from tf_madan.normalization import IMAGENET_MEAN, IMAGENET_STD, generator_to_uint8
+
+COMPLETE = "COMPLETE"
+
+
+def domain_dir(config, name):
+    """`config.data.root/<name>`, checked to exist."""
+    path = os.path.join(config.data.root, name)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"Dataset folder {path} not found (config.data.root={config.data.root!r}, name={name!r})."
+        )
+    return path
+
+
+def _size(value):
+    return value or None
+
+
+def multi_domain_fn(config, *, normalization, batch_size, crop_size, resize_shorter, sources=None):
+    """dataset_fn(input_context) of {"sources": ((img, lbl),...), "target": (img, lbl)}."""
+    names = list(sources if sources is not None else config.data.sources)
+
+    def dataset_fn(input_context=None):
+        return driving.build_multi_domain_dataset(
+            [(n, domain_dir(config, n)) for n in names],
+            (config.data.target, domain_dir(config, config.data.target)),
+            config.data.target_split,
+            batch_size=batch_size,
+            crop_size=_size(crop_size),
+            resize_shorter=_size(resize_shorter),
+            normalization=normalization,
+            input_context=input_context,
+            seed=config.seed,
+            deterministic=True,
+            cache=config.data.cache,
+            drop_remainder=True,
+        )
+
+    return dataset_fn
+
+
+def eval_dataset(config, *, batch_size=None, split=None, normalization="segmenter"):
+    """Target evaluation split (full split, no shuffle, no drop)."""
+    return driving.build_dataset(
+        config.data.target,
+        split or config.data.eval_split,
+        data_dir=domain_dir(config, config.data.target),
+        batch_size=batch_size or config.eval.batch_size,
+        resize_shorter=_size(config.data.eval_resize_shorter),
+        normalization=normalization,
+        shuffle=False,
+        deterministic=True,
+    )
+
+
+def source_dataset(config, name, *, batch_size, normalization="generator"):
+    """Every image of source `name`, in order, at translation resolution."""
+    split = "all" if "all" in driving.readers.get_spec(name).splits else "train"
+    return driving.build_dataset(
+        name,
+        split,
+        data_dir=domain_dir(config, name),
+        batch_size=batch_size,
+        resize_shorter=_size(config.data.translate_resize_shorter),
+        normalization=normalization,
+        shuffle=False,
+        deterministic=True,
+    )
+
+
+def write_adapted_images(generator, dataset, out_dir):
+    """Translates a source dataset with G_{S->T} and writes images and labels.
+
+    Args:
+      generator: G_{S->T}, [-1, 1] images -> [-1, 1] images.
+      dataset: batches of (image [B, H, W, 3] in [-1, 1], label int [B, H, W]).
+      out_dir: output folder (images/, labels/, COMPLETE).
+
+    Returns:
+      Number of written examples. A folder with a COMPLETE marker is reused.
+    """
+    marker = os.path.join(out_dir, COMPLETE)
+    if os.path.exists(marker):
+        with open(marker) as handle:
+            return json.load(handle)["count"]
+    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "labels"), exist_ok=True)
+    translate = tf.function(lambda x: generator_to_uint8(generator(x, training=False)))
+    count = 0
+    for images, labels in dataset:
+        adapted = translate(images).numpy()
+        for image, label in zip(adapted, labels.numpy()):
+            Image.fromarray(image).save(os.path.join(out_dir, "images", f"{count:06d}.png"))
+            Image.fromarray(label.astype(np.uint8)).save(
+                os.path.join(out_dir, "labels", f"{count:06d}.png")
+            )
+            count += 1
+    if count == 0:
+        raise ValueError(f"No source images to translate into {out_dir}.")
+    with open(marker, "w") as handle:
+        json.dump({"count": count}, handle)
+    return count
+
+
+def _adapted_files(directory):
+    if not os.path.exists(os.path.join(directory, COMPLETE)):
+        raise FileNotFoundError(
+            f"Adapted images in {directory} are missing or incomplete (no {COMPLETE} marker); "
+            "run the translate stage first."
+        )
+    names = sorted(os.listdir(os.path.join(directory, "images")))
+    return (
+        [os.path.join(directory, "images", n) for n in names],
+        [os.path.join(directory, "labels", n) for n in names],
+    )
+
+
+def adapted_dataset(directory, *, batch_size, crop_size, seed, input_context=None):
+    """Repeating, shuffled, cropped batches of adapted images (segmenter-normalised)."""
+    images, labels = _adapted_files(directory)
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if input_context is not None:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+
+    def load(image_path, label_path):
+        image = tf.io.decode_png(tf.io.read_file(image_path), channels=3)
+        label = tf.io.decode_png(tf.io.read_file(label_path), channels=1)
+        return image, label
+
+    def augment(index, example):
+        image, label = example
+        if crop_size:
+            stacked = tf.concat([tf.cast(image, tf.int32), tf.cast(label, tf.int32)], axis=-1)
+            stacked = tf.image.stateless_random_crop(
+                stacked, [crop_size, crop_size, 4], seed=tf.stack([seed, tf.cast(index, tf.int32)])
+            )
+            image, label = stacked[..., :3], stacked[..., 3:]
+        image = tf.cast(image, tf.float32) / 255.0
+        image = (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+        return image, tf.cast(label[..., 0], tf.int32)
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True)
+
+
+def adapted_multi_domain_fn(config, directories, *, batch_size, crop_size):
+    """dataset_fn(input_context) pairing adapted sources with the target train pool."""
+
+    def dataset_fn(input_context=None):
+        sources = tuple(
+            adapted_dataset(
+                d,
+                batch_size=batch_size,
+                crop_size=crop_size,
+                seed=config.seed + 7919 * (k + 1),
+                input_context=input_context,
+            )
+            for k, d in enumerate(directories)
+        )
+        target = driving.build_dataset(
+            config.data.target,
+            config.data.target_split,
+            data_dir=domain_dir(config, config.data.target),
+            batch_size=batch_size,
+            crop_size=_size(crop_size),
+            resize_shorter=_size(config.data.seg_resize_shorter),
+            normalization="segmenter",
+            input_context=input_context,
+            seed=config.seed,
+            repeat=True,
+            deterministic=True,
+            cache=config.data.cache,
+            drop_remainder=True,
+        )
+        zipped = tf.data.Dataset.zip((sources, target))
+        return zipped.map(lambda s, t: {"sources": s, "target": t}).prefetch(tf.data.AUTOTUNE)
+
+    return dataset_fn
