@@ -218,3 +218,15 @@ def test_multi_domain_errors(synthetic_root):
         driving.build_multi_domain_dataset(
             [("synthia", str(synthetic_root / "synthia"), "train")], target, "train", batch_size=1
         )
+
+
+def test_cityscapes_reader_equals_label_train_ids_files(synthetic_root):
+    from PIL import Image
+
+    root = synthetic_root / "cityscapes"
+    ds = driving.build_dataset("cityscapes", "val", data_dir=str(root), batch_size=1,
+                               deterministic=True)  # fmt: skip
+    examples = driving.list_examples("cityscapes", "val", str(root))
+    for (_, label), path in zip(ds, examples.label_paths):
+        expected = np.asarray(Image.open(path.replace("_labelIds", "_labelTrainIds")))
+        np.testing.assert_array_equal(label[0].numpy(), expected)
