@@ -21,16 +21,21 @@ from tf_keras_vis.utils.scores import CategoricalScore
 
 
 def _require_functional(model):
+    """The model as a functional `keras.Model` (a Sequential is rewrapped: tf-keras-vis needs
+    `output_names`, which Keras 3 Sequential models lack)."""
     if not isinstance(model, keras.Model) or not hasattr(model, "inputs") or model.inputs is None:
         raise ValueError(
             f"Attribution maps need a functional keras.Model (inputs/outputs graph); "
             f"received {type(model).__name__}."
         )
+    if isinstance(model, keras.Sequential):
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    return model
 
 
 def find_last_conv_layer(model):
     """Name of the last layer with a 4-D output [B, H, W, C] of spatial size > 1 (the Grad-CAM layer)."""
-    _require_functional(model)
+    model = _require_functional(model)
     for layer in reversed(model.layers):
         try:
             shape = layer.output.shape
@@ -58,7 +63,7 @@ def classification_maps(model, images, labels, *, layer=None, smooth_samples=0):
     Returns:
       dict with `saliency` and `gradcam_plus_plus`, each float32 [N, H, W] normalised to [0, 1].
     """
-    _require_functional(model)
+    model = _require_functional(model)
     images = np.asarray(images, np.float32)
     labels = [int(v) for v in np.asarray(labels).reshape(-1)]
     if images.ndim != 4 or len(labels) != images.shape[0]:
@@ -92,7 +97,7 @@ def segmentation_class_gradcam(model, images, class_ids, *, layer=None):
     Returns:
       float32 [N, len(class_ids), H, W] in [0, 1].
     """
-    _require_functional(model)
+    model = _require_functional(model)
     images = np.asarray(images, np.float32)
     logits = model(images, training=False)
     predicted = tf.argmax(logits, axis=-1)
