@@ -120,7 +120,8 @@ class ODEBlock(_SolverBlock):
     """
 
     def build(self, input_shape):
-        self.func.build(input_shape)
+        if not self.func.built:  # a deserialized func arrives already built
+            self.func.build(input_shape)
         self._build_counter()
 
     def call(self, inputs, training=None):
@@ -163,10 +164,14 @@ class CoupledODEBlock(_SolverBlock):
         self.dynamics = {}
 
     def build(self, input_shape):
-        self.func.build(input_shape)
+        if not self.func.built:  # a deserialized func arrives already built
+            self.func.build(input_shape)
         for name, variable in self.func.evolved_weights().items():
             layer = dynamics_lib.build_weight_dynamics(
-                self.weight_dynamics, name=f"q_{name}", **self.dynamics_config
+                self.weight_dynamics,
+                name=f"q_{name}",
+                dtype=self.dtype_policy,
+                **self.dynamics_config,
             )
             layer.build(tuple(variable.shape))
             self.dynamics[name] = layer
@@ -207,7 +212,8 @@ class ResidualBlock(keras.layers.Layer):
         self.func = func
 
     def build(self, input_shape):
-        self.func.build(input_shape)
+        if not self.func.built:  # a deserialized func arrives already built
+            self.func.build(input_shape)
 
     def call(self, inputs, training=None):
         return inputs + self.func(inputs, training=training)

@@ -133,8 +133,11 @@ class ReactionDiffusionAdvection(WeightDynamics):
         channels = int(input_shape[-1])
         rho0 = float(np.log(np.expm1(self.initial_sigma)))  # softplus^-1
         if "diffusion" in self.components:
+            # A callable keeps rho0 exact in float64 (keras Constant rounds it through float32).
             self.rho = self.add_weight(
-                shape=(channels,), initializer=keras.initializers.Constant(rho0), name="rho"
+                shape=(channels,),
+                initializer=lambda shape, dtype=None: tf.fill(shape, tf.constant(rho0, dtype)),
+                name="rho",
             )
         if "advection" in self.components:
             self.velocity = self.add_weight(

@@ -17,13 +17,14 @@ def _glorot_gain_sqrt2():
     return keras.initializers.VarianceScaling(scale=2.0, mode="fan_avg", distribution="uniform")
 
 
-def _build_norm(norm: str, channels: int, name: str):
+def _build_norm(norm: str, channels: int, name: str, dtype):
     if norm == "none":
         return None
     if norm == "group":
-        return keras.layers.GroupNormalization(groups=min(4, channels), name=name)
+        groups = max(g for g in (4, 2, 1) if channels % g == 0)
+        return keras.layers.GroupNormalization(groups=groups, name=name, dtype=dtype)
     if norm == "batch":
-        return keras.layers.BatchNormalization(name=name)
+        return keras.layers.BatchNormalization(name=name, dtype=dtype)
     raise ValueError(f"Unknown norm. Expected one of {NORMS}. Received: norm={norm!r}")
 
 
@@ -76,8 +77,8 @@ class ConvODEFunc(keras.layers.Layer):
             shape=(k, k, channels, channels), initializer=_glorot_gain_sqrt2(), name="kernel_2"
         )
         self.bias_2 = self.add_weight(shape=(channels,), initializer="zeros", name="bias_2")
-        self.norm_1 = _build_norm(self.norm, channels, "norm_1")
-        self.norm_2 = _build_norm(self.norm, channels, "norm_2")
+        self.norm_1 = _build_norm(self.norm, channels, "norm_1", self.dtype_policy)
+        self.norm_2 = _build_norm(self.norm, channels, "norm_2", self.dtype_policy)
         for norm_layer in (self.norm_1, self.norm_2):
             if norm_layer is not None:
                 norm_layer.build(input_shape)
