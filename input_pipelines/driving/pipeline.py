@@ -35,7 +35,7 @@ def build_dataset(
     seed=0,
     shuffle=None,
     repeat=False,
-    deterministic=False,
+    deterministic=None,
     cache=False,
     drop_remainder=False,
     class_subset=None,
@@ -65,7 +65,9 @@ def build_dataset(
       seed: seed of shuffling and of the per-example stateless crop/flip seeds.
       shuffle: shuffle examples; None means True for the "train" and "all" splits.
       repeat: repeat forever.
-      deterministic: keep element order fixed under parallel decoding.
+      deterministic: keep element order fixed under parallel decoding. None (default)
+        means True without shuffling (batches follow the sorted file list, e.g. for
+        evaluation or exporting adapted images) and False with shuffling (faster).
       cache: cache decoded (and resized) examples in memory.
       drop_remainder: drop the last partial batch.
       class_subset: None (19 classes) or "16" (terrain, truck, train -> 255).
@@ -98,6 +100,8 @@ def build_dataset(
         readers.validate_full(examples)
     if shuffle is None:
         shuffle = split in ("train", "all")
+    if deterministic is None:
+        deterministic = not shuffle
 
     per_pipeline_batch = int(batch_size)
     ds = tf.data.Dataset.from_tensor_slices(

@@ -230,3 +230,16 @@ def test_cityscapes_reader_equals_label_train_ids_files(synthetic_root):
     for (_, label), path in zip(ds, examples.label_paths):
         expected = np.asarray(Image.open(path.replace("_labelIds", "_labelTrainIds")))
         np.testing.assert_array_equal(label[0].numpy(), expected)
+
+
+def test_unshuffled_order_follows_file_list_by_default(synthetic_root):
+    from PIL import Image
+
+    root = synthetic_root / "gta5"
+    ds = driving.build_dataset("gta5", "all", data_dir=str(root), batch_size=1, shuffle=False)
+    examples = driving.list_examples("gta5", "all", str(root))
+    for (_, label), path in zip(ds, examples.label_paths):
+        raw = np.asarray(Image.open(path))
+        np.testing.assert_array_equal(
+            label[0].numpy(), driving.labels.map_to_train_ids(raw, "gta5")
+        )
