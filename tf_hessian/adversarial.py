@@ -121,15 +121,23 @@ def pgd(
 
 
 def robust_accuracy(
-    model: keras.Model, dataset: tf.data.Dataset, epsilons, *, attack: str = "fgsm", **attack_kwargs
+    model: keras.Model,
+    dataset: tf.data.Dataset,
+    epsilons,
+    *,
+    attack: str = "fgsm",
+    epsilon_scale=1.0,
+    **attack_kwargs,
 ) -> dict[float, float]:
     """Accuracy under attack for each epsilon (epsilon 0 is clean accuracy).
 
     Args:
       model: Classifier returning logits.
       dataset: Finite dataset of ``(x, y)`` batches.
-      epsilons: Radii (input units).
+      epsilons: Radii; the attack uses ``epsilon * epsilon_scale``.
       attack: ``"fgsm"`` or ``"pgd"``.
+      epsilon_scale: Scalar or per-channel [C] factor from the given units to
+        input units (``data.pixel_epsilon(1.0, ...)`` for pixel units).
       **attack_kwargs: Passed to the attack (clip range, PGD steps...).
 
     Returns:
@@ -142,8 +150,9 @@ def robust_accuracy(
 
     @tf.function(reduce_retracing=True)
     def correct(x, y, eps):
+        radius = eps * _as(epsilon_scale, x.dtype)
         x_adv = tf.cond(
-            eps > 0, lambda: attack_fn(model, x, y, epsilon=eps, **attack_kwargs), lambda: x
+            eps > 0, lambda: attack_fn(model, x, y, epsilon=radius, **attack_kwargs), lambda: x
         )
         pred = tf.argmax(model(x_adv, training=False), axis=-1, output_type=tf.int32)
         return tf.reduce_sum(tf.cast(pred == tf.cast(y, tf.int32), tf.float64))

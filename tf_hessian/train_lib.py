@@ -1,0 +1,253 @@
+"""Training a classifier at one batch size (optionally robust), with evaluation and export.
+
+Entry point of ``python -m tf_hessian.train``: ``train_and_evaluate(config, workdir, strategy)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+import tf_runtime
+from input_pipelines import classification
+from tf_hessian import adversarial, models
+from tf_hessian import data as data_lib
+from tf_hessian.trainer import ClassifierTrainer
+
+
+def build_network(config, dtype: str | None = None) -> keras.Model:
+    """The classifier named by ``config.model`` for ``config.data.name``'s image shape."""
+    info = classification.dataset_info(config.data.name)
+    kwargs = dict(config.model_kwargs.to_dict()) if hasattr(config.model_kwargs, "to_dict") else {}
+    return models.build_model(
+        config.model, info.image_shape, info.num_classes, dtype=dtype, **kwargs
+    )
+
+
+def resolve_schedule(config, num_train: int, num_replicas: int) -> dict:
+    """Derived training quantities, validated against the config.
+
+    Returns:
+      Dict with ``num_steps``, ``steps_per_epoch``, ``micro_batch_size`` (global),
+      ``num_micro_batches``, ``num_adversarial`` (per replica micro-batch),
+      ``adversarial_steps``, ``learning_rate``, ``boundaries``.
+
+    Raises:
+      ValueError: naming the config field at fault.
+    """
+    batch = config.batch_size
+    if batch < 1:
+        raise ValueError(f"config.batch_size must be >= 1. Received: {batch}.")
+    if batch > num_train:
+        raise ValueError(
+            f"config.batch_size={batch} exceeds the {num_train} training examples of {config.data.name}."
+        )
+    micro = min(config.micro_batch_size, batch) if config.accumulate else batch
+    if micro < 1 or batch % micro:
+        raise ValueError(
+            f"config.batch_size={batch} must be a multiple of config.micro_batch_size={config.micro_batch_size}."
+        )
+    if micro % num_replicas:
+        raise ValueError(
+            f"The micro-batch ({micro}) must divide evenly over {num_replicas} replicas."
+        )
+    steps_per_epoch = num_train / batch
+    num_steps = config.num_steps or max(1, int(round(config.epochs * steps_per_epoch)))
+    opt = config.optimizer
+    learning_rate = opt.learning_rate * (
+        batch / opt.lr_reference_batch if opt.scale_lr_with_batch else 1.0
+    )
+    boundaries = sorted({max(1, int(round(e * steps_per_epoch))) for e in opt.lr_decay_epochs})
+    robust = config.robust
+    num_adversarial, adversarial_steps = 0, 0
+    if robust.enabled:
+        if not 0.0 < robust.adv_ratio <= 1.0:
+            raise ValueError(
+                f"config.robust.adv_ratio must be in (0, 1]. Received: {robust.adv_ratio}."
+            )
+        if robust.epsilon <= 0:
+            raise ValueError(f"config.robust.epsilon must be > 0. Received: {robust.epsilon}.")
+        ratio = robust.adv_ratio
+        if robust.scale_ratio_with_batch and batch > 128:
+            ratio /= batch / 128
+        num_adversarial = max(1, int(round(ratio * micro / num_replicas)))
+        adversarial_steps = int(math.ceil(robust.stop_fraction * num_steps))
+    return dict(
+        num_steps=num_steps,
+        steps_per_epoch=steps_per_epoch,
+        micro_batch_size=micro,
+        num_micro_batches=batch // micro,
+        num_adversarial=num_adversarial,
+        adversarial_steps=adversarial_steps,
+        learning_rate=learning_rate,
+        boundaries=boundaries,
+    )
+
+
+def _attack_kwargs(config) -> dict:
+    robust = config.robust
+    kwargs = data_lib.attack_kwargs(config.data.name, config.data.normalize, robust.clip)
+    kwargs["epsilon"] = data_lib.pixel_epsilon(
+        robust.epsilon, config.data.name, config.data.normalize
+    )
+    if robust.attack == "pgd":
+        kwargs["step_size"] = data_lib.pixel_epsilon(
+            robust.pgd_step_size, config.data.name, config.data.normalize
+        )
+        kwargs["num_steps"] = robust.pgd_steps
+    return kwargs
+
+
+def build_trainer(config, strategy, schedule: dict) -> ClassifierTrainer:
+    """Network, trainer and SGD optimizer, all created and built in ``strategy.scope()``."""
+    info = classification.dataset_info(config.data.name)
+    opt = config.optimizer
+    with strategy.scope():
+        network = build_network(config)
+        trainer = ClassifierTrainer(
+            network,
+            num_micro_batches=schedule["num_micro_batches"],
+            weight_decay=opt.weight_decay,
+            num_adversarial=schedule["num_adversarial"],
+            adversarial_steps=schedule["adversarial_steps"],
+            attack=config.robust.attack,
+            attack_kwargs=_attack_kwargs(config),
+        )
+        trainer(tf.zeros((1, *info.image_shape)))
+        values = [
+            schedule["learning_rate"] * opt.lr_decay**i
+            for i in range(len(schedule["boundaries"]) + 1)
+        ]
+        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            schedule["boundaries"], values
+        )
+        trainer.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=opt.momentum))
+        trainer.optimizer.build(network.trainable_variables)
+    return trainer
+
+
+def evaluate(network: keras.Model, config) -> dict:
+    """Clean and FGSM accuracy on ``config.eval.split`` (FGSM radius ``eval.fgsm_epsilon`` in pixel units)."""
+    dataset = data_lib.build(
+        config, config.eval.split, batch_size=config.eval.batch_size, limit=config.eval.limit
+    )
+    scale = data_lib.pixel_epsilon(1.0, config.data.name, config.data.normalize)
+    accuracy = adversarial.robust_accuracy(
+        network,
+        dataset,
+        [0.0, config.eval.fgsm_epsilon],
+        epsilon_scale=scale,
+        **data_lib.attack_kwargs(config.data.name, config.data.normalize),
+    )
+    return {"accuracy": accuracy[0.0], "fgsm_accuracy": accuracy[float(config.eval.fgsm_epsilon)]}
+
+
+def train_and_evaluate(config, workdir: str, strategy: tf.distribute.Strategy) -> dict:
+    """Trains ``config.model`` at ``config.batch_size``; evaluates; exports a SavedModel.
+
+    Writes into ``workdir``: checkpoints/, tensorboard/, saved_model/ (if
+    ``config.export``) and metrics.json.
+
+    Returns:
+      Dict with ``step``, ``train`` (last training logs), ``test_accuracy``,
+      ``fgsm_accuracy`` (on ``config.eval.split``), ``schedule`` and ``saved_model``.
+    """
+    num_train = data_lib.num_examples(config, "train", limit=config.data.train_limit)
+    schedule = resolve_schedule(config, num_train, strategy.num_replicas_in_sync)
+    trainer = build_trainer(config, strategy, schedule)
+
+    def dataset_fn(input_context):
+        return data_lib.build(
+            config,
+            "train",
+            batch_size=config.batch_size,
+            input_context=input_context,
+            repeat=True,
+            limit=config.data.train_limit,
+            drop_remainder=True,
+        )
+
+    logs = tf_runtime.run_training(
+        trainer,
+        dataset_fn,
+        strategy=strategy,
+        workdir=workdir,
+        num_steps=schedule["num_steps"],
+        checkpoint_every=config.checkpoint_every,
+        summary_every=config.summary_every,
+        log_every=config.log_every,
+        eval_fn=lambda step: evaluate(trainer.network, config),
+        hparams={
+            "batch_size": config.batch_size,
+            "model": config.model,
+            "robust": config.robust.enabled,
+        },
+        seed=config.seed,
+    )
+    results = {
+        "step": logs["step"],
+        "train": {k: v for k, v in logs.items() if k != "step" and not k.startswith("eval_")},
+        "test_accuracy": logs["eval_accuracy"],
+        "fgsm_accuracy": logs["eval_fgsm_accuracy"],
+        "schedule": schedule,
+    }
+    if config.export:
+        results["saved_model"] = export(
+            trainer.network, config, os.path.join(workdir, "saved_model")
+        )
+    with tf.io.gfile.GFile(os.path.join(workdir, "metrics.json"), "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    return results
+
+
+def export(network: keras.Model, config, path: str) -> str:
+    """SavedModel with a ``serve(image)`` -> logits endpoint, checked after reload at two batch sizes."""
+    info = classification.dataset_info(config.data.name)
+    spec = tf.TensorSpec([None, *info.image_shape], tf.float32, name="image")
+    tf_runtime.export_saved_model(network, path, [spec])
+    for batch in (1, 3):
+        x = tf.random.stateless_uniform((batch, *info.image_shape), [1, batch])
+        tf_runtime.check_export(path, lambda t: network(t, training=False), (x,), atol=1e-4)
+    return path
+
+
+def restore_network(workdir: str, checkpoint: str | None = None, dtype: str | None = None):
+    """The trained network of a ``train`` run, from its config.json and a checkpoint.
+
+    Args:
+      workdir: The training run folder.
+      checkpoint: A checkpoint prefix; default the latest in ``workdir/checkpoints``.
+      dtype: Build the network in this dtype (e.g. ``"float64"``) and cast the weights.
+
+    Returns:
+      ``(network, config, checkpoint_path)``.
+
+    Raises:
+      FileNotFoundError: if config.json or the checkpoint is missing.
+    """
+    config_path = os.path.join(workdir, "config.json")
+    if not tf.io.gfile.exists(config_path):
+        raise FileNotFoundError(f"No config.json in the training workdir {workdir!r}.")
+    with tf.io.gfile.GFile(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    path = checkpoint or tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    if path is None or not tf.io.gfile.glob(path + "*"):
+        raise FileNotFoundError(
+            f"No checkpoint found: checkpoint={checkpoint!r}, workdir={workdir!r}."
+        )
+    info = classification.dataset_info(config.data.name)
+    network = build_network(config)
+    trainer = ClassifierTrainer(network)
+    trainer(tf.zeros((1, *info.image_shape)))
+    tf.train.Checkpoint(model=trainer).restore(path).expect_partial()
+    if dtype is not None:
+        cast = build_network(config, dtype=dtype)
+        cast.set_weights([np.asarray(w, dtype) for w in network.get_weights()])
+        network = cast
+    return network, config, path
