@@ -170,7 +170,7 @@ def robust_accuracy(
 
 
 def input_hessian(model: keras.Model, x, y) -> np.ndarray:
-    """Per-example input Hessians ``grad_x^2 loss(x_i, y_i)``, float64 [B, d, d] with d = prod(x.shape[1:])."""
+    """Per-example input Hessians ``grad_x^2 loss``, float64 [B, d, d], d = prod(x.shape[1:])."""
     x = tf.convert_to_tensor(x)
     batch = int(x.shape[0])
     with tf.GradientTape() as outer:

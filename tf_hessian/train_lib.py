@@ -51,7 +51,8 @@ def resolve_schedule(config, num_train: int, num_replicas: int) -> dict:
     micro = min(config.micro_batch_size, batch) if config.accumulate else batch
     if micro < 1 or batch % micro:
         raise ValueError(
-            f"config.batch_size={batch} must be a multiple of config.micro_batch_size={config.micro_batch_size}."
+            f"config.batch_size={batch} must be a multiple of "
+            f"config.micro_batch_size={config.micro_batch_size}."
         )
     if micro % num_replicas:
         raise ValueError(
@@ -108,6 +109,7 @@ def build_trainer(config, strategy, schedule: dict) -> ClassifierTrainer:
     """Network, trainer and SGD optimizer, all created and built in ``strategy.scope()``."""
     info = classification.dataset_info(config.data.name)
     opt = config.optimizer
+    keras.utils.set_random_seed(config.seed)  # same initial weights on any strategy
     with strategy.scope():
         network = build_network(config)
         trainer = ClassifierTrainer(
