@@ -5,8 +5,8 @@ Usage:
       [--config=tf_hessian/configs/analyze.py] [--output_dir=runs/m1_b512/analysis] \
       [--checkpoint=runs/m1_b512/checkpoints/ckpt-400] [--strategy=mirrored --num_cpu_devices=2]
 
-Writes analysis.json, density.npz, spectrum.png, density.png, landscape_1d.png and
-landscape_2d.png into --output_dir (default: <workdir>/analysis).
+Writes analysis.json, density.npz, spectrum.png, density.png, landscape_1d.png,
+landscape_2d.png and robustness.png into --output_dir (default: <workdir>/analysis).
 """
 
 import json

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_hessian import blocks, eigen, landscape, plots
+from tf_hessian import adversarial, blocks, eigen, landscape, plots
 from tf_hessian import data as data_lib
 from tf_hessian.density import slq, smooth_density
 from tf_hessian.hvp import HessianOperator
@@ -35,6 +35,42 @@ def hessian_operator(network: keras.Model, dataset, analysis, strategy=None) -> 
     dtype = network.trainable_variables[0].dtype
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
     return HessianOperator(network, loss_fn, dataset, mode=analysis.hvp_mode, strategy=strategy)
+
+
+def input_space_summary(network: keras.Model, train_config, analysis) -> dict:
+    """Mean input-gradient norm and input-Hessian top eigenvalue on eval examples (spec §1.8)."""
+    x, y = data_lib.fixed_batch(
+        train_config,
+        train_config.eval.split,
+        analysis.input_examples,
+        tf.as_dtype(network.trainable_variables[0].dtype),
+        seed=analysis.seed,
+    )
+    grads = adversarial.input_gradient(network, x, y)
+    norms = tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(grads, [tf.shape(grads)[0], -1])), axis=1))
+    top = adversarial.input_hessian_top_eigenvalue(
+        network, x, y, num_iter=analysis.input_hessian_iter
+    )
+    return {
+        "input_gradient_norm": float(tf.reduce_mean(norms)),
+        "input_hessian_lambda_max": float(tf.reduce_mean(top)),
+        "input_hessian_lambda_min_over_batch": float(tf.reduce_min(top)),
+    }
+
+
+def robustness_curve(network: keras.Model, train_config, epsilons) -> dict[float, float]:
+    """FGSM accuracy for each radius (pixel units) on the run's eval split."""
+    config = train_config
+    dataset = data_lib.build(
+        config, config.eval.split, batch_size=config.eval.batch_size, limit=config.eval.limit
+    )
+    return adversarial.robust_accuracy(
+        network,
+        dataset,
+        list(epsilons),
+        epsilon_scale=data_lib.pixel_epsilon(1.0, config.data.name, config.data.normalize),
+        **data_lib.attack_kwargs(config.data.name, config.data.normalize),
+    )
 
 
 def spectrum_summary(op: HessianOperator, analysis) -> dict:
@@ -140,6 +176,15 @@ def analyze_network(
             seed=analysis.seed,
             mode=analysis.hvp_mode,
         )
+    if analysis.robustness_epsilons:
+        curve = robustness_curve(network, train_config, analysis.robustness_epsilons)
+        results["robustness"] = {"epsilons": list(curve), "fgsm_accuracy": list(curve.values())}
+        paths["robustness"] = plots.plot_robustness(
+            {"FGSM": (list(curve), list(curve.values()))},
+            os.path.join(output_dir, "robustness.png"),
+        )
+    if analysis.input_examples:
+        results["input_space"] = input_space_summary(network, train_config, analysis)
     results["plots"] = paths
     with tf.io.gfile.GFile(os.path.join(output_dir, "analysis.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)

@@ -70,6 +70,18 @@ def plot_landscape_2d(alphas1, alphas2, surface: np.ndarray, path: str, title: s
     return _save(fig, path)
 
 
+def plot_robustness(curves: dict[str, tuple[list, list]], path: str, attack: str = "FGSM") -> str:
+    """Accuracy against the attack radius: ``{label: (epsilons, accuracies)}``."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, (epsilons, accuracies) in curves.items():
+        ax.plot(epsilons, accuracies, "o-", label=label)
+    ax.set_xlabel(r"$\epsilon$ (pixel units, L-inf)")
+    ax.set_ylabel(f"{attack} accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def plot_batch_sweep(rows: list[dict], path: str) -> str:
     """lambda_max, trace and accuracies against batch size; robust runs as stars."""
     standard = [r for r in rows if not r["robust"]]

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import tf_runtime
 from tf_hessian import landscape, plots, train_lib
-from tf_hessian.analyze_lib import analysis_data, hessian_operator
+from tf_hessian.analyze_lib import analysis_data, hessian_operator, input_space_summary
 from tf_hessian.density import slq, smooth_density
 
 
@@ -73,7 +73,14 @@ def run_one(config, workdir: str, batch_size: int, robust: bool, strategy) -> di
     row_path = os.path.join(run_dir, "row.json")
     if tf.io.gfile.exists(row_path):
         with tf.io.gfile.GFile(row_path) as f:
-            return json.load(f)
+            row = json.load(f)
+        if config.analysis.input_examples and "input_gradient_norm" not in row:
+            # Rows written before the input-space measures existed are completed in place.
+            network, train_config, _ = train_lib.restore_network(run_dir)
+            row.update(input_space_summary(network, train_config, config.analysis))
+            with tf.io.gfile.GFile(row_path, "w") as f:
+                json.dump(row, f, indent=2, default=float)
+        return row
     train_config = copy.deepcopy(config.train)
     train_config.batch_size = batch_size
     train_config.robust.enabled = robust
@@ -92,6 +99,8 @@ def run_one(config, workdir: str, batch_size: int, robust: bool, strategy) -> di
         "train_seconds": train_seconds,
         **_analyse(network, train_config, config),
     }
+    if config.analysis.input_examples:
+        row.update(input_space_summary(network, train_config, config.analysis))
     with tf.io.gfile.GFile(row_path, "w") as f:
         json.dump(row, f, indent=2, default=float)
     return row
@@ -100,15 +109,17 @@ def run_one(config, workdir: str, batch_size: int, robust: bool, strategy) -> di
 def markdown_table(rows: list[dict], config) -> str:
     """The study table (one line per model)."""
     eps = config.train.eval.fgsm_epsilon
+    nan = float("nan")
     header = (
         f"| batch | robust | steps | test acc | FGSM acc (eps={eps}) | lambda_max | power its | "
-        f"trace (± s.e.) | lambda_min (SLQ) | train s | analysis s |\n"
-        "|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"trace (± s.e.) | lambda_min (SLQ) | mean ‖∇x loss‖ | mean λ1(∇²x loss) | train s | analysis s |\n"
+        "|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = [
         f"| {r['batch_size']} | {'yes' if r['robust'] else 'no'} | {r['steps']} | {r['test_accuracy']:.4f} | "
         f"{r['fgsm_accuracy']:.4f} | {r['lambda_max']:.4g} | {r['power_iterations']} | "
         f"{r['trace']:.4g} ± {r['trace_stderr']:.2g} | {r['lambda_min_ritz']:.3g} | "
+        f"{r.get('input_gradient_norm', nan):.3g} | {r.get('input_hessian_lambda_max', nan):.3g} | "
         f"{r['train_seconds']:.0f} | {r['analysis_seconds']:.0f} |"
         for r in rows
     ]

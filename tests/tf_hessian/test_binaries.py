@@ -69,7 +69,10 @@ def test_analyze_writes_json_and_plots(trained_run, tmp_path):
     assert saved["landscape"]["curves"]["top eigenvector"][1] == pytest.approx(
         saved["loss"], rel=1e-6
     )
-    for name in ("spectrum", "density", "landscape_1d", "landscape_2d"):
+    assert saved["robustness"]["epsilons"] == [0.0, 0.1]
+    assert saved["robustness"]["fgsm_accuracy"][1] <= saved["robustness"]["fgsm_accuracy"][0]
+    assert saved["input_space"]["input_gradient_norm"] > 0
+    for name in ("spectrum", "density", "landscape_1d", "landscape_2d", "robustness"):
         assert os.path.getsize(results["plots"][name]) > 1000
     density = np.load(tmp_path / "density.npz")
     assert np.sum(density["density"]) * (density["grid"][1] - density["grid"][0]) == pytest.approx(

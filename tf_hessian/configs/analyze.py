@@ -37,6 +37,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.landscape_2d_points = 13
     c.landscape_2d_radius = 0.3
     c.block_analysis = False
+    # Accuracy vs FGSM radius ([0, 1] pixel units) on the run's eval split; () to skip.
+    c.robustness_epsilons = (0.0, 0.02, 0.05, 0.1, 0.2)
+    # Input-space robustness measures on this many eval examples (0 to skip):
+    # mean ||grad_x loss|| and mean top eigenvalue of grad_x^2 loss (power iteration).
+    c.input_examples = 100
+    c.input_hessian_iter = 20
     if variant == "code_preset":
         c.max_iter, c.tol = 10, 1e-2
     elif variant == "smoke":
@@ -51,6 +57,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.landscape_points = 3
         c.landscape_2d_points = 2
         c.block_analysis = True
+        c.robustness_epsilons = (0.0, 0.1)
+        c.input_examples = 4
+        c.input_hessian_iter = 3
     elif variant:
         raise ValueError(f"Unknown config variant {variant!r}; use '', 'code_preset' or 'smoke'.")
     return c
