@@ -42,6 +42,7 @@ def build_dataset(
     validate="header",
     shuffle_buffer=None,
     resize_method="bilinear",
+    drop_mismatched=False,
 ):
     """Builds a batched, prefetched dataset of (image, train-id label) pairs.
 
@@ -77,6 +78,8 @@ def build_dataset(
       shuffle_buffer: shuffle buffer size; default all files (or up to 256 cached
         examples).
       resize_method: image interpolation for `resize_shorter`.
+      drop_mismatched: drop (with a logged warning naming them) image/label pairs of
+        different sizes instead of raising; needs validation "header" or "full".
 
     Returns:
       `tf.data.Dataset` of (image float32 [B, H, W, 3], label int32 [B, H, W]).
@@ -95,9 +98,9 @@ def build_dataset(
         )
     examples = readers.list_examples(name, split, data_dir)
     if validate == "header":
-        readers.validate_headers(examples)
+        examples = readers.validate_headers(examples, drop_mismatched=drop_mismatched)
     elif validate == "full":
-        readers.validate_full(examples)
+        examples = readers.validate_full(examples, drop_mismatched=drop_mismatched)
     if shuffle is None:
         shuffle = split in ("train", "all")
     if deterministic is None:

@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from input_pipelines.driving import image_header
 from input_pipelines.driving import labels as labels_lib
@@ -219,15 +220,25 @@ def _label_format_problem(spec, header):
     return None
 
 
-def validate_headers(examples):
+def validate_headers(examples, *, drop_mismatched=False):
     """Checks every pair's headers: readable files, label format, image size == label size.
+
+    Args:
+      examples: an `ExampleList`.
+      drop_mismatched: instead of raising on image/label size mismatches, drop those
+        pairs and log a warning naming them (some public GTA5 copies contain a few).
+
+    Returns:
+      The `ExampleList`, without the mismatched pairs when `drop_mismatched`.
 
     Raises:
       ValueError: naming the offending file(s).
     """
     spec = get_spec(examples.name)
-    mismatched, bad_format = [], []
-    for image_path, label_path in zip(examples.image_paths, examples.label_paths):
+    mismatched, bad_format, keep = [], [], []
+    for index, (image_path, label_path) in enumerate(
+        zip(examples.image_paths, examples.label_paths)
+    ):
         image = image_header.read_image_header(image_path)
         label = image_header.read_image_header(label_path)
         if image.channels not in (1, 3, 4) or image.bit_depth != 8:
@@ -240,12 +251,31 @@ def validate_headers(examples):
                 f"{image_path} is {image.height}x{image.width} but {label_path} is "
                 f"{label.height}x{label.width}"
             )
+        else:
+            keep.append(index)
     if bad_format:
         raise ValueError(f"{examples.name}: unexpected file format: " + _list_preview(bad_format))
-    if mismatched:
+    if mismatched and not drop_mismatched:
         raise ValueError(
             f"{examples.name}: image/label size mismatch: " + _list_preview(mismatched)
         )
+    if not mismatched:
+        return examples
+    logging.warning(
+        "%s: dropping %d pair(s) with image/label size mismatch: %s",
+        examples.name,
+        len(mismatched),
+        _list_preview(mismatched),
+    )
+    if not keep:
+        raise ValueError(f"{examples.name} {examples.split}: every pair has a size mismatch")
+    return ExampleList(
+        examples.name,
+        examples.split,
+        tuple(examples.keys[i] for i in keep),
+        tuple(examples.image_paths[i] for i in keep),
+        tuple(examples.label_paths[i] for i in keep),
+    )
 
 
 def read_raw_label(path, label_format):
@@ -267,15 +297,18 @@ def read_raw_label(path, label_format):
         return np.asarray(image)
 
 
-def validate_full(examples):
+def validate_full(examples, *, drop_mismatched=False):
     """Decodes every image and label; checks sizes and that ids are in the dataset's table.
 
-    Slow (reads every pixel); used by `build_dataset(validate="full")` and `inspect`.
+    Slow (reads every pixel); used by `build_dataset(validate="full")`.
+
+    Returns:
+      The (possibly filtered, see `validate_headers`) `ExampleList`.
 
     Raises:
       ValueError: naming the offending file(s).
     """
-    validate_headers(examples)
+    examples = validate_headers(examples, drop_mismatched=drop_mismatched)
     from PIL import Image
 
     spec = get_spec(examples.name)
@@ -299,3 +332,4 @@ def validate_full(examples):
             f"{examples.name}: label ids outside the {examples.name} table: "
             + _list_preview(problems)
         )
+    return examples

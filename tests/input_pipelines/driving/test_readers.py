@@ -162,3 +162,63 @@ def test_gta5_split_needs_split_mat(copy_of):
     with pytest.raises(FileNotFoundError, match=r"gta5 split 'train' needs .*split\.mat"):
         driving.build_dataset("gta5", "train", data_dir=str(root), batch_size=1)
     assert len(readers.list_examples("gta5", "all", str(root))) == 6
+
+
+def test_drop_mismatched_pairs(copy_of):
+    root = copy_of("cityscapes")
+    image = root / "leftImg8bit" / "val" / "synthvale" / "synthvale_000001_000019_leftImg8bit.png"
+    Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(image)
+    ds = driving.build_dataset(
+        "cityscapes", "val", data_dir=str(root), batch_size=4, drop_mismatched=True
+    )
+    assert next(iter(ds))[1].shape == (2, 64, 128)
+
+
+def _bdd100k_fixture(root, mask_values):
+    """A BDD100K-format folder: JPEG images and L-mode train-id masks."""
+    for index, value in enumerate(mask_values):
+        image_dir = root / "images" / "10k" / "val"
+        mask_dir = root / "labels" / "sem_seg" / "masks" / "val"
+        image_dir.mkdir(parents=True, exist_ok=True)
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((24, 40, 3), 90, np.uint8)).save(image_dir / f"b{index}.jpg")
+        mask = np.full((24, 40), 13, np.uint8)
+        mask[0, 0] = value
+        Image.fromarray(mask).save(mask_dir / f"b{index}.png")
+
+
+def test_bdd100k_generated_fixture_and_bad_id(tmp_path):
+    _bdd100k_fixture(tmp_path / "good", [255, 0])
+    ds = driving.build_dataset(
+        "bdd100k",
+        "val",
+        data_dir=str(tmp_path / "good"),
+        batch_size=2,
+        normalization=None,
+        validate="full",
+    )
+    image, label = next(iter(ds))
+    assert image.shape == (2, 24, 40, 3)
+    np.testing.assert_array_equal(label.numpy()[:, 0, 0], [255, 0])
+    assert (label.numpy()[:, 1:] == 13).all()
+    _bdd100k_fixture(tmp_path / "bad", [19, 0])
+    with pytest.raises(ValueError, match=r"outside the bdd100k table: .*b0\.png has ids \[19\]"):
+        driving.build_dataset(
+            "bdd100k", "val", data_dir=str(tmp_path / "bad"), batch_size=1, validate="full"
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"bdd100k table in .*b0\.png: 19"):
+        _first_batch("bdd100k", "val", tmp_path / "bad")
+
+
+def test_cityscapes_bad_id(copy_of):
+    root = copy_of("cityscapes")
+    label = next((root / "gtFine" / "val" / "synthvale").glob("*000002_000019_gtFine_labelIds.png"))
+    ids = np.asarray(Image.open(label)).copy()
+    ids[3, 3] = 50
+    Image.fromarray(ids).save(label)
+    with pytest.raises(
+        ValueError, match=r"synthvale_000002_000019_gtFine_labelIds\.png has ids \[50\]"
+    ):
+        driving.build_dataset(
+            "cityscapes", "val", data_dir=str(root), batch_size=1, validate="full"
+        )
