@@ -13,7 +13,8 @@ Layouts (MADAN spec §4.3), relative to `data_dir`:
               splits: "train", "val", "test"
   bdd100k     images/10k/<split>/<stem>.jpg    labels/sem_seg/masks/<split>/<stem>.png
                                                (8-bit grey, already train ids)
-              splits: "train", "val"
+              or the MADAN repo's layout images/<split>/<stem>.jpg,
+              labels/<split>/<stem>_train_id.png; splits: "train", "val"
 
 Images and labels are paired by id (file stem), never by sorted order.
 """
@@ -189,6 +190,11 @@ def list_examples(name, split, data_dir):
         image_dir = os.path.join(data_dir, "images", "10k", split)
         label_dir = os.path.join(data_dir, "labels", "sem_seg", "masks", split)
         images, labels, recursive = ".jpg", ".png", False
+        legacy_images = os.path.join(data_dir, "images", split)
+        if not tf.io.gfile.isdir(image_dir) and tf.io.gfile.isdir(legacy_images):
+            # The official MADAN repo's "bdds" layout: labels/<split>/<stem>_train_id.png.
+            image_dir, label_dir = legacy_images, os.path.join(data_dir, "labels", split)
+            labels = "_train_id.png"
     _require_dir(image_dir, f"{name} image")
     _require_dir(label_dir, f"{name} label")
     images = _files_by_key(image_dir, images, recursive)

@@ -222,3 +222,16 @@ def test_cityscapes_bad_id(copy_of):
         driving.build_dataset(
             "cityscapes", "val", data_dir=str(root), batch_size=1, validate="full"
         )
+
+
+def test_bdd100k_madan_repo_layout(tmp_path):
+    _bdd100k_fixture(tmp_path / "official", [1, 2])
+    legacy = tmp_path / "bdds"
+    (legacy / "images").mkdir(parents=True)
+    (legacy / "labels" / "val").mkdir(parents=True)
+    shutil.copytree(tmp_path / "official" / "images" / "10k" / "val", legacy / "images" / "val")
+    for mask in (tmp_path / "official" / "labels" / "sem_seg" / "masks" / "val").glob("*.png"):
+        shutil.copy(mask, legacy / "labels" / "val" / f"{mask.stem}_train_id.png")
+    examples = readers.list_examples("bdd100k", "val", str(legacy))
+    assert examples.keys == ("b0", "b1")
+    assert examples.label_paths[1].endswith("labels/val/b1_train_id.png")
