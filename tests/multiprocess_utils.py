@@ -1,0 +1,74 @@
+"""Helpers to run a binary as one process or as several MultiWorkerMirroredStrategy workers."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra)
+    return env
+
+
+def start(args, env):
+    return subprocess.Popen(
+        [sys.executable, *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def run_single_and_workers(args_for, num_workers=2, timeout=600):
+    """Runs `args_for(None)` as one process and `args_for(i)` as worker i of a local cluster.
+
+    Returns:
+      list of (returncode, output) for the single process, then each worker.
+    """
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(num_workers)]}
+    processes = [start(args_for(None), clean_env())]
+    for index in range(num_workers):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(start(args_for(index), clean_env(TF_CONFIG=tf_config)))
+    results = []
+    for process in processes:
+        try:
+            output = process.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                p.kill()
+            raise
+        results.append((process.returncode, output))
+    return results
+
+
+def checkpoint_floats(checkpoint_prefix):
+    """{name: array} of the float variables in a checkpoint (weights and optimizer slots)."""
+    reader = tf.train.load_checkpoint(checkpoint_prefix)
+    values = {}
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype.is_floating and "OPTIMIZER_SLOT" not in name and ".ATTRIBUTES" in name:
+            values[name] = np.asarray(reader.get_tensor(name))
+    return values
