@@ -3,10 +3,9 @@
 
 import pathlib
 
+import multiprocess_utils as mp
 import numpy as np
 import pytest
-
-import multiprocess_utils as mp
 
 pytestmark = pytest.mark.multiprocess
 
