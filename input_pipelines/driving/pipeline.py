@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from input_pipelines.driving import decode, preprocessing, readers
+from input_pipelines.driving import labels as labels_lib
 
 _AUTOTUNE = tf.data.AUTOTUNE
 
@@ -89,9 +90,9 @@ def build_dataset(
     """
     _check_options(batch_size, normalization, validate)
     if class_subset is not None:
-        preprocessing.restrict_classes(tf.zeros([1], tf.int32), class_subset)  # validates
+        labels_lib.subset_table(class_subset)  # raises ValueError on an unknown subset
     if crop_size is not None:
-        crop_size = preprocessing._size_pair(crop_size, "crop_size")
+        crop_size = preprocessing.parse_size(crop_size, "crop_size")
     if resize_shorter is not None and int(resize_shorter) <= 0:
         raise ValueError(
             f"resize_shorter must be positive. Received: resize_shorter={resize_shorter}"

@@ -15,7 +15,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALIZATIONS = ("segmenter", "generator", None)
 
 
-def _size_pair(size, name):
+def parse_size(size, name):
+    """Returns (height, width) from an int or pair; raises ValueError naming `name`."""
     if isinstance(size, int):
         size = (size, size)
     size = tuple(int(s) for s in size)
@@ -63,7 +64,7 @@ def random_crop(image, label, crop_size, seed):
     Returns:
       (image [crop_h, crop_w, 3], label int32 [crop_h, crop_w]).
     """
-    crop_h, crop_w = _size_pair(crop_size, "crop_size")
+    crop_h, crop_w = parse_size(crop_size, "crop_size")
     height, width = tf.shape(label)[0], tf.shape(label)[1]
     pad_h, pad_w = tf.maximum(crop_h - height, 0), tf.maximum(crop_w - width, 0)
     image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]])

@@ -243,3 +243,22 @@ def test_unshuffled_order_follows_file_list_by_default(synthetic_root):
         np.testing.assert_array_equal(
             label[0].numpy(), driving.labels.map_to_train_ids(raw, "gta5")
         )
+
+
+def test_multi_domain_under_mirrored_strategy(synthetic_root, mirrored_strategy):
+    def dataset_fn(input_context):
+        return driving.build_multi_domain_dataset(
+            [("gta5", str(synthetic_root / "gta5")), ("synthia", str(synthetic_root / "synthia"))],
+            ("cityscapes", str(synthetic_root / "cityscapes")),
+            "train",
+            batch_size=4,
+            crop_size=16,
+            input_context=input_context,
+        )
+
+    distributed = mirrored_strategy.distribute_datasets_from_function(dataset_fn)
+    batch = next(iter(distributed))
+    per_replica = mirrored_strategy.experimental_local_results(batch["target"][1])
+    assert [tuple(t.shape) for t in per_replica] == [(2, 16, 16), (2, 16, 16)]
+    sources = mirrored_strategy.experimental_local_results(batch["sources"][1][0])
+    assert [tuple(t.shape) for t in sources] == [(2, 16, 16, 3), (2, 16, 16, 3)]
