@@ -24,7 +24,8 @@ def _build_norm(norm: str, channels: int, name: str, dtype):
         groups = max(g for g in (4, 2, 1) if channels % g == 0)
         return keras.layers.GroupNormalization(groups=groups, name=name, dtype=dtype)
     if norm == "batch":
-        return keras.layers.BatchNormalization(name=name, dtype=dtype)
+        # PyTorch BatchNorm2d defaults (ANODE's code): momentum 0.1 (= Keras 0.9), eps 1e-5.
+        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name, dtype=dtype)
     raise ValueError(f"Unknown norm. Expected one of {NORMS}. Received: norm={norm!r}")
 
 

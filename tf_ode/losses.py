@@ -18,7 +18,9 @@ def classification_loss(*, labels, logits, num_replicas=1):
       Scalar float tensor.
     """
     # per_example: [B]
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=logits
+    )
     return tf.reduce_mean(per_example) / num_replicas
 
 

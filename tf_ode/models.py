@@ -46,11 +46,17 @@ class ODEClassifier(keras.Model):
         return [self.loss_tracker, self.accuracy_tracker, self.nfe_tracker]
 
     def ode_blocks(self):
-        return [layer for layer in self.layers if isinstance(layer, blocks.ODEBlock | blocks.CoupledODEBlock)]
+        return [
+            layer
+            for layer in self.layers
+            if isinstance(layer, blocks.ODEBlock | blocks.CoupledODEBlock)
+        ]
 
     def _nfe(self):
         counters = [block.nfe for block in self.ode_blocks()]
-        return tf.add_n([tf.convert_to_tensor(c) for c in counters]) if counters else tf.constant(0.0)
+        return (
+            tf.add_n([tf.convert_to_tensor(c) for c in counters]) if counters else tf.constant(0.0)
+        )
 
     def train_step(self, data):
         images, labels = data
@@ -62,9 +68,13 @@ class ODEClassifier(keras.Model):
             # 2. Forward.
             logits = self(images, training=True)
             # 3. Losses.
-            cross_entropy = losses.classification_loss(labels=labels, logits=logits, num_replicas=num_replicas)
+            cross_entropy = losses.classification_loss(
+                labels=labels, logits=logits, num_replicas=num_replicas
+            )
             penalty = losses.weight_decay_penalty(
-                weights=self.trainable_variables, weight_decay=self.weight_decay, num_replicas=num_replicas
+                weights=self.trainable_variables,
+                weight_decay=self.weight_decay,
+                num_replicas=num_replicas,
             )
             loss = cross_entropy + penalty
         # 4. Gradients and update.
@@ -86,8 +96,14 @@ class ODEClassifier(keras.Model):
 
 
 def _conv_bn_relu(x, filters, kernel_size, strides, name):
-    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv"
+    )(x)
+    # synchronized: replicas share batch statistics, so a multi-replica step equals one device.
+    # momentum 0.9 / epsilon 1e-5 are PyTorch's BatchNorm2d defaults (ANODE's code).
+    x = keras.layers.BatchNormalization(
+        synchronized=True, momentum=0.9, epsilon=1e-5, name=f"{name}_bn"
+    )(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -129,11 +145,15 @@ def build_model(
       ValueError: on an unknown architecture/variant or a non-positive width/num_classes.
     """
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture. Expected one of {ARCHITECTURES}. Received: {architecture!r}")
+        raise ValueError(
+            f"Unknown architecture. Expected one of {ARCHITECTURES}. Received: {architecture!r}"
+        )
     if variant not in VARIANTS:
         raise ValueError(f"Unknown variant. Expected one of {VARIANTS}. Received: {variant!r}")
     if width < 1 or num_classes < 2:
-        raise ValueError(f"width must be >= 1 and num_classes >= 2. Received: width={width}, num_classes={num_classes}")
+        raise ValueError(
+            f"width must be >= 1 and num_classes >= 2. Received: width={width}, num_classes={num_classes}"
+        )
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (H, W, C). Received: input_shape={input_shape}")
 
@@ -144,16 +164,28 @@ def build_model(
         func = functions.ConvODEFunc(norm=norm, activation=activation, name=f"f_{index}")
         if variant == "baseline":
             return blocks.ResidualBlock(func, name=f"residual_{index}")(x)
-        solver = dict(method=method, num_steps=num_steps, gradient=gradient, rtol=rtol, atol=atol,
-                      max_num_steps=max_num_steps)
+        solver = dict(
+            method=method,
+            num_steps=num_steps,
+            gradient=gradient,
+            rtol=rtol,
+            atol=atol,
+            max_num_steps=max_num_steps,
+        )
         if variant == "anode":
             return blocks.ODEBlock(func, name=f"ode_{index}", **solver)(x)
         return blocks.CoupledODEBlock(
-            func, weight_dynamics=weight_dynamics, dynamics_config=dynamics_config, name=f"coupled_ode_{index}",
+            func,
+            weight_dynamics=weight_dynamics,
+            dynamics_config=dynamics_config,
+            name=f"coupled_ode_{index}",
             **solver,
         )(x)
 
-    inputs = keras.Input(shape=tuple(input_shape), name="images")
+    # keras.Input defaults to floatx, not the global dtype policy: follow the policy (float64 checks).
+    inputs = keras.Input(
+        shape=tuple(input_shape), name="images", dtype=keras.config.dtype_policy().compute_dtype
+    )
     if architecture == "resnet4":
         x = _conv_bn_relu(inputs, width, 3, 1, "stem")
         x = block(x)
@@ -177,4 +209,6 @@ def build_model(
         x = keras.layers.Dense(8 * width, activation="relu", name="fc_1")(x)
         x = keras.layers.Dense(4 * width, activation="relu", name="fc_2")(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return ODEClassifier(inputs, logits, weight_decay=weight_decay, name=name or f"{architecture}_{variant}")
+    return ODEClassifier(
+        inputs, logits, weight_decay=weight_decay, name=name or f"{architecture}_{variant}"
+    )

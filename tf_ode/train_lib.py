@@ -34,7 +34,8 @@ def validate_config(config):
             raise ValueError(f"Invalid config.{field}={config[field]!r}; expected {expected}.")
     if config.method == "dopri5" and config.gradient != "adjoint":
         raise ValueError(
-            f"config.method='dopri5' (TFP) supports only config.gradient='adjoint'. Received: {config.gradient!r}"
+            "config.method='dopri5' (TFP) supports only config.gradient='adjoint'. "
+            f"Received: {config.gradient!r}"
         )
 
 
@@ -86,7 +87,13 @@ def evaluate(model, config, split=None):
         limit=config.eval_limit or None,
     )
 
-    @tf.function
+    info = classification.dataset_info(config.dataset)
+    signature = [
+        tf.TensorSpec([None, *info.image_shape], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+    ]
+
+    @tf.function(input_signature=signature)  # one trace for full and last partial batches
     def batch_stats(images, labels):
         logits = model(images, training=False)
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
@@ -140,6 +147,16 @@ def train_and_evaluate(config, workdir, strategy):
         )
 
     eval_every = config.eval_every_epochs * steps_per_epoch
+    # (step, time the evaluation started, its duration, accuracy): epoch times between evaluations exclude
+    # evaluation and the first epoch's tracing.
+    marks = []
+
+    def eval_fn(step):
+        began = time.time()
+        logs = evaluate(model, config)
+        marks.append((step, began, time.time() - began, logs["accuracy"]))
+        return logs
+
     start = time.time()
     logs = tf_runtime.run_training(
         model,
@@ -150,7 +167,7 @@ def train_and_evaluate(config, workdir, strategy):
         checkpoint_every=config.checkpoint_every,
         summary_every=config.summary_every,
         log_every=config.log_every,
-        eval_fn=lambda step: evaluate(model, config),
+        eval_fn=eval_fn,
         eval_every=eval_every,
         hparams=tf_runtime.config_to_dict(config),
         seed=config.seed,
@@ -159,7 +176,9 @@ def train_and_evaluate(config, workdir, strategy):
     results = dict(logs)
     results.update(
         train_seconds=train_seconds,
-        seconds_per_epoch=train_seconds * steps_per_epoch / num_train_steps,
+        seconds_per_epoch=steady_seconds_per_epoch(marks, steps_per_epoch)
+        or train_seconds * steps_per_epoch / num_train_steps,
+        eval_accuracy_history=[(step, accuracy) for step, _, _, accuracy in marks],
         steps_per_epoch=steps_per_epoch,
         num_params=int(sum(int(np.prod(v.shape)) for v in model.trainable_variables)),
         variant=config.variant,
@@ -169,6 +188,16 @@ def train_and_evaluate(config, workdir, strategy):
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)
     return results
+
+
+def steady_seconds_per_epoch(marks, steps_per_epoch):
+    """Mean training seconds per epoch between consecutive evaluations (None if < 2 marks)."""
+    rates = [
+        (began - (prev_began + prev_eval)) / (step - prev_step)
+        for (prev_step, prev_began, prev_eval, *_), (step, began, *_) in zip(marks, marks[1:])
+        if step > prev_step
+    ]
+    return sum(rates) / len(rates) * steps_per_epoch if rates else None
 
 
 def export(model, info, path):

@@ -113,14 +113,14 @@ def test_coupled_rda_block_gradient_equals_finite_differences():
 
 
 def test_tfp_adjoint_block_gradient_close_to_fine_rk4_dto():
-    x = _images(7, shape=(1, 3, 3, 2))
+    x = _images(7, shape=(1, 3, 3, 1))
     dopri = blocks.CoupledODEBlock(
         _conv_func(activation="softplus", norm="none"),
         weight_dynamics="rda",
         method="dopri5",
         gradient="adjoint",
-        rtol=1e-7,
-        atol=1e-9,
+        rtol=1e-6,
+        atol=1e-8,
         dtype=F64,
     )
     dopri.build(x.shape)
@@ -134,7 +134,7 @@ def test_tfp_adjoint_block_gradient_close_to_fine_rk4_dto():
     )
     rk4.build(x.shape)
     rk4.set_weights(dopri.get_weights())
-    g_dopri = tf.function(lambda x: _grads(dopri, x))(x)
+    g_dopri = _grads(dopri, x)
     g_rk4 = _grads(rk4, x)
     for a, b in zip(g_rk4, g_dopri):
         assert np.linalg.norm(b.numpy() - a.numpy()) <= 1e-4 * np.linalg.norm(a.numpy()) + 1e-12

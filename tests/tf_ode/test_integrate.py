@@ -217,7 +217,7 @@ def test_checkpoint_equals_dto_inside_tf_function(jit_compile):
             with tf.GradientTape() as tape:
                 tape.watch(y0)
                 loss = _loss(
-                    tf_ode.odeint(func, y0, t, method="rk2", num_steps=4, gradient=gradient)
+                    tf_ode.odeint(func, y0, t, method="rk2", num_steps=2, gradient=gradient)
                 )
             return tape.gradient(loss, [y0] + variables)
 
