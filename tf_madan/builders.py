@@ -139,6 +139,9 @@ def build_madan_gan(
     )
     model.compile(optimizers={name: gan_optimizer(config) for name in model.networks()})
     model.build_optimizers()
+    if config.data.gan_crop_size:
+        crop = config.data.gan_crop_size
+        model.build_pools((None, crop, crop, 3))
     return model
 
 

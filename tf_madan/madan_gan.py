@@ -189,6 +189,17 @@ class MadanGAN(keras.Model):
     def get_optimizer(self, name):
         return getattr(self, f"{name}_optimizer")
 
+    def build_pools(self, image_shape):
+        """Creates the image pools' buffers for images [B, H, W, C] before tracing.
+
+        Variables created inside the first `tf.function` trace force a second trace,
+        which costs as much as the first for this graph.
+        """
+        for pool in self.pools_target + self.pools_source + list(self.pools_cross.values()):
+            if not pool.built:
+                pool.build(tuple(image_shape))
+                pool.built = True
+
     def build_optimizers(self):
         """Builds every optimizer's slots; call inside `strategy.scope()` (keras#20164)."""
         for name, net in self.networks().items():
@@ -281,7 +292,7 @@ class MadanGAN(keras.Model):
         target = batch["target"][0]
         gan = self.gan_mode
         logs = {}
-        with tf.GradientTape(persistent=True) as tape:
+        with tf.GradientTape() as tape:
             # 1. Forward every translation.
             out = self({"sources": sources, "target": target}, training=True)
             total = 0.0
@@ -347,10 +358,17 @@ class MadanGAN(keras.Model):
                     total += gate * self.lambda_ccd * logs[f"ccd_generator_{i}"]
             logs["generator_total"] = total
             scaled = total * _replica_scale()
-        # 5. Gradients per generator, one optimizer each.
-        for name in self.generator_names():
-            net = self.networks()[name]
-            self.get_optimizer(name).apply_gradients(_grads(tape, scaled, net))
+        # 5. One backward pass for all generators, then one optimizer per generator.
+        names = self.generator_names()
+        nets = self.networks()
+        variables = [v for name in names for v in nets[name].trainable_variables]
+        grads = tape.gradient(scaled, variables)
+        offset = 0
+        for name in names:
+            count = len(nets[name].trainable_variables)
+            pairs = zip(grads[offset : offset + count], variables[offset : offset + count])
+            self.get_optimizer(name).apply_gradients(pairs)
+            offset += count
         del tape
         fakes = {
             "sources": sources,
@@ -452,6 +470,8 @@ class MadanGAN(keras.Model):
     def _others(self, i):
         return [j for j in range(self.num_sources) if j != i]
 
+    # No tensor-dependent Python control flow: skipping AutoGraph halves the trace time.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, batch):
         # 1. generators (forward, losses, gradients, apply); 2. discriminators; 3. trackers.
         logs, fakes = self.generator_step(batch)

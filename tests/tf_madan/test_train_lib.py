@@ -1,0 +1,142 @@
+"""End-to-end smoke tests of the MADAN stages, export and evaluation (tiny config)."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from input_pipelines import synthetic_driving
+from tf_madan import builders, data, evaluation, export_lib, train_lib
+from tf_madan.configs import smoke
+
+SEGMENTER_STAGES = (
+    "source_only_gta5",
+    "source_only_synthia",
+    "source_only",
+    "seg_daig",
+    "seg_ada",
+    "madan",
+)
+PIXEL_STAGES = ("daig", "ada")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("madan")
+    synthetic_driving.generate(
+        str(root / "data"), seed=0, num_per_domain=6, num_val=3, height=32, width=64
+    )
+    config = smoke.get_config()
+    config.data.root = str(root / "data")
+    config.stage = "madan"
+    workdir = str(root / "run")
+    results = train_lib.train_and_evaluate(config, workdir, tf.distribute.get_strategy())
+    return config, workdir, results
+
+
+def test_every_stage_writes_checkpoint_events_and_saved_model(smoke_run):
+    _, workdir, _ = smoke_run
+    for stage in SEGMENTER_STAGES + PIXEL_STAGES:
+        stage_dir = os.path.join(workdir, stage)
+        assert os.path.exists(os.path.join(stage_dir, "checkpoints", "checkpoint")), stage
+        assert glob.glob(os.path.join(stage_dir, "**", "events.out.tfevents*"), recursive=True), (
+            stage
+        )
+    for stage in SEGMENTER_STAGES:
+        assert os.path.exists(os.path.join(workdir, stage, "saved_model", "saved_model.pb")), stage
+    for stage in PIXEL_STAGES:
+        for i in range(2):
+            path = os.path.join(
+                workdir, stage, "saved_model", f"generator_s2t_{i}", "saved_model.pb"
+            )
+            assert os.path.exists(path)
+    for source in ("gta5", "synthia"):
+        adapted = sorted(os.listdir(os.path.join(workdir, "adapted_ada", source, "images")))
+        assert len(adapted) == 6
+
+
+def _tags(stage_dir):
+    tags = set()
+    for path in glob.glob(os.path.join(stage_dir, "**", "events.out.tfevents*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags |= {v.tag for v in event.summary.value}
+    return tags
+
+
+def test_tensorboard_has_losses_and_images(smoke_run):
+    _, workdir, _ = smoke_run
+    ada = _tags(os.path.join(workdir, "ada"))
+    assert {"dsc_0", "sad_generator_1", "ccd_discriminator_0", "source_adapted_cycled"} <= ada
+    madan = _tags(os.path.join(workdir, "madan"))
+    assert {"feature_discriminator", "domain_accuracy", "segmentation_overlay"} <= madan
+
+
+def test_results_table_and_resume_is_a_no_op(smoke_run):
+    config, workdir, results = smoke_run
+    assert set(results) == {
+        "source-only (gta5)",
+        "source-only (synthia)",
+        "source-only (combined)",
+        "CycleGAN multi-source (ablation baseline)",
+        "+SAD+CCD+DSC",
+        "MADAN (+SAD+CCD+DSC+Feat)",
+    }
+    for result in results.values():
+        assert result["num_images"] == 3 and 0.0 <= result["miou_19"] <= 100.0
+        assert len(result["per_class_iou"]) == 19
+    with open(os.path.join(workdir, "results.json")) as handle:
+        assert json.load(handle).keys() == results.keys()
+    assert "| MADAN (+SAD+CCD+DSC+Feat) |" in open(os.path.join(workdir, "results.md")).read()
+    again = train_lib.train_and_evaluate(config, workdir, tf.distribute.get_strategy())
+    for name in results:
+        assert again[name]["miou_19"] == pytest.approx(results[name]["miou_19"])
+
+
+def test_export_reload_matches_at_two_batch_sizes(smoke_run, tmp_path):
+    config, workdir, _ = smoke_run
+    paths = export_lib.export_run(config, workdir, str(tmp_path))
+    assert set(paths) == {"segmenter", "generator_s2t_gta5", "generator_s2t_synthia"}
+    segmenter = builders.build_segmenter(config)
+    segmenter.load_weights(os.path.join(workdir, "madan", train_lib.WEIGHTS))
+    served = tf.saved_model.load(paths["segmenter"])
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).normal(size=(batch, 32, 48, 3)).astype(np.float32)
+        np.testing.assert_allclose(served.serve(x), segmenter(x, training=False), atol=1e-5)
+
+
+def test_missing_stage_and_bad_config_errors(smoke_run, tmp_path):
+    config, _, _ = smoke_run
+    with pytest.raises(FileNotFoundError, match="segmenter.weights.h5"):
+        export_lib.export_run(config, str(tmp_path), str(tmp_path / "out"))
+    bad = smoke.get_config()
+    bad.data.root = config.data.root
+    bad.stage = "fla"
+    with pytest.raises(ValueError, match="config.stage"):
+        train_lib.validate_config(bad)
+    bad.stage, bad.segmenter.name = "all", "unet"
+    with pytest.raises(ValueError, match="config.segmenter.name"):
+        train_lib.validate_config(bad)
+    with pytest.raises(FileNotFoundError, match="COMPLETE"):
+        data.adapted_dataset(str(tmp_path), batch_size=1, crop_size=8, seed=0)
+
+
+@pytest.mark.parametrize(
+    "target,split,folder,count",
+    [("cityscapes", "val", "cityscapes_small_256x128", 1), ("bdd100k", "val", "bdd100k", 8)],
+)
+def test_evaluation_on_real_samples(shared_data_dir, tmp_path, target, split, folder, count):
+    if not (shared_data_dir / folder).is_dir():
+        pytest.skip(f"{folder} not in the shared data")
+    os.symlink(shared_data_dir / folder, tmp_path / target)
+    config = smoke.get_config()
+    config.data.root = str(tmp_path)
+    config.data.target = target
+    config.data.eval_split = split
+    config.data.eval_resize_shorter = 128
+    segmenter = builders.build_segmenter(config)
+    result = evaluation.evaluate_on_target(config, segmenter)
+    assert result["num_images"] == count
+    assert 0.0 <= result["miou_19"] <= 100.0 and 0.0 <= result["pixel_accuracy"] <= 100.0
