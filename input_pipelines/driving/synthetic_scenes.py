@@ -197,14 +197,18 @@ def sample_layout(rng, height, width, style):
                 (np.abs(xx - x) < radius * 0.15 + 0.5) & (yy <= ground) & (yy > ground - 2 * radius)
             )
             ids[crown | trunk] = VEGETATION
+            static &= ~(crown | trunk)
         elif kind == "pole":
             x = vanish_x + side * d * road_width * rng.uniform(1.05, 1.2)
             top = ground - d * height * rng.uniform(0.6, 0.9)
             half = d * width * 0.005 + 0.5
-            ids[(np.abs(xx - x) < half) & (yy <= ground) & (yy >= top)] = POLE
+            pole = (np.abs(xx - x) < half) & (yy <= ground) & (yy >= top)
+            ids[pole] = POLE
+            static &= ~pole
             size = d * width * 0.03 + 1.0
             head = (np.abs(xx - x) < size) & (np.abs(yy - top) < size * (1.6 if side > 0 else 1.0))
             ids[head] = SIGN if rng.uniform() < 0.6 else LIGHT
+            static &= ~head
         elif kind in ("car", "bus"):
             offset = rng.uniform(-0.7, 0.7) * d * road_width
             x = vanish_x + offset
@@ -222,6 +226,7 @@ def sample_layout(rng, height, width, style):
                 else (np.abs(xx - x) < car_w / 2) & (yy <= ground) & (yy > ground - car_h)
             )
             ids[mask] = CAR if kind == "car" else BUS
+            static &= ~mask
             lane &= ~mask
             objects.append(
                 {
@@ -240,6 +245,7 @@ def sample_layout(rng, height, width, style):
             head = (xx - x) ** 2 + (yy - (ground - tall * 0.93)) ** 2 < (tall * 0.08) ** 2
             mask = body | head
             ids[mask] = PERSON
+            static &= ~mask
             objects.append(
                 {"class": PERSON, "mask": mask, "colour_index": int(rng.integers(0, 100))}
             )
@@ -254,6 +260,9 @@ def sample_layout(rng, height, width, style):
         ego = yy > height * (1 - 0.07) + ((xx - width / 2) / (width / 2)) ** 2 * height * 0.04
         lane &= ~ego
     static &= ~ego
+    # Only visible object pixels keep their instance id (trees, poles, nearer objects and
+    # static furniture may cover them).
+    instances[~np.isin(ids, (CAR, BUS, PERSON)) | static] = 0
     geometry = {"horizon": horizon, "vanish_x": vanish_x, "road_width": road_width}
     return {
         "train_ids": ids,
@@ -287,12 +296,13 @@ def render(layout, style, rng):
         palette[class_id] = np.asarray(colour, np.float32) + jitter
     image = palette[ids]
     cars = _CAR_COLOURS[style]
-    for obj in layout["objects"]:
+    for instance_id, obj in enumerate(layout["objects"], start=1):
+        visible = layout["instances"] == instance_id  # nearer objects occlude farther ones
         if obj["class"] == CAR:
-            image[obj["mask"]] = np.asarray(cars[obj["colour_index"] % len(cars)], np.float32)
+            image[visible] = np.asarray(cars[obj["colour_index"] % len(cars)], np.float32)
         elif obj["class"] == PERSON:
             shade = np.asarray(_PALETTES[style][PERSON], np.float32)
-            image[obj["mask"]] = shade * (0.7 + 0.6 * (obj["colour_index"] % 5) / 4)
+            image[visible] = shade * (0.7 + 0.6 * (obj["colour_index"] % 5) / 4)
     image[layout["lane"]] = (235, 235, 225) if style != "cityscapes" else (190, 190, 185)
     image[layout["static"]] = (120, 100, 90) if style != "cityscapes" else (70, 72, 70)
 

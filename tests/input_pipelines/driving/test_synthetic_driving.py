@@ -107,3 +107,18 @@ def test_generate_rejects_bad_arguments(tmp_path):
         synthetic_driving.generate(str(tmp_path), num_per_domain=0)
     with pytest.raises(ValueError, match="unknown domains"):
         synthetic_driving.generate(str(tmp_path), domains=("kitti",))
+
+
+def test_instances_mark_exactly_the_visible_object_pixels():
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        layout = synthetic_scenes.sample_layout(rng, 64, 128, "cityscapes")
+        things = np.isin(
+            layout["train_ids"],
+            (synthetic_scenes.CAR, synthetic_scenes.BUS, synthetic_scenes.PERSON),
+        )
+        np.testing.assert_array_equal(layout["instances"] > 0, things & ~layout["static"])
+        for instance_id, obj in enumerate(layout["objects"], start=1):
+            visible = layout["instances"] == instance_id
+            assert (layout["train_ids"][visible] == obj["class"]).all()
+            assert not (visible & ~obj["mask"]).any()
