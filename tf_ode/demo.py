@@ -16,6 +16,7 @@ def demo_comparison_config():
     """The comparison config of the demo: ResNet-4 width 8 on embedded digits, 10 epochs."""
     config = compare_config.get_config()
     config.dataset = "digits"
+    config.architecture = "resnet4"
     config.width = 8
     config.batch_size = 32
     config.num_epochs = 10

@@ -5,11 +5,14 @@ Each in three forms sharing the same f = ConvODEFunc: "baseline" (residual block
 by q). The paper's exact definitions are not public [spec 2.3, U]; ours, counted in weight
 layers (one ODE/residual block = its two convs):
 
-  resnet4:  conv3x3(w) -> block(w) -> GAP -> dense                          (1 + 2 + 1 = 4)
+  resnet4:  conv3x3(w) -> block(w) -> head                                 (1 + 2 + 1 = 4)
   resnet10: conv3x3(w) -> block(w) -> [conv3x3/2(2w) -> block(2w)] -> [conv3x3/2(4w) -> block(4w)]
-            -> GAP -> dense                                                 (1 + 2 + 3 + 3 + 1 = 10)
-  alexnet:  conv5x5(w) -> maxpool -> block(w) -> conv3x3(2w) -> maxpool -> block(2w) -> GAP
-            -> dense(8w) -> dense(4w) -> dense                              (6 conv + 3 dense)
+            -> head                                                         (1 + 2 + 3 + 3 + 1 = 10)
+  alexnet:  conv5x5(w) -> maxpool -> block(w) -> conv3x3(2w) -> maxpool -> block(2w)
+            -> avgpool4 -> flatten -> dense(8w) -> dense(4w) -> dense       (6 conv + 3 dense)
+
+head = ANODE's `avg_pool2d(out, 4)` -> flatten -> dense (spec 2.1), which keeps a coarse spatial
+map for the shallow models (a global average after one 3x3 block would see only 7x7 patches).
 
 Stem/transition convs use BatchNorm + ReLU (outside ODE blocks, where BN is harmless). All
 models end in a Dense "logits" layer (tf-keras-vis saliency replaces its activation).
@@ -189,7 +192,6 @@ def build_model(
     if architecture == "resnet4":
         x = _conv_bn_relu(inputs, width, 3, 1, "stem")
         x = block(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     elif architecture == "resnet10":
         x = _conv_bn_relu(inputs, width, 3, 1, "stem")
         x = block(x)
@@ -197,7 +199,6 @@ def build_model(
         x = block(x)
         x = _conv_bn_relu(x, 4 * width, 3, 2, "transition_2")
         x = block(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     else:
         x = _conv_bn_relu(inputs, width, 5, 1, "conv_1")
         x = keras.layers.MaxPooling2D(2, padding="same", name="pool_1")(x)
@@ -205,7 +206,9 @@ def build_model(
         x = _conv_bn_relu(x, 2 * width, 3, 1, "conv_4")
         x = keras.layers.MaxPooling2D(2, padding="same", name="pool_2")(x)
         x = block(x)
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.AveragePooling2D(4, padding="same", name="pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    if architecture == "alexnet":
         x = keras.layers.Dense(8 * width, activation="relu", name="fc_1")(x)
         x = keras.layers.Dense(4 * width, activation="relu", name="fc_2")(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)

@@ -127,3 +127,22 @@ def test_two_replicas_equal_one_device(mirrored_strategy, default_strategy):
     np.testing.assert_allclose(logs_two["loss"], logs_one["loss"], rtol=1e-4)
     # Euler, Nt = 2, checkpointed: 2 forward + 2 recomputed evaluations of the single block.
     assert logs_one["nfe"] == 4.0 and logs_two["nfe"] == 4.0
+
+
+def test_saliency_through_logits_layer():
+    # Models end in a Dense "logits" layer so tf-keras-vis can replace its activation.
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    model = models.build_model(
+        architecture="resnet4", variant="anodev2", num_classes=10, input_shape=(8, 8, 1), width=4
+    )
+    images = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
+    maps = np.asarray(
+        Saliency(model, model_modifier=ReplaceToLinear(), clone=True)(
+            CategoricalScore([1, 2]), images
+        )
+    )
+    assert maps.shape == (2, 8, 8)
+    assert np.all(np.isfinite(maps)) and maps.max() > 0

@@ -74,6 +74,7 @@ def test_train_binary_writes_config_checkpoints_events_and_saved_model(tmp_workd
     assert results["step"] == 2
     assert results["nfe"] == 4.0  # rk2, Nt = 1: 2 forward + 2 recomputed evaluations
     assert 0.0 <= results["eval_accuracy"] <= 1.0
+    assert results["best_eval_accuracy"] == results["eval_accuracy"]  # one evaluation, at the end
 
 
 @pytest.mark.parametrize(
