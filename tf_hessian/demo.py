@@ -26,6 +26,8 @@ def run_demo(workdir: str) -> dict:
     """
     start = time.perf_counter()
     config = study.get_config("demo")
+    config.train.epochs = 4
+    config.train.optimizer.lr_decay_epochs = (3,)
     strategy = tf.distribute.get_strategy()
     results = study_lib.run_study(config, workdir, strategy)
     plots = {k: v for k, v in results["paths"].items() if k.endswith("_plot")}
@@ -33,12 +35,14 @@ def run_demo(workdir: str) -> dict:
     analysis.num_examples = 500
     analysis.top_n = 5
     analysis.method = "lanczos"
-    analysis.max_iter = 40
-    analysis.lambda_min_iter = 20
+    analysis.max_iter = 30
+    analysis.lambda_min = False  # the study's SLQ run already gives lambda_min
     analysis.trace_max_iter = 10
-    analysis.density_num_iter = 40
+    analysis.density_num_iter = 30
     analysis.landscape_points = 15
-    analysis.landscape_2d_points = 9
+    analysis.landscape_2d_points = 7
+    analysis.robustness_epsilons = (0.0, 0.05, 0.1, 0.2)
+    analysis.input_examples = 50
     for batch_size in (min(config.batch_sizes), max(config.batch_sizes)):
         run_dir = os.path.join(workdir, f"b{batch_size}")
         out = analyze_lib.analyze_checkpoint(analysis, run_dir, os.path.join(run_dir, "analysis"))
