@@ -26,8 +26,6 @@ def run_demo(workdir: str) -> dict:
     """
     start = time.perf_counter()
     config = study.get_config("demo")
-    config.train.epochs = 4
-    config.train.optimizer.lr_decay_epochs = (3,)
     strategy = tf.distribute.get_strategy()
     results = study_lib.run_study(config, workdir, strategy)
     plots = {k: v for k, v in results["paths"].items() if k.endswith("_plot")}

@@ -50,8 +50,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.spectrum_top_k = 5  # Ritz values of the SLQ run shown in the spectrum plot
     if variant == "demo":
         c.batch_sizes = (16, 256, 2048)
-        c.train.epochs = 5
-        c.train.optimizer.lr_decay_epochs = (4,)
+        c.train.epochs = 4
+        c.train.optimizer.lr_decay_epochs = (3,)
         c.analysis.num_examples = 500
         c.analysis.max_iter = 40
         c.analysis.trace_max_iter = 15
