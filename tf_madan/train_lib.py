@@ -4,8 +4,10 @@ Stages, each in its own sub-folder of `workdir` (checkpointed, resumable):
   source_only_<src>  F_i on one raw source (DSC's F_i; single-source baseline)
   source_only        F on all raw sources (source-only baseline)
   daig               multi-source CycleGANs, shared D_T, no DSC (paper stage 1)
-  seg_daig           F on the DAIG-adapted images (ablation "baseline"; F_A for ADA)
-  single_<src>       F on one source's adapted images (single-source CycleGAN)
+  seg_daig           F on the DAIG-adapted images (F_A, the dynamic DSC network of ADA)
+  ada_plain          DAIG continued for as many steps as ADA, nothing added (+ seg_ada_plain:
+                     the ablation baseline)
+  single_<src>       F on one source's ada_plain images (single-source CycleGAN)
   cycada_<src>       + feature alignment (single-source CyCADA-style, no SC)
   ada                CycleGANs continued with DSC + SAD + CCD (paper stage 2)
   seg_ada            F on the aggregated domain (ablation "+SAD+CCD+DSC")
@@ -292,10 +294,10 @@ def _needs(stage):
     deps = {
         "source_only": {"source_only"},
         "daig": {"daig"},
-        "single_source": {"daig", "single_source"},
+        "single_source": {"daig", "ada_plain", "single_source"},
         "ada": {"source_only", "daig", "ada"},
         "madan": {"source_only", "daig", "ada", "madan"},
-        "ablation": {"daig", "ablation"},
+        "ablation": {"daig", "ada_plain", "ablation"},
         "evaluate": set(),
     }
     if stage == "all":
@@ -354,10 +356,28 @@ def run_schedule(config, workdir, strategy):
         )
         adapted_daig = translate_stage(config, workdir, daig, "adapted_daig")
         seg_daig = seg("seg_daig", adapted_fn(adapted_daig))
-        methods["CycleGAN multi-source (ablation baseline)"] = seg_daig
+        methods["CycleGAN multi-source, stage 1 (F_A)"] = seg_daig
+    if "ada_plain" in needs:
+        # Baseline with the same number of pixel-level steps as ADA, without DSC/SAD/CCD.
+        plain = train_pixel_stage(
+            config,
+            workdir,
+            strategy,
+            name="ada_plain",
+            variant="ada",
+            num_steps=ada_steps,
+            init_from=daig,
+            use_dsc=False,
+            use_sad=False,
+            use_ccd=False,
+        )
+        adapted_plain = translate_stage(config, workdir, plain, "adapted_ada_plain")
+        methods["CycleGAN multi-source (ablation baseline)"] = seg(
+            "seg_ada_plain", adapted_fn(adapted_plain)
+        )
     if "single_source" in needs and (config.pipeline.single_source or explicit):
         for i, name in enumerate(sources):
-            single = seg(f"single_{name}", adapted_fn([adapted_daig[i]]))
+            single = seg(f"single_{name}", adapted_fn([adapted_plain[i]]))
             methods[f"single-source CycleGAN ({name})"] = single
             if config.pipeline.cycada_fla:
                 methods[f"single-source CyCADA-style ({name})"] = seg(
@@ -427,7 +447,8 @@ def collect_finished(config, workdir):
     """{method: weights} for every finished segmenter stage found in `workdir`."""
     labels = {
         "source_only": "source-only (combined)",
-        "seg_daig": "CycleGAN multi-source (ablation baseline)",
+        "seg_daig": "CycleGAN multi-source, stage 1 (F_A)",
+        "seg_ada_plain": "CycleGAN multi-source (ablation baseline)",
         "seg_ada_sad": "+SAD",
         "seg_ada_ccd": "+CCD",
         "seg_ada_sad_ccd": "+SAD+CCD",

@@ -80,7 +80,7 @@ def test_results_table_and_resume_is_a_no_op(smoke_run):
         "source-only (gta5)",
         "source-only (synthia)",
         "source-only (combined)",
-        "CycleGAN multi-source (ablation baseline)",
+        "CycleGAN multi-source, stage 1 (F_A)",
         "+SAD+CCD+DSC",
         "MADAN (+SAD+CCD+DSC+Feat)",
     }
