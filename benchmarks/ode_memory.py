@@ -23,6 +23,9 @@ def _measure(mode, nt, args):
 
     from tf_ode import blocks, functions
 
+    # One op at a time makes the allocator peak reproducible (parallel ops overlap transients).
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+
     keras.utils.set_random_seed(0)
     layers = [
         blocks.ODEBlock(
@@ -79,6 +82,7 @@ def main():
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--inter_op_threads", type=int, default=1)
     parser.add_argument("--nt", type=int, nargs="+", default=[2, 8, 32])
     parser.add_argument("--child", nargs=2, metavar=("MODE", "NT"))
     args = parser.parse_args()
@@ -90,7 +94,7 @@ def main():
         for mode in ("dto", "checkpoint"):
             cmd = [sys.executable, __file__, "--child", mode, str(nt)] + [
                 f"--{k}={getattr(args, k)}"
-                for k in ("blocks", "channels", "size", "batch", "repeats")
+                for k in ("blocks", "channels", "size", "batch", "repeats", "inter_op_threads")
             ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
@@ -104,7 +108,10 @@ def main():
             "time_ratio_checkpoint_over_plain": ckpt["median_step_seconds"]
             / plain["median_step_seconds"],
         }
-    config = {k: getattr(args, k) for k in ("blocks", "channels", "size", "batch", "repeats")}
+    config = {
+        k: getattr(args, k)
+        for k in ("blocks", "channels", "size", "batch", "repeats", "inter_op_threads")
+    }
     config["method"] = "euler"
     config["memory_source"] = "tf.config.experimental.get_memory_info('CPU:0') peak (allocator)"
     print(json.dumps({"config": config, "rows": rows, "ratios": ratios}, indent=2))

@@ -37,12 +37,19 @@ class ODEClassifier(keras.Model):
     and backward, summed over ODE blocks).
     """
 
-    def __init__(self, inputs, outputs, weight_decay=0.0, **kwargs):
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+    def __init__(self, *args, weight_decay=0.0, **kwargs):
+        # (*args, **kwargs) keeps Keras' functional (de)serialization: ODEClassifier(inputs, outputs).
+        super().__init__(*args, **kwargs)
         self.weight_decay = weight_decay
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.nfe_tracker = keras.metrics.Mean(name="nfe")
+
+    def get_config(self):
+        # The functional graph plus our argument, so `keras.models.load_model` can rebuild it.
+        config = super().get_config()
+        config["weight_decay"] = self.weight_decay
+        return config
 
     @property
     def metrics(self):

@@ -146,3 +146,22 @@ def test_saliency_through_logits_layer():
     )
     assert maps.shape == (2, 8, 8)
     assert np.all(np.isfinite(maps)) and maps.max() > 0
+
+
+def test_keras_file_round_trip(tmp_path):
+    model = models.build_model(
+        architecture="alexnet",
+        variant="anodev2",
+        num_classes=5,
+        input_shape=(8, 8, 1),
+        width=2,
+        method="rk2",
+        weight_decay=1e-4,
+    )
+    images = np.random.default_rng(1).random((2, 8, 8, 1)).astype("float32")
+    expected = model(images).numpy()
+    model.save(tmp_path / "model.keras")
+    restored = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(restored, models.ODEClassifier) and restored.weight_decay == 1e-4
+    assert [layer.method for layer in restored.ode_blocks()] == ["rk2", "rk2"]
+    np.testing.assert_allclose(restored(images).numpy(), expected, rtol=1e-6, atol=1e-6)
