@@ -140,3 +140,29 @@ def test_evaluation_on_real_samples(shared_data_dir, tmp_path, target, split, fo
     result = evaluation.evaluate_on_target(config, segmenter)
     assert result["num_images"] == count
     assert 0.0 <= result["miou_19"] <= 100.0 and 0.0 <= result["pixel_accuracy"] <= 100.0
+
+
+def test_train_binary_evaluate_stage_writes_config_and_results(smoke_run, tmp_path):
+    from absl import flags
+    from absl.testing import flagsaver
+
+    from tf_madan import train as train_binary
+
+    config, workdir, results = smoke_run
+    config_file = tmp_path / "eval_config.py"
+    config_file.write_text(
+        "from tf_madan.configs import smoke\n\n\ndef get_config():\n"
+        "    c = smoke.get_config()\n"
+        f"    c.data.root = {config.data.root!r}\n"
+        "    c.stage = 'evaluate'\n"
+        "    return c\n"
+    )
+    with flagsaver.flagsaver():
+        flags.FLAGS(["train", f"--config={config_file}", f"--workdir={workdir}"])
+        train_binary.main([])
+    with open(os.path.join(workdir, "config.json")) as handle:
+        written = json.load(handle)
+    assert written["stage"] == "evaluate" and written["data"]["root"] == config.data.root
+    with open(os.path.join(workdir, "results.json")) as handle:
+        again = json.load(handle)
+    assert again["+SAD+CCD+DSC"]["miou_19"] == pytest.approx(results["+SAD+CCD+DSC"]["miou_19"])
