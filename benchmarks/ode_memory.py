@@ -23,7 +23,7 @@ def _measure(mode, nt, args):
 
     from tf_ode import blocks, functions
 
-    # One op at a time makes the allocator peak reproducible (parallel ops overlap transients).
+    # 0 = TF default (parallel). The allocator peak depends on the op schedule; 1 = one op at a time.
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
 
     keras.utils.set_random_seed(0)
@@ -82,7 +82,7 @@ def main():
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--inter_op_threads", type=int, default=1)
+    parser.add_argument("--inter_op_threads", type=int, default=0)  # 0 = TF default
     parser.add_argument("--nt", type=int, nargs="+", default=[2, 8, 32])
     parser.add_argument("--child", nargs=2, metavar=("MODE", "NT"))
     args = parser.parse_args()

@@ -113,31 +113,29 @@ def test_coupled_rda_block_gradient_equals_finite_differences():
 
 
 def test_tfp_adjoint_block_gradient_close_to_fine_rk4_dto():
-    x = _images(7, shape=(1, 3, 3, 1))
-    dopri = blocks.CoupledODEBlock(
-        _conv_func(activation="softplus", norm="none"),
-        weight_dynamics="rda",
-        method="dopri5",
-        gradient="adjoint",
-        rtol=1e-6,
-        atol=1e-8,
-        dtype=F64,
-    )
+    # Coupled block through TFP's DormandPrince + continuous adjoint vs 16-step RK4 DTO (spec 5:
+    # "matched a 64-step RK4 DTO gradient to 5e-4"). Dense f and linear q keep eager TFP cheap.
+    x = tf.constant(np.random.default_rng(7).normal(size=(2, 3)), tf.float64)
+
+    def make(**solver):
+        return blocks.CoupledODEBlock(
+            functions.DenseODEFunc(activation="tanh", dtype=F64),
+            weight_dynamics="linear",
+            dynamics_config={"initializer": "orthogonal"},
+            dtype=F64,
+            **solver,
+        )
+
+    dopri = make(method="dopri5", gradient="adjoint", rtol=1e-7, atol=1e-9)
     dopri.build(x.shape)
-    rk4 = blocks.CoupledODEBlock(
-        _conv_func(activation="softplus", norm="none"),
-        weight_dynamics="rda",
-        method="rk4",
-        num_steps=16,
-        gradient="dto",
-        dtype=F64,
-    )
+    rk4 = make(method="rk4", num_steps=16, gradient="dto")
     rk4.build(x.shape)
     rk4.set_weights(dopri.get_weights())
     g_dopri = _grads(dopri, x)
     g_rk4 = _grads(rk4, x)
+    assert len(g_rk4) == 1 + 3  # input, kernel, bias, q mix
     for a, b in zip(g_rk4, g_dopri):
-        assert np.linalg.norm(b.numpy() - a.numpy()) <= 1e-4 * np.linalg.norm(a.numpy()) + 1e-12
+        assert np.linalg.norm(b.numpy() - a.numpy()) <= 1e-5 * np.linalg.norm(a.numpy())
     assert dopri.nfe.numpy() > 6
 
 

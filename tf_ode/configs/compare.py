@@ -4,7 +4,7 @@ Run:
   python -m tf_ode.compare --config=tf_ode/configs/compare.py --workdir=runs/ode_compare
 
 Trains the same ResNet-10 (width 16: three ODE/residual blocks) on the embedded 28x28 MNIST subset
-(mnist5k: 3,600 train / 400 validation / 1,000 test) for 5 epochs, three times: residual baseline,
+(mnist5k: 3,600 train / 400 validation / 1,000 test) for 12 epochs, three times: residual baseline,
 ANODE (Euler, Nt = 2, checkpointed DTO) and ANODEV2 (same, plus RDA weight evolution). Writes a
 markdown table of test accuracy, seconds per epoch (between evaluations, excluding tracing), ODE
 function evaluations per step and parameter counts. Expected: all three ~95%+ test accuracy;
@@ -21,9 +21,9 @@ def get_config(variant: str = ""):
     c.architecture = "resnet10"
     c.width = 16
     c.batch_size = 64
-    c.num_epochs = 5
+    c.num_epochs = 12
     c.learning_rate = 0.05
-    c.lr_boundaries_epochs = (4,)
+    c.lr_boundaries_epochs = (8,)
     c.weight_decay = 5e-4
     c.eval_every_epochs = 1  # also times epochs between evaluations (excl. tracing)
     c.checkpoint_every = 100000
