@@ -175,6 +175,7 @@ def analyze_network(
             method=analysis.method,
             seed=analysis.seed,
             mode=analysis.hvp_mode,
+            strategy=strategy,
         )
     if analysis.robustness_epsilons:
         curve = robustness_curve(network, train_config, analysis.robustness_epsilons)
