@@ -10,7 +10,7 @@ operator below is our documented choice:
     q(theta) = sigma * Laplacian(theta) - div(u theta) + tanh(theta x_out W + b)
 
 over the kernel's two spatial axes (grid spacing 1, symmetric = zero-flux boundary), with
-sigma = softplus(rho) > 0 per output channel (forward heat equation only), a learned constant
+sigma = softplus(rho + rho0) > 0 per output channel (forward heat equation only), a learned constant
 velocity u = (u_h, u_w) per output channel (central differences; for constant u,
 div(u theta) = u . grad theta), and a reaction from a 1x1 mix over output channels.
 """
@@ -101,7 +101,8 @@ class ReactionDiffusionAdvection(WeightDynamics):
     """q(theta) = sigma Lap(theta) - u . grad(theta) + tanh(theta x_out W + b) on conv kernels.
 
     theta [kh, kw, C_in, C_out]; the Laplacian and gradient act on (kh, kw). Parameters p:
-    `rho` [C_out] (sigma = softplus(rho)), `velocity` [2, C_out], `reaction_kernel`
+    `rho` [C_out] (sigma = softplus(rho + softplus^-1(initial_sigma)), rho starts at 0),
+    `velocity` [2, C_out], `reaction_kernel`
     [C_out, C_out], `reaction_bias` [C_out].
 
     Args:
@@ -131,14 +132,11 @@ class ReactionDiffusionAdvection(WeightDynamics):
                 f"Received: shape={input_shape}"
             )
         channels = int(input_shape[-1])
-        rho0 = float(np.log(np.expm1(self.initial_sigma)))  # softplus^-1
         if "diffusion" in self.components:
-            # A callable keeps rho0 exact in float64 (keras Constant rounds it through float32).
-            self.rho = self.add_weight(
-                shape=(channels,),
-                initializer=lambda shape, dtype=None: tf.fill(shape, tf.constant(rho0, dtype)),
-                name="rho",
-            )
+            # sigma = softplus(rho + rho0) with rho starting at 0: weight decay on rho then pulls
+            # sigma towards initial_sigma, not towards softplus(0) = 0.69 (more diffusion).
+            self._rho0 = float(np.log(np.expm1(self.initial_sigma)))  # softplus^-1
+            self.rho = self.add_weight(shape=(channels,), initializer="zeros", name="rho")
         if "advection" in self.components:
             self.velocity = self.add_weight(
                 shape=(2, channels), initializer="zeros", name="velocity"
@@ -158,7 +156,7 @@ class ReactionDiffusionAdvection(WeightDynamics):
         grid = tf.reshape(theta, [1, kh, kw, c_in * c_out])
         total = tf.zeros_like(theta)
         if "diffusion" in self.components:
-            sigma = tf.nn.softplus(tf.cast(self.rho, dtype))
+            sigma = tf.nn.softplus(tf.cast(self.rho, dtype) + tf.constant(self._rho0, dtype))
             total += sigma * tf.reshape(laplacian_2d(grid), theta.shape)
         if "advection" in self.components:
             d_h, d_w = gradient_2d(grid)
