@@ -1,5 +1,40 @@
-"""tf_ode: ANODE / ANODEV2 coupled neural ODEs with exact (DTO) gradients and TFP solvers."""
+"""tf_ode: ANODE / ANODEV2 coupled neural ODEs with exact (DTO) gradients and TFP solvers.
 
+`odeint` solves over nested states with fixed-step (euler, rk2, rk4) or TFP DormandPrince
+("dopri5") solvers and three gradient modes ("dto", "checkpoint", "adjoint"); the Keras layers
+build ANODE (`ODEBlock`) and ANODEV2 (`CoupledODEBlock` with weight dynamics q) networks.
+See docs/tf_ode.md.
+"""
+
+from tf_ode.blocks import CoupledODEBlock, ODEBlock, ResidualBlock
+from tf_ode.dynamics import (
+    LinearDynamics,
+    ReactionDiffusionAdvection,
+    WeightDynamics,
+    ZeroDynamics,
+    build_weight_dynamics,
+    register_weight_dynamics,
+)
+from tf_ode.functions import ConvODEFunc, DenseODEFunc
 from tf_ode.integrate import GRADIENTS, METHODS, SolveInfo, odeint
+from tf_ode.models import ODEClassifier, build_model
 
-__all__ = ["GRADIENTS", "METHODS", "SolveInfo", "odeint"]
+__all__ = [
+    "GRADIENTS",
+    "METHODS",
+    "ConvODEFunc",
+    "CoupledODEBlock",
+    "DenseODEFunc",
+    "LinearDynamics",
+    "ODEBlock",
+    "ODEClassifier",
+    "ReactionDiffusionAdvection",
+    "ResidualBlock",
+    "SolveInfo",
+    "WeightDynamics",
+    "ZeroDynamics",
+    "build_model",
+    "build_weight_dynamics",
+    "odeint",
+    "register_weight_dynamics",
+]
