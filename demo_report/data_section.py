@@ -11,19 +11,24 @@ import numpy as np  # noqa: E402
 from input_pipelines import classification  # noqa: E402
 
 
-def run(workdir):
+def run(workdir, context=None):
     """Counts per split and a PNG of the first images of each embedded dataset.
 
     Returns:
       dict with `markdown` (table + image link) and `images` (PNG paths).
     """
     os.makedirs(workdir, exist_ok=True)
-    rows = ["| dataset | train | validation | test | image shape | classes |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| dataset | train | validation | test | image shape | classes |",
+        "|---|---|---|---|---|---|",
+    ]
     figure, axes = plt.subplots(2, 10, figsize=(10, 2.4))
     for row, name in enumerate(("digits", "mnist5k")):
         sizes = [len(classification.load_arrays(name, split)[1]) for split in classification.SPLITS]
         info = classification.dataset_info(name)
-        rows.append(f"| {name} | {' | '.join(map(str, sizes))} | {info.image_shape} | {info.num_classes} |")
+        rows.append(
+            f"| {name} | {' | '.join(map(str, sizes))} | {info.image_shape} | {info.num_classes} |"
+        )
         images, labels = classification.load_arrays(name, "test", limit=10)
         for column in range(10):
             axes[row, column].imshow(np.squeeze(images[column]), cmap="gray")

@@ -1,0 +1,61 @@
+"""Demo section: saliency / Grad-CAM++ of the trained classifiers and per-class Grad-CAM of the
+MADAN segmenter, reusing the models the earlier sections trained."""
+
+import os
+
+import numpy as np
+
+from input_pipelines import classification
+from visuals import attribution, plots
+
+
+def _classifier_grid(network, dataset, normalize, out_path, num_images=6):
+    images, labels = classification.load_arrays(dataset, "test")
+    # The first test image of each of `num_images` classes (some splits are sorted by class).
+    first = np.sort(np.unique(labels, return_index=True)[1])[:num_images]
+    images, labels = images[first], labels[first]
+    info = classification.dataset_info(dataset)
+    inputs = classification.normalize_image(images, info, normalize).numpy()
+    predictions = np.argmax(network(inputs, training=False), axis=-1)
+    maps = attribution.classification_maps(network, inputs, labels)
+    return plots.save_classification_grid(out_path, inputs, maps, labels, predictions)
+
+
+def hessian_classifiers(hessian_workdir, out_dir):
+    """Saliency + Grad-CAM++ of the smallest- and largest-batch models of the Hessian demo."""
+    from tf_hessian import train_lib
+
+    runs = sorted(
+        (int(name[1:]), os.path.join(hessian_workdir, name))
+        for name in os.listdir(hessian_workdir)
+        if name.startswith("b") and name[1:].isdigit()
+    )
+    paths = {}
+    for batch_size, run_dir in (runs[0], runs[-1]):
+        network, config, _ = train_lib.restore_network(run_dir)
+        paths[f"hessian_b{batch_size}"] = _classifier_grid(
+            network,
+            config.data.name,
+            config.data.normalize,
+            os.path.join(out_dir, f"saliency_hessian_b{batch_size}.png"),
+        )
+    return paths
+
+
+def run(workdir, context):
+    """Writes the attribution PNGs of every model the demo trained; returns markdown + paths."""
+    os.makedirs(workdir, exist_ok=True)
+    images = {}
+    if "hessian_section" in context:
+        images.update(
+            hessian_classifiers(os.path.join(os.path.dirname(workdir), "hessian_section"), workdir)
+        )
+    lines = [
+        "Each row: input, vanilla saliency (|d logit / d pixel|) and Grad-CAM++ for the true label "
+        "(tf-keras-vis on the trained Keras 3 models).",
+        "",
+    ]
+    lines += [
+        f"![{name}]({os.path.relpath(path, workdir)})" for name, path in sorted(images.items())
+    ]
+    return {"markdown": "\n".join(lines) + "\n", "images": list(images.values())}
