@@ -3,6 +3,15 @@
 Reference: Zhao et al., "Multi-source Domain Adaptation for Semantic
 Segmentation", NeurIPS 2019 (arXiv 1910.12181).
 
-Public entry points live in submodules: `tf_madan.models` (networks),
-`tf_madan.losses` (pure loss functions), `tf_madan.train_lib` (stages).
+  tf_madan.models           generator, PatchGAN / feature discriminators, FCN8s, DRN-26, small segmenter
+  tf_madan.losses           pure, keyword-only loss functions
+  MadanGAN                  DAIG + ADA pixel-level train step (any M >= 1 sources)
+  SegmenterTrainer          source-only / adapted supervised training and FLA
+  tf_madan.train_lib        the stage schedule (`config.stage`), `train_and_evaluate`
+  tf_madan.demo.run_demo    3-4 minute CPU demo
 """
+
+from tf_madan.madan_gan import MadanGAN
+from tf_madan.segmentation_model import SegmenterTrainer
+
+__all__ = ["MadanGAN", "SegmenterTrainer"]

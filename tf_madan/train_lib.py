@@ -210,7 +210,6 @@ def train_pixel_stage(
         strategy=strategy,
         workdir=stage_dir,
         num_steps=num_steps,
-        extra_trackables={"pools": _pool_tracker(model)},
         seed=config.seed,
         hparams={"stage": name},
         **_run_kwargs(config),
@@ -228,17 +227,6 @@ def train_pixel_stage(
         json.dump({"steps": num_steps}, handle)
     print(f"[{name}] {num_steps} steps in {time.time() - start:.0f}s: {logs}", flush=True)
     return stage_dir
-
-
-def _pool_tracker(model):
-    # Checkpoint the image pools' buffers explicitly (they are also model weights).
-    return tf.train.Checkpoint(
-        **{
-            f"pool_{k}": tf.train.Checkpoint(**{f"v{j}": v for j, v in enumerate(p.weights)})
-            for k, p in enumerate(model.pools_target + model.pools_source)
-            if p.weights
-        }
-    )
 
 
 def translation_grid(model, batch):

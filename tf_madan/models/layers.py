@@ -5,8 +5,6 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-INIT_NORMAL_002 = {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.02}}
-
 
 def gan_initializer(seed=None):
     """N(0, 0.02) weight init used by CycleGAN's `init_weights(init_type='normal')`."""
