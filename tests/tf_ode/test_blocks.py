@@ -135,7 +135,7 @@ def test_tfp_adjoint_block_gradient_close_to_fine_rk4_dto():
     g_rk4 = _grads(rk4, x)
     assert len(g_rk4) == 1 + 3  # input, kernel, bias, q mix
     for a, b in zip(g_rk4, g_dopri):
-        assert np.linalg.norm(b.numpy() - a.numpy()) <= 1e-5 * np.linalg.norm(a.numpy())
+        assert np.linalg.norm(b.numpy() - a.numpy()) <= 1e-4 * np.linalg.norm(a.numpy())
     assert dopri.nfe.numpy() > 6
 
 
