@@ -8,6 +8,7 @@ import pathlib
 import sys
 from unittest import mock
 
+import numpy as np
 import pytest
 from absl import flags
 from absl.testing import flagsaver
@@ -143,3 +144,13 @@ def test_gradcheck_model_kind_is_float64_exact():
     assert os.path.basename(gradcheck_lib.__file__) == "gradcheck_lib.py"
     with pytest.raises(ValueError, match="Unknown gradcheck kind"):
         gradcheck_lib.run_gradcheck(kind="mlp", nt_values=(1,))
+
+
+def test_train_with_tfp_dopri5_adjoint(tmp_workdir, default_strategy):
+    config = default_config.get_config("smoke")
+    config.method, config.gradient, config.export = "dopri5", "adjoint", False
+    config.num_train_steps = 1
+    results = train_lib.train_and_evaluate(config, str(tmp_workdir), default_strategy)
+    assert results["step"] == 1
+    # Adaptive forward + adjoint solves: 6 evaluations per DormandPrince step, many steps.
+    assert results["nfe"] >= 24 and np.isfinite(results["loss"])
