@@ -96,8 +96,6 @@ def get_config():
     c.pipeline.single_source = True  # per-source CycleGAN and CyCADA-style baselines
     c.pipeline.cycada_fla = True
 
-    c.train = ml_collections.ConfigDict(
-        dict(checkpoint_every=1000, summary_every=50, log_every=50, jit_compile=False)
-    )
+    c.train = ml_collections.ConfigDict(dict(checkpoint_every=1000, summary_every=50, log_every=50))
     c.eval = ml_collections.ConfigDict(dict(batch_size=1))
     return c
