@@ -11,6 +11,7 @@ pytestmark = pytest.mark.multiprocess
 
 TRAINERS = {
     "hessian": ["-m", "tf_hessian.train", "--config=tf_hessian/configs/default.py:smoke"],
+    "ode": ["-m", "tf_ode.train", "--config=tf_ode/configs/default.py:smoke"],
 }
 
 

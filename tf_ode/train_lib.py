@@ -125,6 +125,8 @@ def train_and_evaluate(config, workdir, strategy):
     )
     steps_per_epoch = max(1, len(train_labels) // config.batch_size)
     num_train_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
+    # Seeded initial weights: the same start on any strategy and in every process.
+    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_model(config, info.num_classes, info.image_shape)
         model(np.zeros((1, *info.image_shape), np.float32))

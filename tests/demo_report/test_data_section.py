@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-demo_main = importlib.import_module("demo_report.__main__")
+from demo_report import report as demo_main
 
 
 def test_report_lists_embedded_sets_and_writes_pngs(tmp_path, monkeypatch):
