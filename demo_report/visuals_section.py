@@ -98,10 +98,15 @@ def run(workdir, context):
     """Writes the attribution PNGs of every model the demo trained; returns markdown + paths."""
     os.makedirs(workdir, exist_ok=True)
     images = {}
-    if "hessian_section" in context:
-        images.update(
-            hessian_classifiers(os.path.join(os.path.dirname(workdir), "hessian_section"), workdir)
-        )
+    root = os.path.dirname(workdir)
+    builders = (
+        ("hessian_section", hessian_classifiers),
+        ("ode_section", ode_classifiers),
+        ("madan_section", madan_segmenter),
+    )
+    for section, build in builders:
+        if section in context:
+            images.update(build(os.path.join(root, section), workdir))
     lines = [
         "Each row: input, vanilla saliency (|d logit / d pixel|) and Grad-CAM++ for the true label "
         "(tf-keras-vis on the trained Keras 3 models); for the segmenter, Grad-CAM of each class's "
