@@ -68,8 +68,8 @@ def build_dataset(
       shuffle: shuffle examples; None means True for the "train" and "all" splits.
       repeat: repeat forever.
       deterministic: keep element order fixed under parallel decoding. None (default)
-        means True without shuffling (batches follow the sorted file list, e.g. for
-        evaluation or exporting adapted images) and False with shuffling (faster).
+        means True: exact resume and equal results on any number of workers need it.
+        Pass False for a little more throughput when neither matters.
       cache: cache decoded (and resized) examples in memory.
       drop_remainder: drop the last partial batch.
       class_subset: None (19 classes) or "16" (terrain, truck, train -> 255).
@@ -105,21 +105,23 @@ def build_dataset(
     if shuffle is None:
         shuffle = split in ("train", "all")
     if deterministic is None:
-        deterministic = not shuffle
+        # Deterministic order by default: exact resume (tf_runtime skips consumed batches) and
+        # equal results on any number of workers depend on it.
+        deterministic = True
 
     per_pipeline_batch = int(batch_size)
     ds = tf.data.Dataset.from_tensor_slices(
         (list(examples.image_paths), list(examples.label_paths))
     )
+    num_pipelines = 1
     if input_context is not None:
         per_pipeline_batch = input_context.get_per_replica_batch_size(int(batch_size))
-        if input_context.num_input_pipelines > 1:
-            if input_context.num_input_pipelines > len(examples):
-                raise ValueError(
-                    f"{name} {split} has {len(examples)} examples, fewer than the "
-                    f"{input_context.num_input_pipelines} input pipelines"
-                )
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        num_pipelines = input_context.num_input_pipelines
+        if num_pipelines > len(examples):
+            raise ValueError(
+                f"{name} {split} has {len(examples)} examples, fewer than the "
+                f"{num_pipelines} input pipelines"
+            )
 
     def load(image_path, label_path):
         image, label = decode.decode_example(image_path, label_path, dataset=name)
@@ -147,6 +149,11 @@ def build_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds.enumerate()
+    if num_pipelines > 1:
+        # Shard after the seeded shuffle and the numbering: every worker draws the same order
+        # (only file names so far, nothing decoded), so the workers' batches at a step together
+        # are the single-process global batch, with the same crops and flips.
+        ds = ds.shard(num_pipelines, input_context.input_pipeline_id)
     if cache:
         ds = ds.map(lambda i, ex: augment(i, *ex), num_parallel_calls=_AUTOTUNE)
     else:
