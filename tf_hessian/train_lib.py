@@ -191,6 +191,7 @@ def train_and_evaluate(config, workdir: str, strategy: tf.distribute.Strategy) -
             "robust": config.robust.enabled,
         },
         seed=config.seed,
+        profile_steps=tuple(config.get("profile_steps", ())) or None,
     )
     results = {
         "step": logs["step"],

@@ -173,6 +173,7 @@ def train_and_evaluate(config, workdir, strategy):
         eval_every=eval_every,
         hparams=tf_runtime.config_to_dict(config),
         seed=config.seed,
+        profile_steps=tuple(config.get("profile_steps", ())) or None,
     )
     train_seconds = time.time() - start
     results = dict(logs)

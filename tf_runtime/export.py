@@ -50,7 +50,9 @@ def check_export(path, model_fn, inputs, *, atol=1e-5, endpoint="serve"):
     try:
         tf.nest.assert_same_structure(served, expected)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"Export {path}: output structure differs from the model's: {error}") from error
+        raise ValueError(
+            f"Export {path}: output structure differs from the model's: {error}"
+        ) from error
     diffs = [
         float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0.0))
         for a, b in zip(tf.nest.flatten(served), tf.nest.flatten(expected))

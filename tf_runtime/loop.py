@@ -106,6 +106,13 @@ def run_training(
             f"checkpoint_every and summary_every must be >= 1. Received: "
             f"checkpoint_every={checkpoint_every}, summary_every={summary_every}"
         )
+    if profile_steps is not None and (
+        len(profile_steps) != 2 or not 1 <= profile_steps[0] <= profile_steps[1]
+    ):
+        raise ValueError(
+            f"profile_steps must be (first, last) with 1 <= first <= last. "
+            f"Received: profile_steps={profile_steps}"
+        )
     chief = strategy_lib.is_chief(strategy)
     trackables = dict(model=model, **collect_optimizers(model), **(extra_trackables or {}))
     ckpt = CheckpointHelper(workdir, strategy=strategy, seed=seed, **trackables)

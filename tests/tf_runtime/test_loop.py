@@ -170,3 +170,27 @@ def test_bad_arguments():
         tf_runtime.run_training(
             None, None, strategy=None, workdir="x", num_steps=1, checkpoint_every=0
         )
+
+
+def test_profiler_trace_on_request(tmp_path, default_strategy):
+    model = _build(default_strategy)
+    tf_runtime.run_training(
+        model,
+        _dataset_fn,
+        strategy=default_strategy,
+        workdir=str(tmp_path),
+        num_steps=3,
+        log_every=0,
+        profile_steps=(2, 3),
+    )
+    traces = glob.glob(str(tmp_path / "tensorboard/profile/plugins/profile/*/*.xplane.pb"))
+    assert len(traces) == 1 and os.path.getsize(traces[0]) > 0
+    with pytest.raises(ValueError, match=r"profile_steps must be \(first, last\)"):
+        tf_runtime.run_training(
+            model,
+            _dataset_fn,
+            strategy=default_strategy,
+            workdir=str(tmp_path),
+            num_steps=3,
+            profile_steps=(3, 2),
+        )

@@ -72,6 +72,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.summary_every = 50
     c.log_every = 100
     c.export = True
+    # (first, last) training steps traced by the TensorFlow profiler into tensorboard/profile.
+    c.profile_steps = ()
 
     if variant == "smoke":
         c.model = "mlp"

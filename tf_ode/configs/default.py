@@ -56,6 +56,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.log_every = 50
     c.eval_every_epochs = 10
     c.export = True
+    # (first, last) training steps traced by the TensorFlow profiler into tensorboard/profile.
+    c.profile_steps = ()
     if variant == "smoke":
         c.dataset = "digits"
         c.architecture = "resnet4"
