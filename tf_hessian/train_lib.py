@@ -185,11 +185,7 @@ def train_and_evaluate(config, workdir: str, strategy: tf.distribute.Strategy) -
         summary_every=config.summary_every,
         log_every=config.log_every,
         eval_fn=lambda step: evaluate(trainer.network, config),
-        hparams={
-            "batch_size": config.batch_size,
-            "model": config.model,
-            "robust": config.robust.enabled,
-        },
+        hparams=tf_runtime.config_to_dict(config),
         seed=config.seed,
         profile_steps=tuple(config.get("profile_steps", ())) or None,
     )

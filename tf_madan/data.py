@@ -135,8 +135,12 @@ def adapted_dataset(directory, *, batch_size, crop_size, seed, input_context=Non
     """Repeating, shuffled, cropped batches of adapted images (segmenter-normalised)."""
     images, labels = _adapted_files(directory)
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    num_pipelines, pipeline_id = 1, 0
     if input_context is not None:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        num_pipelines, pipeline_id = (
+            input_context.num_input_pipelines,
+            input_context.input_pipeline_id,
+        )
         batch_size = input_context.get_per_replica_batch_size(batch_size)
 
     def load(image_path, label_path):
@@ -158,7 +162,10 @@ def adapted_dataset(directory, *, batch_size, crop_size, seed, input_context=Non
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Every worker caches the (small) adapted set and draws the same seeded order; sharding the
+    # numbered stream makes the workers' batches together equal the single-process batch.
+    ds = ds.enumerate().shard(num_pipelines, pipeline_id)
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True)
 
 

@@ -119,7 +119,8 @@ def train_segmenter(
         workdir=stage_dir,
         num_steps=num_steps,
         seed=config.seed,
-        hparams={"stage": name},
+        hparams={"stage": name, **tf_runtime.config_to_dict(config)},
+        profile_steps=tuple(config.train.get("profile_steps", ())) or None,
         **_run_kwargs(config),
     )
     _write_overlay(config, segmenter, stage_dir, num_steps)
@@ -211,7 +212,8 @@ def train_pixel_stage(
         workdir=stage_dir,
         num_steps=num_steps,
         seed=config.seed,
-        hparams={"stage": name},
+        hparams={"stage": name, **tf_runtime.config_to_dict(config)},
+        profile_steps=tuple(config.train.get("profile_steps", ())) or None,
         **_run_kwargs(config),
     )
     _write_translation_grid(model, dataset_fn, stage_dir, num_steps)

@@ -96,6 +96,9 @@ def get_config():
     c.pipeline.single_source = True  # per-source CycleGAN and CyCADA-style baselines
     c.pipeline.cycada_fla = True
 
-    c.train = ml_collections.ConfigDict(dict(checkpoint_every=1000, summary_every=50, log_every=50))
+    # profile_steps: (first, last) steps of each stage traced by the TensorFlow profiler.
+    c.train = ml_collections.ConfigDict(
+        dict(checkpoint_every=1000, summary_every=50, log_every=50, profile_steps=())
+    )
     c.eval = ml_collections.ConfigDict(dict(batch_size=1))
     return c
