@@ -10,10 +10,9 @@ The model is a Keras 3 `.keras` file of a functional model (the project's packag
 first so their custom layers deserialize).
 """
 
-import importlib
-import os
-
 from absl import app, flags
+
+from visuals import explain_lib
 
 _TASK = flags.DEFINE_enum(
     "task", "classification", ["classification", "segmentation"], "Model kind."
@@ -32,74 +31,11 @@ _CLASSES = flags.DEFINE_list(
 _OUT = flags.DEFINE_string("out", "visuals_out", "Output folder for the PNGs.")
 
 
-def _load_model(path):
-    import keras
-
-    if not os.path.isfile(path) or not path.endswith(".keras"):
-        raise ValueError(f"--model must be an existing .keras file. Received: {path!r}")
-    for package in ("tf_hessian", "tf_ode", "tf_madan"):
-        importlib.import_module(package)  # registers the packages' serializable layers
-    return keras.saving.load_model(path, compile=False)
-
-
-def explain_classifier(model, dataset, *, data_dir, split, normalize, num_images, out):
-    """Writes `<out>/attribution_<dataset>.png`; returns its path."""
-    import numpy as np
-
-    from input_pipelines import classification
-    from visuals import attribution, plots
-
-    images, labels = next(
-        iter(
-            classification.build_dataset(
-                dataset,
-                split,
-                batch_size=num_images,
-                data_dir=data_dir,
-                normalize=normalize,
-                shuffle=False,
-            )
-        )
-    )
-    images, labels = images.numpy(), labels.numpy()
-    predictions = np.argmax(model(images, training=False), axis=-1)
-    maps = attribution.classification_maps(model, images, labels)
-    os.makedirs(out, exist_ok=True)
-    return plots.save_classification_grid(
-        os.path.join(out, f"attribution_{dataset}.png"), images, maps, labels, predictions
-    )
-
-
-def explain_segmenter(model, dataset, *, data_dir, split, class_names, num_images, out):
-    """Writes `<out>/gradcam_<dataset>.png`; returns its path."""
-    from input_pipelines import driving
-    from visuals import attribution, plots
-
-    names = list(driving.TRAIN_ID_NAMES)
-    unknown = [c for c in class_names if c not in names]
-    if unknown:
-        raise ValueError(f"--classes {unknown} are not Cityscapes train-id names {names}")
-    images, _ = next(
-        iter(
-            driving.build_dataset(
-                dataset, split, data_dir=data_dir, batch_size=num_images, normalization="segmenter"
-            )
-        )
-    )
-    maps = attribution.segmentation_class_gradcam(
-        model, images.numpy(), [names.index(c) for c in class_names]
-    )
-    os.makedirs(out, exist_ok=True)
-    return plots.save_segmentation_grid(
-        os.path.join(out, f"gradcam_{dataset}.png"), images.numpy(), maps, class_names
-    )
-
-
 def main(argv):
     del argv
-    model = _load_model(_MODEL.value)
+    model = explain_lib.load_model(_MODEL.value)
     if _TASK.value == "classification":
-        path = explain_classifier(
+        path = explain_lib.explain_classifier(
             model,
             _DATASET.value,
             data_dir=_DATA_DIR.value,
@@ -109,7 +45,7 @@ def main(argv):
             out=_OUT.value,
         )
     else:
-        path = explain_segmenter(
+        path = explain_lib.explain_segmenter(
             model,
             _DATASET.value,
             data_dir=_DATA_DIR.value,

@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from visuals import explain
+from visuals import explain_lib as explain
 
 
 def _digits_cnn(path):
@@ -20,7 +20,7 @@ def _digits_cnn(path):
 
 
 def test_classifier_png_from_a_keras_file(tmp_path):
-    model = explain._load_model(_digits_cnn(str(tmp_path / "cnn.keras")))
+    model = explain.load_model(_digits_cnn(str(tmp_path / "cnn.keras")))
     path = explain.explain_classifier(
         model,
         "digits",
@@ -38,4 +38,21 @@ def test_bad_model_path(tmp_path):
     with pytest.raises(
         ValueError, match=r"--model must be an existing .keras file. Received: '.*missing.h5'"
     ):
-        explain._load_model(str(tmp_path / "missing.h5"))
+        explain.load_model(str(tmp_path / "missing.h5"))
+
+
+def test_binary_writes_the_png(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model = _digits_cnn(str(tmp_path / "cnn.keras"))
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-m", "visuals.explain", f"--model={model}", "--dataset=digits",
+         "--num_images=2", f"--out={out}"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "attribution_digits.png").read_bytes()[:4] == b"\x89PNG"
