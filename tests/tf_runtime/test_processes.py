@@ -1,36 +1,19 @@
 """Two worker processes on 127.0.0.1, and SIGKILL mid-run followed by resume."""
 
 import json
-import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
 
+import multiprocess_utils as mp
 import numpy as np
 import pytest
 import tensorflow as tf
 
 SCRIPT = pathlib.Path(__file__).with_name("train_tiny_script.py")
 pytestmark = pytest.mark.multiprocess
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update(extra)
-    return env
 
 
 def _weights(workdir):
@@ -41,7 +24,7 @@ def _weights(workdir):
 def _run(workdir, steps, strategy, env=None, checkpoint_every=2):
     return subprocess.Popen(
         [sys.executable, str(SCRIPT), str(workdir), str(steps), strategy, str(checkpoint_every)],
-        env=env or _env(),
+        env=env or mp.clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -50,14 +33,14 @@ def _run(workdir, steps, strategy, env=None, checkpoint_every=2):
 
 def test_two_workers_equal_single_process(tmp_path):
     single = _run(tmp_path / "single", 6, "default")
-    ports = _free_ports(2)
+    ports = mp.free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     workers = [
         _run(
             tmp_path / "multi",
             6,
             "multi_worker",
-            env=_env(
+            env=mp.clean_env(
                 TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
             ),
         )
