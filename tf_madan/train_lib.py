@@ -67,7 +67,10 @@ def validate_config(config):
 def _run_kwargs(config):
     t = config.train
     return dict(
-        checkpoint_every=t.checkpoint_every, summary_every=t.summary_every, log_every=t.log_every
+        checkpoint_every=t.checkpoint_every,
+        summary_every=t.summary_every,
+        log_every=t.log_every,
+        profile_steps=tuple(t.get("profile_steps", ())) or None,
     )
 
 
@@ -120,7 +123,6 @@ def train_segmenter(
         num_steps=num_steps,
         seed=config.seed,
         hparams={"stage": name, **tf_runtime.config_to_dict(config)},
-        profile_steps=tuple(config.train.get("profile_steps", ())) or None,
         **_run_kwargs(config),
     )
     _write_overlay(config, segmenter, stage_dir, num_steps)
@@ -213,7 +215,6 @@ def train_pixel_stage(
         num_steps=num_steps,
         seed=config.seed,
         hparams={"stage": name, **tf_runtime.config_to_dict(config)},
-        profile_steps=tuple(config.train.get("profile_steps", ())) or None,
         **_run_kwargs(config),
     )
     _write_translation_grid(model, dataset_fn, stage_dir, num_steps)

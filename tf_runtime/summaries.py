@@ -114,10 +114,8 @@ class ProgressLogger:
         if step % self.every and step != self.total_steps:
             return None
         elapsed = now - self._last_time
-        rate = (step - self._last_step) / elapsed if elapsed > 0 else float("nan")
-        eta = (
-            (self.total_steps - step) / rate if rate and rate == rate and rate > 0 else float("nan")
-        )
+        rate = (step - self._last_step) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
         metrics = " ".join(f"{k}={float(v):.4g}" for k, v in sorted(logs.items()))
         line = f"step {step}/{self.total_steps}  {rate:.2f} steps/s  eta {eta:.0f}s  {metrics}"
         print(line, file=self._stream, flush=True)

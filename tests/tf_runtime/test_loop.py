@@ -146,18 +146,15 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, default_st
 
 def test_eval_and_hparams_are_written(tmp_path, default_strategy):
     model = _build(default_strategy)
-    _, logs = (
+    logs = tf_runtime.run_training(
         model,
-        tf_runtime.run_training(
-            model,
-            _dataset_fn,
-            strategy=default_strategy,
-            workdir=str(tmp_path),
-            num_steps=2,
-            log_every=0,
-            eval_fn=lambda step: {"accuracy": 0.25 * step},
-            hparams={"optimizer": {"lr": 0.5}},
-        ),
+        _dataset_fn,
+        strategy=default_strategy,
+        workdir=str(tmp_path),
+        num_steps=2,
+        log_every=0,
+        eval_fn=lambda step: {"accuracy": 0.25 * step},
+        hparams={"optimizer": {"lr": 0.5}},
     )
     assert logs["eval_accuracy"] == 0.5
     assert glob.glob(str(tmp_path / "tensorboard/eval/events.out.tfevents.*"))

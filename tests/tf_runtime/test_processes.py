@@ -56,12 +56,20 @@ def test_two_workers_equal_single_process(tmp_path):
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
-    straight = _run(tmp_path / "straight", 150, "default", checkpoint_every=1)
-    victim = _run(tmp_path / "victim", 150, "default", checkpoint_every=1)
+    steps = 400
+    straight = _run(tmp_path / "straight", steps, "default", checkpoint_every=1)
+    victim = _run(tmp_path / "victim", steps, "default", checkpoint_every=1)
     deadline = time.time() + 180
     # Kill once a few checkpoints exist, i.e. in the middle of the run (and possibly of a save).
-    while time.time() < deadline and not (tmp_path / "victim/checkpoints/ckpt-5.index").exists():
-        time.sleep(0.05)
+    # Poll for any checkpoint >= 5: with max_to_keep=3 a given one is soon deleted again.
+    while time.time() < deadline and victim.poll() is None:
+        saved = [
+            int(p.stem.split("-")[1])
+            for p in (tmp_path / "victim/checkpoints").glob("ckpt-*.index")
+        ]
+        if max(saved, default=0) >= 5:
+            break
+        time.sleep(0.01)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     assert victim.returncode == -signal.SIGKILL
@@ -74,7 +82,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
         tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
         == killed_after
     )
-    resumed = _run(tmp_path / "victim", 150, "default", checkpoint_every=1)
+    resumed = _run(tmp_path / "victim", steps, "default", checkpoint_every=1)
     out_resumed, out_straight = (
         resumed.communicate(timeout=240)[0],
         straight.communicate(timeout=240)[0],
