@@ -21,8 +21,7 @@ def evaluate_segmenter(segmenter, dataset, *, num_classes=19, ignore_label=255):
       ignore_label: label without score.
 
     Returns:
-      Dict: "miou_19", "miou_16" (percent), "pixel_accuracy", "per_class_iou"
-      ({class: percent or None}), "num_images".
+      `metric_results` (percent) plus "num_images".
     """
     metric = driving.MeanIoU(num_classes=num_classes, ignore_label=ignore_label)
 
@@ -36,16 +35,36 @@ def evaluate_segmenter(segmenter, dataset, *, num_classes=19, ignore_label=255):
         num_images += int(labels.shape[0])
     if num_images == 0:
         raise ValueError("Evaluation dataset is empty.")
-    iou = metric.per_class_iou()
-    names = driving.TRAIN_ID_NAMES if num_classes == 19 else [str(i) for i in range(num_classes)]
+    return {**metric_results(metric), "num_images": num_images}
+
+
+def metric_results(metric):
+    """Result dict (percent) of a filled `driving.MeanIoU`, the keys every table reads.
+
+    Keys: "miou_16" (sum of the 16 protocol IoUs / 16), "miou_19" (sum of the C IoUs / C),
+    "miou_16_gt_present" (mean over the FIXED set of 16-protocol classes with ground truth
+    in the split, the second column for benchmarks lacking classes; NaN for C != 19),
+    "gt_present_classes" (that set's names), "pixel_accuracy", "mean_class_accuracy",
+    "fw_iou", "per_class_iou" ({class: percent, None if absent from truth and prediction}).
+    """
+    summary = metric.summary()
+    is_19 = metric.num_classes == driving.NUM_CLASSES
+
+    def percent(value):
+        return 100.0 * float(value) if value is not None else float("nan")
+
     return {
-        "miou_19": 100.0 * float(metric.result()),
-        "miou_16": 100.0 * metric.miou_16() if num_classes == 19 else float("nan"),
-        "pixel_accuracy": 100.0 * metric.pixel_accuracy(),
+        "miou_16": percent(summary["miou_16"]) if is_19 else float("nan"),
+        "miou_19": percent(summary["miou_19"]),
+        "miou_16_gt_present": percent(summary["miou_16_gt_present"]) if is_19 else float("nan"),
+        "gt_present_classes": summary["gt_present_classes"] if is_19 else [],
+        "pixel_accuracy": percent(summary["pixel_accuracy"]),
+        "mean_class_accuracy": percent(summary["mean_class_accuracy"]),
+        "fw_iou": percent(summary["fw_iou"]),
         "per_class_iou": {
-            n: (None if np.isnan(v) else round(100.0 * float(v), 2)) for n, v in zip(names, iou)
+            n: (None if v is None else round(100.0 * v, 2))
+            for n, v in summary["per_class_iou"].items()
         },
-        "num_images": num_images,
     }
 
 
@@ -74,16 +93,29 @@ def overlay(images, logits, alpha=0.5):
     return np.clip((1 - alpha) * rgb + alpha * colours, 0.0, 1.0).astype(np.float32)
 
 
+def _cell(value):
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    return f"{value:.1f}"
+
+
 def markdown_table(rows):
-    """Markdown table of {name: result dict} with mIoU-16, mIoU-19 and pixel accuracy."""
+    """Markdown table of {name: result dict}: both mIoU-16 columns, mIoU-19, pixel accuracy.
+
+    "mIoU-16" is the protocol's (sum of 16 IoUs) / 16; "mIoU-16, GT classes (n)" averages
+    the fixed set of 16-protocol classes present in the split's ground truth (n of them).
+    """
+    counts = {len(r.get("gt_present_classes", [])) for r in rows.values()}
+    count = f"n={counts.pop()}" if len(counts) == 1 else "n varies"
     lines = [
-        "| method | mIoU-16 | mIoU-19 | pixel acc. |",
-        "|---|---|---|---|",
+        f"| method | mIoU-16 | mIoU-16, GT classes ({count}) | mIoU-19 | pixel acc. |",
+        "|---|---|---|---|---|",
     ]
     for name, result in rows.items():
         lines.append(
-            f"| {name} | {result['miou_16']:.1f} | {result['miou_19']:.1f} | "
-            f"{result['pixel_accuracy']:.1f} |"
+            f"| {name} | {_cell(result['miou_16'])} | "
+            f"{_cell(result.get('miou_16_gt_present'))} | {_cell(result['miou_19'])} | "
+            f"{_cell(result['pixel_accuracy'])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -101,13 +133,18 @@ def per_class_table(rows):
     return "\n".join(lines) + "\n"
 
 
+def _write_atomic(path, text):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
 def write_results(rows, workdir, prefix="results"):
-    """Writes `<prefix>.json` and `<prefix>.md` into `workdir`; returns the two paths."""
+    """Writes `<prefix>.json` and `<prefix>.md` into `workdir` atomically; returns the paths."""
     os.makedirs(workdir, exist_ok=True)
     json_path = os.path.join(workdir, f"{prefix}.json")
     md_path = os.path.join(workdir, f"{prefix}.md")
-    with open(json_path, "w") as handle:
-        json.dump(rows, handle, indent=2)
-    with open(md_path, "w") as handle:
-        handle.write(markdown_table(rows) + "\n" + per_class_table(rows))
+    _write_atomic(json_path, json.dumps(rows, indent=2))
+    _write_atomic(md_path, markdown_table(rows) + "\n" + per_class_table(rows))
     return json_path, md_path

@@ -1,10 +1,16 @@
 """Streaming confusion-matrix mIoU for semantic segmentation (MADAN spec §4.2).
 
-Protocol: argmax over all 19 logits; one 19x19 confusion matrix accumulated over the
-whole split (no cut-off, unlike the official code's 528-image loop);
-IoU_c = tp_c / (gt_c + pred_c - tp_c). Classes absent from both ground truth and
-prediction have no IoU (NaN) and are left out of the means. The 16-class mIoU averages
-the 16 classes shared with SYNTHIA (`labels.CLASSES_16`).
+Protocol (the official `scripts/eval_fcn.py` of Luodian/MADAN and CyCADA): argmax over
+all 19 logits; one 19x19 confusion matrix accumulated over the whole split (no cut-off,
+unlike the official code's 528-image loop); IoU_c = tp_c / (gt_c + pred_c - tp_c + 1e-8),
+so a class absent from both ground truth and prediction has IoU 0 and still counts.
+
+  miou_16   (sum of the IoUs of the 16 SYNTHIA-shared classes) / 16
+  miou_19   (sum of the 19 IoUs) / 19 (the code's `np.nanmean(iu)`: with the 1e-8 no IoU
+            is NaN, so it is the plain mean over all 19 classes)
+  miou_over(classes)  mean over a FIXED class set, e.g. `gt_present_classes()` of the
+            split: a benchmark lacking classes reports this as a second column
+            (`miou_16_gt_present` in `summary()`), never a set that varies per method.
 """
 
 import keras
@@ -91,13 +97,12 @@ class MeanIoU(keras.metrics.Metric):
         confusion = tf.convert_to_tensor(self.confusion)
         true_positive = tf.linalg.diag_part(confusion)
         union = tf.reduce_sum(confusion, 0) + tf.reduce_sum(confusion, 1) - true_positive
-        return tf.where(union > 0, true_positive / tf.maximum(union, 1.0), np.nan)
+        # The official 1e-8: an empty class scores 0 and is averaged like any other.
+        return true_positive / (union + 1e-8)
 
     def result(self):
-        """19-class mIoU (mean over classes present in truth or prediction), float32."""
-        iou = self._iou()
-        present = tf.logical_not(tf.math.is_nan(iou))
-        return tf.cast(tf.reduce_mean(tf.boolean_mask(iou, present)), tf.float32)
+        """mIoU over all C classes (absent classes count as 0), float32."""
+        return tf.cast(tf.reduce_mean(self._iou()), tf.float32)
 
     def reset_state(self):
         self.confusion.assign(tf.zeros_like(self.confusion))
@@ -107,17 +112,67 @@ class MeanIoU(keras.metrics.Metric):
         return np.asarray(tf.convert_to_tensor(self.confusion))
 
     def per_class_iou(self):
-        """Returns float64 numpy [C] IoUs, NaN for classes absent from truth and prediction."""
+        """Returns float64 numpy [C] IoUs (0 for classes absent from truth and prediction)."""
         return np.asarray(self._iou())
 
+    def present_classes(self):
+        """Class ids with a non-zero union (in the ground truth or the prediction)."""
+        confusion = self.confusion_matrix()
+        union = confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
+        return tuple(int(c) for c in np.flatnonzero(union > 0))
+
+    def gt_present_classes(self, classes=None):
+        """Class ids with ground-truth pixels in the split, optionally within `classes`.
+
+        This depends on the split only (not on the predictions), so it is a fixed class set
+        for every method evaluated on the split.
+        """
+        support = self.confusion_matrix().sum(1)
+        keep = range(self.num_classes) if classes is None else classes
+        return tuple(int(c) for c in keep if support[int(c)] > 0)
+
+    def miou_over(self, classes):
+        """(Sum of the IoUs of `classes`) / len(classes), a fraction.
+
+        Args:
+          classes: non-empty sequence of distinct class ids in [0, C).
+
+        Raises:
+          ValueError: for an empty, repeated or out-of-range class set.
+        """
+        classes = [int(c) for c in classes]
+        if not classes:
+            raise ValueError("miou_over needs a non-empty class set. Received: classes=()")
+        if (
+            len(set(classes)) != len(classes)
+            or min(classes) < 0
+            or max(classes) >= self.num_classes
+        ):
+            raise ValueError(
+                f"miou_over needs distinct class ids in [0, {self.num_classes}). "
+                f"Received: classes={tuple(classes)}"
+            )
+        return float(self.per_class_iou()[classes].sum() / len(classes))
+
     def miou_16(self):
-        """Mean IoU over the 16 SYNTHIA-shared classes present (needs num_classes=19)."""
+        """(Sum of the IoUs of the 16 SYNTHIA-shared classes) / 16 (needs num_classes=19)."""
+        self._check_19("miou_16")
+        return self.miou_over(labels_lib.CLASSES_16)
+
+    def miou_16_gt_present(self):
+        """Mean IoU over the 16-class-protocol classes present in the split's ground truth.
+
+        NaN when the split has no ground truth among the 16 classes.
+        """
+        self._check_19("miou_16_gt_present")
+        classes = self.gt_present_classes(labels_lib.CLASSES_16)
+        return self.miou_over(classes) if classes else float("nan")
+
+    def _check_19(self, name):
         if self.num_classes != labels_lib.NUM_CLASSES:
             raise ValueError(
-                f"miou_16 needs num_classes=19. Received: num_classes={self.num_classes}"
+                f"{name} needs num_classes=19. Received: num_classes={self.num_classes}"
             )
-        iou = self.per_class_iou()[list(labels_lib.CLASSES_16)]
-        return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
 
     def pixel_accuracy(self):
         """Fraction of valid pixels predicted correctly."""
@@ -126,29 +181,40 @@ class MeanIoU(keras.metrics.Metric):
         return float(np.trace(confusion) / total) if total else float("nan")
 
     def mean_class_accuracy(self):
-        """Mean over classes present in the ground truth of per-class recall."""
+        """Mean over all C classes of per-class recall tp / (gt + 1e-8) (absent = 0), as the code."""
         confusion = self.confusion_matrix()
-        support = confusion.sum(1)
-        return float(np.mean(np.diag(confusion)[support > 0] / support[support > 0]))
+        return float(np.mean(np.diag(confusion) / (confusion.sum(1) + 1e-8)))
 
     def frequency_weighted_iou(self):
         """Ground-truth-frequency-weighted IoU."""
         confusion = self.confusion_matrix()
         frequency = confusion.sum(1) / max(confusion.sum(), 1.0)
-        iou = np.nan_to_num(self.per_class_iou())
-        return float((frequency * iou).sum())
+        return float((frequency * self.per_class_iou()).sum())
 
     def summary(self):
-        """Returns a dict of all scores (IoUs as fractions; per-class keyed by name)."""
+        """Returns a dict of all scores (IoUs as fractions; per-class keyed by name).
+
+        Keys: "miou_19", "miou_16", "miou_16_gt_present" (fixed set: the 16-protocol
+        classes with ground truth in the split), "gt_present_classes" (that set, by name),
+        "pixel_accuracy", "mean_class_accuracy", "fw_iou", "per_class_iou" ({name: IoU, None
+        when the class is absent from truth and prediction}).
+        """
         names = self._names()
+        is_19 = self.num_classes == labels_lib.NUM_CLASSES
+        present = set(self.present_classes())
         return {
             "miou_19": float(self.result()),
-            "miou_16": self.miou_16() if self.num_classes == labels_lib.NUM_CLASSES else None,
+            "miou_16": self.miou_16() if is_19 else None,
+            "miou_16_gt_present": self.miou_16_gt_present() if is_19 else None,
+            "gt_present_classes": [
+                names[c] for c in self.gt_present_classes(labels_lib.CLASSES_16 if is_19 else None)
+            ],
             "pixel_accuracy": self.pixel_accuracy(),
             "mean_class_accuracy": self.mean_class_accuracy(),
             "fw_iou": self.frequency_weighted_iou(),
             "per_class_iou": {
-                n: (None if np.isnan(v) else float(v)) for n, v in zip(names, self.per_class_iou())
+                n: (float(v) if i in present else None)
+                for i, (n, v) in enumerate(zip(names, self.per_class_iou()))
             },
         }
 
@@ -161,14 +227,19 @@ class MeanIoU(keras.metrics.Metric):
         """Returns a printable per-class IoU table (percent) with the summary rows."""
         iou = self.per_class_iou()
         support = self.confusion_matrix().sum(1)
+        present = set(self.present_classes())
         lines = [f"{'id':>3} {'class':<14} {'IoU %':>7} {'16':>3} {'gt pixels':>12}"]
         for index, name in enumerate(self._names()):
-            value = "    n/a" if np.isnan(iou[index]) else f"{100 * iou[index]:7.2f}"
+            value = f"{100 * iou[index]:7.2f}" if index in present else "    n/a"
             in_16 = "x" if index in labels_lib.CLASSES_16 else ""
             lines.append(f"{index:>3} {name:<14} {value} {in_16:>3} {int(support[index]):>12d}")
         lines.append(f"mIoU (19 classes): {100 * float(self.result()):.2f}")
         if self.num_classes == labels_lib.NUM_CLASSES:
             lines.append(f"mIoU (16 classes): {100 * self.miou_16():.2f}")
+            count = len(self.gt_present_classes(labels_lib.CLASSES_16))
+            lines.append(
+                f"mIoU (16-protocol classes in GT, n={count}): {100 * self.miou_16_gt_present():.2f}"
+            )
         lines.append(f"pixel accuracy:    {100 * self.pixel_accuracy():.2f}")
         return "\n".join(lines)
 

@@ -51,14 +51,64 @@ def test_nineteen_and_sixteen_class_means_and_table():
     metric.update_state(np.array([[0, 0, 9, 13]]), np.array([[0, 9, 9, 13]]))
     iou = metric.per_class_iou()
     np.testing.assert_allclose(iou[[0, 9, 13]], [0.5, 0.5, 1.0])
-    assert np.isnan(iou[1])  # absent from truth and prediction
-    assert float(metric.result()) == pytest.approx(2 / 3)
-    assert metric.miou_16() == pytest.approx(0.75)  # terrain is not among the 16
+    assert iou[1] == 0.0  # absent from truth and prediction: IoU 0, still averaged
+    # Protocol: sums over the full class sets, divided by 19 and 16.
+    assert float(metric.result()) == pytest.approx(2.0 / 19)
+    assert metric.miou_16() == pytest.approx(1.5 / 16)  # terrain is not among the 16
+    # Fixed set: 16-protocol classes with ground truth in the split = {road, car}.
+    assert metric.gt_present_classes(driving.CLASSES_16) == (0, 13)
+    assert metric.miou_16_gt_present() == pytest.approx(0.75)
     table = metric.table()
     assert " 13 car             100.00   x            1" in table
-    assert "mIoU (19 classes): 66.67" in table and "mIoU (16 classes): 75.00" in table
+    assert "  1 sidewalk           n/a   x            0" in table
+    assert "mIoU (19 classes): 10.53" in table and "mIoU (16 classes): 9.37" in table
+    assert "mIoU (16-protocol classes in GT, n=2): 75.00" in table
     summary = metric.summary()
-    assert summary["per_class_iou"]["sidewalk"] is None and summary["miou_16"] == 0.75
+    assert summary["per_class_iou"]["sidewalk"] is None
+    assert summary["miou_16"] == pytest.approx(0.09375)
+    assert summary["miou_16_gt_present"] == pytest.approx(0.75)
+    assert summary["gt_present_classes"] == ["road", "car"]
+
+
+def test_perfect_prediction_on_a_split_lacking_classes():
+    # 11 of the 16 protocol classes and terrain appear; a perfect prediction is 11/16, not 1.
+    present = [0, 1, 2, 5, 8, 9, 10, 11, 13, 15, 17, 18]
+    labels = np.array([present * 3], np.int32)
+    metric = driving.MeanIoU()
+    metric.update_state(labels, labels)
+    assert metric.miou_16() == pytest.approx(11 / 16)
+    assert float(metric.result()) == pytest.approx(12 / 19)
+    assert metric.miou_16_gt_present() == pytest.approx(1.0)
+    assert metric.miou_over((0, 3)) == pytest.approx(0.5)  # wall is absent: counts 0
+    assert metric.pixel_accuracy() == 1.0
+    assert metric.mean_class_accuracy() == pytest.approx(12 / 19)
+    assert metric.frequency_weighted_iou() == pytest.approx(1.0)
+
+
+def test_mean_iou_from_a_hand_confusion_matrix_with_an_empty_class():
+    # 4 classes; truth/prediction pairs give rows = truth, columns = prediction:
+    # [[3, 1, 0, 0], [0, 0, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]] + class 3 only predicted once.
+    y_true = np.array([[0, 0, 0, 0, 2, 2, 2, 2]], np.int32)
+    y_pred = np.array([[0, 0, 0, 1, 0, 2, 2, 3]], np.int32)
+    metric = driving.MeanIoU(num_classes=4)
+    metric.update_state(y_true, y_pred)
+    np.testing.assert_array_equal(
+        metric.confusion_matrix(),
+        [[3, 1, 0, 0], [0, 0, 0, 0], [1, 0, 2, 1], [0, 0, 0, 0]],
+    )
+    # IoU: 3/(4+4-3)=0.6, 0/(0+1-0)=0, 2/(4+2-2)=0.5, 0/(0+1-0)=0.
+    np.testing.assert_allclose(metric.per_class_iou(), [0.6, 0.0, 0.5, 0.0], atol=1e-9)
+    assert float(metric.result()) == pytest.approx(1.1 / 4)
+    assert metric.present_classes() == (0, 1, 2, 3)
+    assert metric.gt_present_classes() == (0, 2)
+    assert metric.miou_over(metric.gt_present_classes()) == pytest.approx(0.55)
+    assert metric.mean_class_accuracy() == pytest.approx((0.75 + 0.5) / 4)
+    with pytest.raises(ValueError, match="non-empty class set"):
+        metric.miou_over(())
+    with pytest.raises(ValueError, match=r"distinct class ids in \[0, 4\)"):
+        metric.miou_over((0, 4))
+    with pytest.raises(ValueError, match="miou_16 needs num_classes=19"):
+        metric.miou_16()
 
 
 def test_sample_weight_and_bad_num_classes():
