@@ -53,6 +53,9 @@ class MadanGAN(keras.Model):
         only, pulling the other sources toward source 0).
       lambda_ccd, ccd_start_step: CCD G-term weight and first step.
       pool_size: image history pool size per fake stream (0 = off).
+      pool_seed: seed of the pools' stateless random streams (each pool also keys on its
+        name, so streams differ); with the checkpointed pool counters a resumed run draws
+        the numbers of an uninterrupted one.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class MadanGAN(keras.Model):
         lambda_ccd=0.0,
         ccd_start_step=0,
         pool_size=50,
+        pool_seed=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -136,10 +140,14 @@ class MadanGAN(keras.Model):
             sad_mode,
         )
         self.lambda_ccd, self.ccd_start_step = float(lambda_ccd), int(ccd_start_step)
-        self.pools_target = [ImagePool(pool_size, name=f"pool_target_{i}") for i in range(m)]
-        self.pools_source = [ImagePool(pool_size, name=f"pool_source_{i}") for i in range(m)]
+        self.pools_target = [
+            ImagePool(pool_size, seed=pool_seed, name=f"pool_target_{i}") for i in range(m)
+        ]
+        self.pools_source = [
+            ImagePool(pool_size, seed=pool_seed, name=f"pool_source_{i}") for i in range(m)
+        ]
         self.pools_cross = {
-            f"{i}_{j}": ImagePool(pool_size, name=f"pool_cross_{i}_{j}")
+            f"{i}_{j}": ImagePool(pool_size, seed=pool_seed, name=f"pool_cross_{i}_{j}")
             for i in range(m)
             for j in range(m)
             if i != j and self.lambda_ccd > 0

@@ -102,11 +102,17 @@ def test_generator_total_is_weighted_sum_and_gates_respect_start_step():
     np.testing.assert_allclose(float(logs["generator_total"]), float(expected), rtol=1e-5)
 
 
-def test_two_replica_step_equals_one_device_step(mirrored_strategy):
+@pytest.mark.parametrize("pool_size", [0, 1])
+def test_two_replica_step_equals_one_device_step(mirrored_strategy, pool_size):
+    # pool_size=1 with a global batch of 2: image 0 fills the pool, image 1 (on replica 1)
+    # meets a full pool, so the pools must run on the global batch on both replicas.
     batch = make_batch()
-    single = make_model()
+    single = make_model(pool_size=pool_size, pool_seed=4)
+    mirrored = make_model(mirrored_strategy, pool_size=pool_size, pool_seed=4)
+    for model, strategy in ((single, tf.distribute.get_strategy()), (mirrored, mirrored_strategy)):
+        with strategy.scope():
+            model.build_pools((None, SIZE, SIZE, 3))
     single.train_step(batch)
-    mirrored = make_model(mirrored_strategy)
 
     def split(ctx):
         k = ctx.replica_id_in_sync_group
