@@ -11,37 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 
-def _batches(data):
-    if isinstance(data, tf.data.Dataset):
-        return data
-    return [data]
-
-
-def _batch_hessian(operator, x, y) -> np.ndarray:
-    variables = operator._sources()
-    zero = tf.UnconnectedGradients.ZERO
-    with tf.GradientTape(persistent=True) as outer:
-        with tf.GradientTape() as inner:
-            loss = tf.cast(operator.loss_fn(y, operator.model(x, training=False)), operator.dtype)
-        grads = inner.gradient(loss, variables, unconnected_gradients=zero)
-        flat_grad = tf.concat([tf.reshape(tf.cast(g, operator.dtype), [-1]) for g in grads], axis=0)
-    try:
-        blocks = outer.jacobian(flat_grad, variables, unconnected_gradients=zero)
-    except (ValueError, tf.errors.InvalidArgumentError, NotImplementedError):
-        # Some kernels have no pfor converter; the while-loop fallback is exact too.
-        blocks = outer.jacobian(
-            flat_grad, variables, unconnected_gradients=zero, experimental_use_pfor=False
-        )
-    del outer
-    dim = operator.dim
-    return np.concatenate([np.asarray(b, np.float64).reshape(dim, -1) for b in blocks], axis=1)
-
-
 def full_hessian(operator) -> np.ndarray:
     """The explicit Hessian of a ``HessianOperator``'s objective.
 
-    Uses the operator's model, loss, variables and data (sample-weighted over
-    batches, inference mode) on the current device, without distribution.
+    Uses the operator's model, loss (every supported reduction), variables,
+    data and strategy: each (per-replica) batch gives the Hessian of its
+    unnormalised loss by ``tape.jacobian``, the sums are all-reduced and
+    normalised once, as for the operator's HVPs (inference mode).
 
     Args:
       operator: A ``HessianOperator``.
@@ -54,16 +30,20 @@ def full_hessian(operator) -> np.ndarray:
             f"full_hessian needs dim <= 20000 (a dense dim x dim matrix). Received: dim={operator.dim}."
         )
     total = np.zeros([operator.dim, operator.dim], np.float64)
-    count = 0
-    for x, y in _batches(operator.data):
-        n = int(tf.shape(x)[0])
-        if n == 0:
-            continue
-        total += n * _batch_hessian(operator, x, y)
-        count += n
-    if count == 0:
+    norm = 0.0
+    seen = False
+    for batch in operator._data:
+        try:
+            hessian, n = operator._step_hessian(batch, True)
+        except (ValueError, tf.errors.InvalidArgumentError, NotImplementedError):
+            # Some kernels have no pfor converter; the while-loop fallback is exact too.
+            hessian, n = operator._step_hessian(batch, False)
+        total += np.asarray(hessian, np.float64)
+        norm += float(n)
+        seen = True
+    if not seen:
         raise ValueError("The data given to HessianOperator is empty.")
-    return total / count
+    return total / operator._normaliser(norm)
 
 
 def full_spectrum(operator) -> np.ndarray:

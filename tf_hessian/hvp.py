@@ -20,26 +20,62 @@ from tf_hessian import trace as trace_lib
 from tf_hessian.linear_operator import ParameterLayout
 
 HVP_MODES = ("forward_over_reverse", "reverse_over_reverse")
+# Keras loss reductions the operator reproduces exactly over any batching and replica split.
+REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
+
+
+def _resolve_reduction(loss_fn):
+    """``(reduction, unreduced loss)`` of a loss; ``(None, None)`` for a plain function.
+
+    A ``keras.losses.Loss`` is re-run with ``reduction="none"`` (a shallow
+    copy), so the operator sums the per-example losses itself and normalises
+    once over all batches and replicas: exact for every supported reduction,
+    while Keras's own reduced value is divided by the replica count under a
+    strategy and normalised per batch.
+    """
+    if not isinstance(loss_fn, keras.losses.Loss):
+        if not callable(loss_fn):
+            raise ValueError(f"loss_fn must be callable. Received: {loss_fn!r}.")
+        return None, None
+    reduction = loss_fn.reduction
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{type(loss_fn).__name__} has reduction={reduction!r}, which does not define a "
+            f"scalar objective; use one of {REDUCTIONS}."
+        )
+    # A shallow copy by __dict__: copy.copy goes through get_config/from_config,
+    # which drops the loss's dtype (a float64 loss would come back float32).
+    unreduced = object.__new__(type(loss_fn))
+    unreduced.__dict__.update(loss_fn.__dict__)
+    unreduced.reduction = "none"
+    return reduction, unreduced
 
 
 class HessianOperator:
     """The Hessian of ``L(theta) = mean_i loss(f(x_i; theta), y_i)`` as a linear operator.
 
     The model always runs with ``training=False`` (BatchNorm uses and keeps its
-    moving statistics; dropout is off). Over a ``tf.data.Dataset`` the product
-    is the sample-weighted mean ``sum_b n_b H_b v / N`` over all batches, the
-    short last batch included. Under a ``MirroredStrategy`` every global batch
-    is split over the replicas, each replica returns ``n_r H_r v`` and the sums
-    are all-reduced, which equals the one-device result. Regularisation losses
+    moving statistics; dropout is off). Every (per-replica) batch b gives an
+    unnormalised loss S_b (sum of its weighted per-example losses) and a
+    normaliser share W_b (its example count, or its weight sum); the objective
+    is ``sum_b S_b / sum_b W_b`` over all batches, the short last batch
+    included, so ``H v = sum_b H_b v / sum_b W_b``. Under a ``MirroredStrategy``
+    every global batch is split over the replicas and the sums are
+    all-reduced, which equals the one-device result. Regularisation losses
     (weight decay) are not part of the objective (spec §1.2).
 
     Args:
       model: A built ``keras.Model``.
-      loss_fn: ``loss_fn(y_true, y_pred)`` returning the batch-mean loss, e.g.
-        ``keras.losses.SparseCategoricalCrossentropy(from_logits=True)``. A
-        ``keras.losses.Loss`` object's per-replica scaling under a strategy is
-        undone; a plain function must return the unscaled per-replica mean.
-      data: An ``(x, y)`` batch or a ``tf.data.Dataset`` of ``(x, y)`` batches.
+      loss_fn: A ``keras.losses.Loss``, e.g.
+        ``keras.losses.SparseCategoricalCrossentropy(from_logits=True)``, with
+        reduction ``sum_over_batch_size``/``mean`` (objective: the mean over all
+        loss elements of all batches), ``mean_with_sample_weight`` (sum of
+        weighted losses over the sum of the weights, over all batches) or
+        ``sum`` (the sum over the whole data); ``none`` is rejected. Exact on
+        any batching and replica split. Or a plain ``loss_fn(y_true, y_pred)``
+        returning the unscaled per-replica batch mean (batches weighted by size).
+      data: An ``(x, y)`` or ``(x, y, sample_weight)`` batch, or a
+        ``tf.data.Dataset`` of them.
       variables: Parameters the Hessian is taken with respect to (default
         ``model.trainable_variables``); a subset gives a diagonal block.
       mode: ``"forward_over_reverse"`` (a ``ForwardAccumulator`` around a
@@ -86,12 +122,7 @@ class HessianOperator:
                 f"from_logits=True, dtype='{self.dtype.name}')."
             )
         self.data = data
-        reduction = getattr(loss_fn, "reduction", None)
-        scaled = isinstance(loss_fn, keras.losses.Loss) and reduction in (
-            "sum_over_batch_size",
-            "mean",
-        )
-        self._replica_loss_scale = float(self.strategy.num_replicas_in_sync) if scaled else 1.0
+        self.reduction, self._unreduced_loss = _resolve_reduction(loss_fn)
         self._data = self._prepare_data(data)
         self._replica_hvp = tf.function(
             self._weighted_hvp, jit_compile=jit_compile, reduce_retracing=True
@@ -101,30 +132,43 @@ class HessianOperator:
         )
         self._step_hvp = tf.function(self._distributed_hvp, reduce_retracing=True)
         self._step_grad = tf.function(self._distributed_grad, reduce_retracing=True)
+        self._step_hessian = tf.function(self._distributed_hessian, reduce_retracing=True)
 
     # ------------------------------------------------------------------ data
     def _prepare_data(self, data):
         if isinstance(data, tf.data.Dataset):
             spec = data.element_spec
-            if not isinstance(spec, tuple) or len(spec) != 2:
+            if not isinstance(spec, tuple) or len(spec) not in (2, 3):
                 raise ValueError(
-                    f"The dataset must yield (x, y) batches. Received: element_spec={spec}."
+                    "The dataset must yield (x, y) or (x, y, sample_weight) batches. "
+                    f"Received: element_spec={spec}."
                 )
+            weighted = len(spec) == 3
             dataset = data
         else:
-            if not isinstance(data, (tuple, list)) or len(data) != 2:
+            if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
                 raise ValueError(
-                    f"data must be an (x, y) batch or a tf.data.Dataset. Received: {type(data)}."
+                    "data must be an (x, y) or (x, y, sample_weight) batch or a tf.data.Dataset. "
+                    f"Received: {type(data)}."
                 )
-            x, y = (tf.convert_to_tensor(t) for t in data)
-            if x.shape[0] is not None and y.shape[0] is not None and x.shape[0] != y.shape[0]:
+            tensors = tuple(tf.convert_to_tensor(t) for t in data)
+            sizes = [t.shape[0] for t in tensors]
+            if None not in sizes and len(set(sizes)) != 1:
                 raise ValueError(
-                    f"x and y disagree on the batch size: x.shape={x.shape}, y.shape={y.shape}."
+                    "x, y (and sample_weight) disagree on the batch size: "
+                    f"shapes {[tuple(t.shape) for t in tensors]}."
                 )
+            weighted = len(tensors) == 3
             if self.strategy.num_replicas_in_sync == 1:
-                return [(x, y)]
-            dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(int(x.shape[0]))
-        if self.strategy.num_replicas_in_sync == 1:
+                dataset = [tensors]
+            else:
+                dataset = tf.data.Dataset.from_tensor_slices(tensors).batch(int(sizes[0]))
+        if weighted and self._unreduced_loss is None:
+            raise ValueError(
+                "The data carries sample weights but loss_fn is a plain function; pass a "
+                "keras.losses.Loss (its reduction says how weights normalise the loss)."
+            )
+        if isinstance(dataset, list) or self.strategy.num_replicas_in_sync == 1:
             return dataset
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
@@ -133,20 +177,54 @@ class HessianOperator:
         return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     # ------------------------------------------------------- per-replica math
-    def _loss(self, x, y):
-        loss = tf.cast(self.loss_fn(y, self.model(x, training=False)), self.dtype)
-        # keras.losses objects divide a mean loss by num_replicas_in_sync inside
-        # a replica context (for SUM all-reduce of gradients); this operator
-        # wants the plain per-replica mean and does its own sample weighting.
-        return loss * self._replica_loss_scale
+    def _objective(self, batch):
+        """Returns ``(S, W)`` of one (per-replica) batch: the loss is ``sum S / sum W``.
 
-    @staticmethod
-    def _non_empty(x, y):
-        """Appends one zero example to an empty batch (its result is weighted by n = 0).
+        ``S`` is the batch's unnormalised loss (``sum_i w_i loss_i``) and ``W``
+        its share of the normaliser: the number of loss elements for
+        ``sum_over_batch_size``/``mean``, the sum of the sample weights for
+        ``mean_with_sample_weight``, unused (``sum`` is not normalised). This
+        makes every batching and every replica split give the same objective as
+        one device on the whole data, whatever Keras does to a reduced loss under
+        a strategy (it divides mean reductions by the replica count).
+        """
+        x, y = batch[0], batch[1]
+        weight = batch[2] if len(batch) == 3 else None
+        n_real = tf.shape(x)[0]
+        x, y, weight, real = self._non_empty(x, y, weight)
+        y_pred = self.model(x, training=False)
+        if getattr(y_pred, "_keras_mask", None) is not None:
+            raise ValueError(
+                "The model output carries a Keras mask; HessianOperator does not support "
+                "masked losses (give explicit sample weights instead)."
+            )
+        if self._unreduced_loss is None:
+            # A plain function returns the per-replica batch mean, unscaled.
+            count = tf.cast(n_real, self.dtype)
+            return tf.cast(self.loss_fn(y, y_pred), self.dtype) * count, count
+        values = tf.cast(self._unreduced_loss(y, y_pred, sample_weight=weight), self.dtype)
+        if values.shape.rank == 0:
+            raise ValueError(
+                f"{type(self.loss_fn).__name__} with reduction='none' returned a scalar; "
+                "HessianOperator needs per-example losses."
+            )
+        real_values = tf.reshape(real, [-1] + [1] * (values.shape.rank - 1))
+        total = tf.reduce_sum(values * real_values)
+        if self.reduction == "mean_with_sample_weight" and weight is not None:
+            weight = tf.cast(weight, self.dtype)
+            norm = tf.reduce_sum(weight * tf.reshape(real, [-1] + [1] * (weight.shape.rank - 1)))
+        else:
+            per_example = tf.cast(tf.reduce_prod(tf.shape(values)[1:]), self.dtype)
+            norm = tf.reduce_sum(real) * per_example
+        return total, norm
+
+    def _non_empty(self, x, y, weight):
+        """Appends one zero example to an empty batch; returns the batch and a 0/1 mask [B].
 
         A short last batch split over replicas can leave a replica empty, and
         keras losses of empty batches are not scalars. Padding avoids a
-        ``tf.cond`` around the autodiff, which is slow to trace under a strategy.
+        ``tf.cond`` around the autodiff, which is slow to trace under a strategy;
+        the padded example is masked out of the objective.
         """
         pad = tf.maximum(1 - tf.shape(x)[0], 0)
 
@@ -154,53 +232,67 @@ class HessianOperator:
             t = tf.convert_to_tensor(t)
             return tf.concat([t, tf.zeros(tf.concat([[pad], tf.shape(t)[1:]], 0), t.dtype)], 0)
 
-        return padded(x), padded(y)
+        real = tf.concat([tf.ones([tf.shape(x)[0]], self.dtype), tf.zeros([pad], self.dtype)], 0)
+        return padded(x), padded(y), None if weight is None else padded(weight), real
 
     def _weighted_grad(self, batch):
-        """Returns ``(n * grad_b, n, n * loss_b)`` of one (per-replica) batch."""
-        x, y = batch
-        n_float = tf.cast(tf.shape(x)[0], self.dtype)
-        x, y = self._non_empty(x, y)
+        """Returns ``(grad S, W, S)`` of one (per-replica) batch."""
         with tf.GradientTape() as tape:
-            loss = self._loss(x, y)
+            total, norm = self._objective(batch)
         grads = tape.gradient(
-            loss, self._sources(), unconnected_gradients=tf.UnconnectedGradients.ZERO
+            total, self._sources(), unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
-        return [n_float * tf.cast(g, self.dtype) for g in grads], n_float, n_float * loss
+        return [tf.cast(g, self.dtype) for g in grads], norm, total
 
     def _weighted_hvp(self, batch, vector):
-        """Returns ``(n * H_b v, n)`` of one (per-replica) batch."""
-        x, y = batch
-        n_float = tf.cast(tf.shape(x)[0], self.dtype)
-        x, y = self._non_empty(x, y)
+        """Returns ``(H_S v, W)`` of one (per-replica) batch."""
         vector = [tf.cast(t, self.dtype) for t in vector]
         if self.mode == HVP_MODES[0]:
-            hv = self._hvp_forward(x, y, vector)
+            hv, norm = self._hvp_forward(batch, vector)
         else:
-            hv = self._hvp_reverse(x, y, vector)
-        return [n_float * tf.cast(h, self.dtype) for h in hv], n_float
+            hv, norm = self._hvp_reverse(batch, vector)
+        return [tf.cast(h, self.dtype) for h in hv], norm
 
-    def _hvp_forward(self, x, y, vector):
+    def _hvp_forward(self, batch, vector):
         primals = self._sources()
         with tf.autodiff.ForwardAccumulator(primals, vector) as acc:
             with tf.GradientTape() as tape:
-                loss = self._loss(x, y)
-            grads = tape.gradient(loss, primals, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return acc.jvp(grads, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                total, norm = self._objective(batch)
+            grads = tape.gradient(
+                total, primals, unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+        return acc.jvp(grads, unconnected_gradients=tf.UnconnectedGradients.ZERO), norm
 
-    def _hvp_reverse(self, x, y, vector):
+    def _hvp_reverse(self, batch, vector):
         sources = self._sources()
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
-                loss = self._loss(x, y)
+                total, norm = self._objective(batch)
             grads = inner.gradient(
-                loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO
+                total, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO
             )
             grad_dot_v = tf.add_n(
                 [tf.reduce_sum(tf.cast(g, self.dtype) * v) for g, v in zip(grads, vector)]
             )
-        return outer.gradient(
-            grad_dot_v, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        hv = outer.gradient(grad_dot_v, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return hv, norm
+
+    def _weighted_hessian(self, batch, use_pfor=True):
+        """Returns ``(explicit Hessian of S [dim, dim], W)`` of one (per-replica) batch."""
+        sources = self._sources()
+        zero = tf.UnconnectedGradients.ZERO
+        with tf.GradientTape(persistent=True) as outer:
+            with tf.GradientTape() as inner:
+                total, norm = self._objective(batch)
+            grads = inner.gradient(total, sources, unconnected_gradients=zero)
+            flat = tf.concat([tf.reshape(tf.cast(g, self.dtype), [-1]) for g in grads], axis=0)
+        blocks = outer.jacobian(
+            flat, sources, unconnected_gradients=zero, experimental_use_pfor=use_pfor
+        )
+        del outer
+        return (
+            tf.concat([tf.reshape(tf.cast(b, self.dtype), [self.dim, -1]) for b in blocks], 1),
+            norm,
         )
 
     def _sources(self):
@@ -210,21 +302,29 @@ class HessianOperator:
         return [v.value if isinstance(v, keras.Variable) else v for v in self.variables]
 
     # -------------------------------------------------- cross-replica steps
+    def _reduce(self, values):
+        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None) for t in values]
+
     def _distributed_hvp(self, batch, vector):
-        hv, n = self.strategy.run(self._replica_hvp, args=(batch, vector))
-        reduce = tf.distribute.ReduceOp.SUM
-        return [self.strategy.reduce(reduce, h, axis=None) for h in hv], self.strategy.reduce(
-            reduce, n, axis=None
-        )
+        hv, norm = self.strategy.run(self._replica_hvp, args=(batch, vector))
+        return self._reduce(hv), self._reduce([norm])[0]
 
     def _distributed_grad(self, batch):
-        grads, n, loss = self.strategy.run(self._replica_grad, args=(batch,))
-        reduce = tf.distribute.ReduceOp.SUM
-        return (
-            [self.strategy.reduce(reduce, g, axis=None) for g in grads],
-            self.strategy.reduce(reduce, n, axis=None),
-            self.strategy.reduce(reduce, loss, axis=None),
-        )
+        grads, norm, total = self.strategy.run(self._replica_grad, args=(batch,))
+        return self._reduce(grads), *self._reduce([norm, total])
+
+    def _distributed_hessian(self, batch, use_pfor=True):
+        hessian, norm = self.strategy.run(self._weighted_hessian, args=(batch, use_pfor))
+        return self._reduce([hessian, norm])
+
+    def _normaliser(self, norm_sum: float) -> float:
+        if self.reduction == "sum":
+            return 1.0
+        if norm_sum == 0:
+            raise ValueError(
+                "The data given to HessianOperator is empty (or all its weights are 0)."
+            )
+        return norm_sum
 
     # ------------------------------------------------------------ public API
     def hvp_flat(self, vector: np.ndarray) -> np.ndarray:
@@ -234,15 +334,17 @@ class HessianOperator:
         """
         vector = self.layout.unflatten(vector)
         total = np.zeros([self.dim], np.float64)
-        count = 0.0
+        norm = 0.0
+        seen = False
         for batch in self._data:
             hv, n = self._step_hvp(batch, vector)
             total += self.layout.flatten([h.numpy() for h in hv])
-            count += float(n)
-        if count == 0:
+            norm += float(n)
+            seen = True
+        if not seen:
             raise ValueError("The data given to HessianOperator is empty.")
         self.num_hvps += 1
-        return total / count
+        return total / self._normaliser(norm)
 
     matvec = hvp_flat
 
@@ -251,21 +353,24 @@ class HessianOperator:
         return self.layout.unflatten(self.hvp_flat(self.layout.flatten(vector)))
 
     def loss_and_gradient(self) -> tuple[float, list[tf.Tensor]]:
-        """The data loss L(theta) and its gradient (parameter structure), sample-weighted."""
+        """The data loss L(theta) and its gradient (parameter structure), over all the data."""
         total = np.zeros([self.dim], np.float64)
         loss = 0.0
-        count = 0.0
+        norm = 0.0
+        seen = False
         for batch in self._data:
             grads, n, batch_loss = self._step_grad(batch)
             total += self.layout.flatten([g.numpy() for g in grads])
             loss += float(batch_loss)
-            count += float(n)
-        if count == 0:
+            norm += float(n)
+            seen = True
+        if not seen:
             raise ValueError("The data given to HessianOperator is empty.")
-        return loss / count, self.layout.unflatten(total / count)
+        scale = self._normaliser(norm)
+        return loss / scale, self.layout.unflatten(total / scale)
 
     def loss(self) -> float:
-        """The data loss L(theta) (sample-weighted mean over all batches)."""
+        """The data loss L(theta) over all batches."""
         return self.loss_and_gradient()[0]
 
     def eigenvalues(
