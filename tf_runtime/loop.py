@@ -10,11 +10,13 @@ rebuilt and the batches consumed before the checkpoint are skipped.
 """
 
 import math
+import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_runtime import files
 from tf_runtime import strategy as strategy_lib
 from tf_runtime.checkpointing import CheckpointHelper
 from tf_runtime.summaries import ProgressLogger, SummaryWriters, flatten_dict
@@ -44,6 +46,27 @@ def _skipping_dataset_fn(dataset_fn, start_step):
         return dataset.skip(start_step * per_worker) if start_step else dataset
 
     return fn
+
+
+HISTORY_NAME = "history.json"
+
+
+def load_history(workdir, up_to_step=None):
+    """The run's logged history `{"train": [[step, logs], ...], "eval": [[step, logs], ...]}`.
+
+    `run_training` writes it atomically just before each checkpoint, so after a resume it covers
+    the whole run: entries later than the restored checkpoint (`up_to_step`) are dropped, because
+    the resumed run logs them again.
+
+    Raises:
+      ValueError: naming the file if it is not valid JSON.
+    """
+    path = os.path.join(os.fspath(workdir), HISTORY_NAME)
+    history = files.read_json(path) if os.path.exists(path) else {}
+    history = {split: [list(e) for e in history.get(split, [])] for split in ("train", "eval")}
+    if up_to_step is not None:
+        history = {k: [e for e in v if e[0] <= up_to_step] for k, v in history.items()}
+    return history
 
 
 def _check_finite(logs, step, checkpoint_path):
@@ -94,6 +117,7 @@ def run_training(
 
     Returns:
       Dict with the last training logs (floats), the eval logs prefixed `eval_`, and `step`.
+      The logs of the whole run (also across resumes) are in `load_history(workdir)`.
 
     Raises:
       ValueError: for a non-positive `num_steps` or interval.
@@ -121,10 +145,19 @@ def run_training(
     writers = SummaryWriters(workdir, enabled=chief)
     progress = ProgressLogger(num_steps, every=log_every, enabled=chief)
     start_step = ckpt.restore_latest()
+    history = load_history(workdir, up_to_step=start_step)
     if hparams:
         writers.hparams(flatten_dict(hparams))
     if start_step >= num_steps:
-        return {"step": start_step}
+        # Killed after the final checkpoint: the logs of that step are in the history.
+        logs = dict(history["train"][-1][1]) if history["train"] else {}
+        if history["eval"] and history["eval"][-1][0] == start_step:
+            eval_logs = dict(history["eval"][-1][1])
+        elif eval_fn is not None:
+            eval_logs = {k: float(v) for k, v in eval_fn(start_step).items()}
+        else:
+            eval_logs = {}
+        return {**logs, **{f"eval_{k}": v for k, v in eval_logs.items()}, "step": start_step}
 
     dataset = strategy.distribute_datasets_from_function(
         _skipping_dataset_fn(dataset_fn, start_step)
@@ -147,6 +180,9 @@ def run_training(
         if profiling and step >= profile_steps[1]:
             tf.profiler.experimental.stop()
             profiling = False
+        saving = step % checkpoint_every == 0 or step == num_steps
+        if step % summary_every == 0 or saving:
+            history["train"].append([step, logs])
         if step % summary_every == 0 or step == num_steps:
             writers.scalars("train", step, logs)
             model.reset_metrics()
@@ -154,7 +190,12 @@ def run_training(
         if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == num_steps):
             eval_logs = {k: float(v) for k, v in eval_fn(step).items()}
             writers.scalars("eval", step, eval_logs)
-        if step % checkpoint_every == 0 or step == num_steps:
+            history["eval"].append([step, eval_logs])
+        if saving:
+            # History first: a kill between the two resumes from the previous checkpoint and
+            # drops the newer history entries (see load_history).
+            if chief:
+                files.atomic_write_json(os.path.join(workdir, HISTORY_NAME), history)
             ckpt.save(step)
     if profiling:
         tf.profiler.experimental.stop()

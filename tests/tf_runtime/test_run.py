@@ -1,0 +1,208 @@
+"""Run folder: atomic files, merged results, workdir lock, config check on resume, flags."""
+
+import json
+import os
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+from absl import flags
+
+import tf_runtime
+
+
+def _config(**overrides):
+    base = dict(lr=0.1, model=dict(width=8, depth=2), log_every=10)
+    base.update(overrides)
+    return ml_collections.ConfigDict(base)
+
+
+# ---- atomic files and markers
+
+
+def test_atomic_write_leaves_no_temp_and_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "a" / "results.json"
+    tf_runtime.atomic_write_json(path, {"x": 1})
+    with pytest.raises(TypeError, match="results.json"):
+        tf_runtime.atomic_write_json(path, {"x": object()})
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert os.listdir(path.parent) == ["results.json"]  # the failed write's temp file is gone
+
+
+def test_read_json_names_the_truncated_file(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text('{"accuracy": 0.9')
+    with pytest.raises(ValueError, match=r"results\.json is not valid JSON"):
+        tf_runtime.read_json(path)
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        tf_runtime.read_json(tmp_path / "missing.json")
+
+
+def test_markers(tmp_path):
+    marker = tmp_path / "stage" / "DONE"
+    assert not tf_runtime.has_marker(marker)
+    tf_runtime.write_marker(marker, {"step": 4})
+    assert tf_runtime.has_marker(marker)
+    assert json.loads(marker.read_text()) == {"done": True, "step": 4}
+    marker.write_text('{"do')  # a half-written marker of a foreign writer never counts as done
+    assert not tf_runtime.has_marker(marker)
+    tf_runtime.remove_marker(marker)
+    tf_runtime.remove_marker(marker)  # absent: no error
+    assert not marker.exists()
+
+
+def test_atomic_directory_replaces_only_on_success(tmp_path):
+    target = tmp_path / "saved_model"
+    with tf_runtime.atomic_directory(target) as tmp:
+        (tmp_path / tmp / "v1").write_text("1")
+    assert sorted(os.listdir(target)) == ["v1"]
+    with pytest.raises(RuntimeError, match="boom"):
+        with tf_runtime.atomic_directory(target) as tmp:
+            (tmp_path / tmp / "v2").write_text("2")
+            raise RuntimeError("boom")
+    assert sorted(os.listdir(target)) == ["v1"]  # the failed write changed nothing
+    with tf_runtime.atomic_directory(target) as tmp:
+        (tmp_path / tmp / "v3").write_text("3")
+    assert sorted(os.listdir(target)) == ["v3"]
+    assert sorted(os.listdir(tmp_path)) == ["saved_model"]  # no temp or old folder left
+
+
+# ---- results
+
+
+def test_merge_results_keeps_stored_values_over_missing_ones(tmp_path):
+    path = tmp_path / "results.json"
+    tf_runtime.merge_results(path, {"step": 4, "eval": {"accuracy": 0.75, "loss": 0.5}})
+    merged = tf_runtime.merge_results(
+        path, {"step": 4, "eval": {"accuracy": float("nan"), "loss": 0.25}, "extra": None}
+    )
+    assert merged == {"step": 4, "eval": {"accuracy": 0.75, "loss": 0.25}, "extra": None}
+    assert json.loads(path.read_text()) == merged
+    assert tf_runtime.load_results(tmp_path / "none.json") is None
+
+
+# ---- workdir lock
+
+
+def test_lock_names_workdir_and_live_pid(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".lock").write_text(json.dumps({"pid": holder.pid, "host": os.uname()[1]}))
+        with pytest.raises(tf_runtime.WorkdirLockedError, match=rf"{tmp_path}.*pid {holder.pid}"):
+            tf_runtime.WorkdirLock(tmp_path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is dead now: its stale lock is taken over, and released afterwards.
+    with tf_runtime.WorkdirLock(tmp_path):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_lock_is_reentrant_in_one_process(tmp_path):
+    with tf_runtime.WorkdirLock(tmp_path):
+        with tf_runtime.WorkdirLock(tmp_path):
+            pass
+        assert (tmp_path / ".lock").exists()  # the outer holder still has it
+    assert not (tmp_path / ".lock").exists()
+
+
+# ---- config check and the run folder
+
+
+def test_config_json_is_written_only_after_the_check(tmp_path):
+    with tf_runtime.open_run(tmp_path, _config()) as run:
+        run.finish({"accuracy": 0.5})
+    before = (tmp_path / "config.json").read_text()
+    changed = _config(lr=0.2, model=dict(width=16, depth=2, act="relu"), log_every=1)
+    with pytest.raises(tf_runtime.ConfigMismatchError) as error:
+        with tf_runtime.open_run(tmp_path, changed):
+            pass
+    message = str(error.value)
+    assert "3 key(s)" in message and "lr: 0.1 -> 0.2" in message
+    assert "model.width: 8 -> 16" in message and "model.act: '<missing>' -> 'relu'" in message
+    assert "log_every" not in message  # a run setting, free to change on resume
+    assert "--allow_config_change" in message
+    assert (tmp_path / "config.json").read_text() == before
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_allowed_config_change_records_config_and_reopens_the_run(tmp_path):
+    with tf_runtime.open_run(tmp_path, _config()) as run:
+        run.finish({"accuracy": 0.5})
+    with tf_runtime.open_run(tmp_path, _config()) as run:
+        assert run.done and run.results == {"accuracy": 0.5}
+    with tf_runtime.open_run(tmp_path, _config(lr=0.3), allow_config_change=True) as run:
+        assert not run.done
+        assert run.results == {"accuracy": 0.5}
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.3
+
+
+def test_run_is_done_only_after_finish(tmp_path):
+    with tf_runtime.open_run(tmp_path, _config()) as run:
+        run.write_results({"step": 3})
+        assert not run.done  # partial results are not a finished run
+        assert run.finish({"accuracy": 0.25}) == {"step": 3, "accuracy": 0.25}
+        assert run.done
+
+
+# ---- run settings
+
+
+def test_run_setting_reads_runtime_then_top_level_then_default():
+    config = ml_collections.ConfigDict(dict(log_every=7, runtime=tf_runtime.runtime_config()))
+    assert tf_runtime.run_setting(config, "log_every") == 10  # the runtime section wins
+    config.runtime.checkpoint_every = 3
+    assert tf_runtime.run_setting(config, "checkpoint_every") == 3
+    assert tf_runtime.run_setting(ml_collections.ConfigDict(dict(log_every=7)), "log_every") == 7
+    assert tf_runtime.run_setting(ml_collections.ConfigDict(), "summary_every") == 10
+    with pytest.raises(KeyError, match="checkpoint_evry"):
+        tf_runtime.run_setting(config, "checkpoint_evry")
+    with pytest.raises(KeyError, match="log_evry"):
+        tf_runtime.runtime_config(log_evry=1)
+
+
+# ---- flags
+
+CONFIG_FILE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "tf_hessian",
+    "configs",
+    "default.py",
+)
+
+
+def _define(flag_values, sys_argv):
+    tf_runtime.define_flags(CONFIG_FILE, flag_values=flag_values, sys_argv=sys_argv)
+
+
+def test_parse_flags_uses_a_private_flag_values():
+    values = tf_runtime.parse_flags(
+        [
+            "prog",
+            f"--config={CONFIG_FILE}:smoke",
+            "--workdir=/tmp/w",
+            "--config.batch_size=8",
+            "--strategy=mirrored",
+            "--num_cpu_devices=2",
+            "--allow_config_change",
+        ],
+        _define,
+    )
+    run = tf_runtime.run_flags(values)
+    assert (run.workdir, run.strategy, run.num_cpu_devices) == ("/tmp/w", "mirrored", 2)
+    assert run.allow_config_change is True and run.config.batch_size == 8
+    assert "workdir" not in flags.FLAGS and "config" not in flags.FLAGS
+
+
+def test_unknown_config_field_is_a_clear_flag_error():
+    with pytest.raises(
+        flags.IllegalFlagValueError,
+        match=r"--config\.batch_sise=3: the config has "
+        r"no field 'batch_sise'",
+    ):
+        tf_runtime.parse_flags(
+            ["prog", f"--config={CONFIG_FILE}:smoke", "--workdir=/tmp/w", "--config.batch_sise=3"],
+            _define,
+        )
