@@ -37,7 +37,7 @@ def block_analysis(
     top_n: int = 1,
     max_iter: int = 100,
     tol: float = 1e-3,
-    method: str = "power",
+    method: str = "lanczos",
     with_trace: bool = False,
     seed: int = 0,
     **operator_kwargs,

@@ -379,7 +379,7 @@ class HessianOperator:
         max_iter: int = 100,
         tol: float = 1e-3,
         *,
-        method: str = "power",
+        method: str = "lanczos",
         seed: int = 0,
         return_result: bool = False,
     ):
@@ -388,8 +388,10 @@ class HessianOperator:
         Args:
           top_n: Number of eigenpairs.
           max_iter: Iteration cap (per eigenpair for power iteration; Lanczos steps for Lanczos).
-          tol: Relative tolerance (eigenvalue change for power iteration, Ritz residual for Lanczos).
-          method: ``"power"`` (power iteration with deflation) or ``"lanczos"``.
+          tol: Relative residual ``||H v - lambda v|| <= tol |lambda|`` that stops either solver.
+          method: ``"lanczos"`` (default: Ritz pairs of one Lanczos run with full
+            re-orthogonalisation; reaches a given residual in far fewer HVPs) or
+            ``"power"`` (power iteration with deflation, as PyHessian).
           seed: Seed of the starting vectors.
           return_result: Also return the ``eigen.EigenResult`` (history, HVP count).
 

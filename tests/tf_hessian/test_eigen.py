@@ -166,3 +166,43 @@ def test_parameter_layout_round_trip_and_errors():
         layout.unflatten(np.zeros(9))
     with pytest.raises(ValueError, match="Expected 2 tensors"):
         layout.flatten([np.zeros((2, 3))])
+
+
+def _close_top_pair_quadratic(n=40, seed=21):
+    """Q with eigenvalues 10, 9.8, then 0.1..5: power iteration converges at rate 0.98."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    spectrum = np.concatenate([[10.0, 9.8], np.linspace(0.1, 5.0, n - 2)])
+    return (basis * spectrum) @ basis.T
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-3, 1e-4])
+def test_power_iteration_stops_only_within_its_tolerance(tol):
+    # 0.5 x^T Q x through the HessianOperator: its Hessian is Q (eigenvalues 10, 9.8, ...).
+    import tf_hessian
+    from tf_hessian.testing import quadratic_problem
+
+    q = _close_top_pair_quadratic()
+    exact = np.linalg.eigvalsh(q)
+    op = tf_hessian.HessianOperator(*quadratic_problem(q, np.linspace(-1, 1, 40)))
+    for seed in range(3):
+        values, _, result = op.eigenvalues(
+            1, max_iter=5000, tol=tol, method="power", seed=seed, return_result=True
+        )
+        assert result.converged == [True]
+        # The guarantee: within tol |lambda| of an eigenvalue of Q ...
+        assert np.min(np.abs(exact - values[0])) <= tol * abs(values[0])
+        # ... which is the top one once tol |lambda| is below half the gap (0.2) to the second.
+        # The old stop (relative change of lambda < tol) ended at 2-25x tol from 10 here.
+        if tol * 10.0 < 0.1:
+            assert abs(values[0] - 10.0) / 10.0 <= tol
+
+
+def test_lanczos_reaches_tolerance_in_fewer_products_than_power_iteration():
+    op = linear_operator.DenseOperator(_close_top_pair_quadratic())
+    lanczos = eigen.lanczos_eigenpairs(op, top_n=1, max_iter=40, tol=1e-6)
+    power = eigen.power_iteration(op, top_n=1, max_iter=5000, tol=1e-6)
+    assert lanczos.converged == power.converged == [True]
+    assert abs(lanczos.eigenvalues[0] - 10.0) <= 1e-5
+    assert abs(power.eigenvalues[0] - 10.0) <= 1e-5
+    assert lanczos.num_matvecs < power.num_matvecs / 5
