@@ -1,7 +1,8 @@
 """tf_ode: ANODE / ANODEV2 coupled neural ODEs with exact (DTO) gradients and TFP solvers.
 
-`odeint` solves over nested states with fixed-step (euler, rk2, rk4) or TFP DormandPrince
-("dopri5") solvers and three gradient modes ("dto", "checkpoint", "adjoint"); the Keras layers
+`odeint` solves over nested states with fixed-step (euler, rk2, rk4), our adaptive embedded
+Runge-Kutta (dopri5, bosh3, tsit5; `SOLVERS`) or TFP DormandPrince ("tfp_dopri5") solvers and three
+gradient modes ("dto", "checkpoint", "adjoint"); the Keras layers
 build ANODE (`ODEBlock`) and ANODEV2 (`CoupledODEBlock` with weight dynamics q) networks.
 See docs/tf_ode.md.
 """
@@ -18,9 +19,12 @@ from tf_ode.dynamics import (
 from tf_ode.functions import ConvODEFunc, DenseODEFunc
 from tf_ode.integrate import GRADIENTS, METHODS, SolveInfo, odeint
 from tf_ode.models import ODEClassifier, build_model
+from tf_ode.tableaux import SOLVERS, ButcherTableau
 
 __all__ = [
     "GRADIENTS",
+    "SOLVERS",
+    "ButcherTableau",
     "METHODS",
     "ConvODEFunc",
     "CoupledODEBlock",

@@ -63,7 +63,9 @@ def fixed_step_adjoint_solve(func: Callable, y0, t, *, method: str, num_steps: i
             outputs = [tf.stack([s[j] for s in states], axis=0) for j in range(num_leaves)]
 
         def grad(*d_outputs, variables=None):
-            variables = list(variables or [])
+            all_variables = list(variables or [])
+            # Only floating variables have a gradient; counters or seeds read by func get None.
+            variables = [v for v in all_variables if v.dtype.is_floating]
             adj = [d[num_times - 1] for d in d_outputs]
             g_vars = [tf.zeros_like(v) for v in variables]
             for i in range(num_times - 1, 0, -1):
@@ -79,8 +81,9 @@ def fixed_step_adjoint_solve(func: Callable, y0, t, *, method: str, num_steps: i
                 )
                 _, adj, g_vars = aug
                 adj = [a + d[i - 1] for a, d in zip(adj, d_outputs)]
-            if variables:
-                return adj, g_vars
+            if all_variables:
+                it = iter(g_vars)
+                return adj, [next(it) if v.dtype.is_floating else None for v in all_variables]
             return adj
 
         return outputs, grad

@@ -16,11 +16,7 @@ from tf_ode import integrate as odeint_lib
 
 def _validate_solver(method, num_steps, gradient):
     # Reuse odeint's checks so a bad block config fails at construction, not at first call.
-    odeint_lib.validate_options(method, None if method == "dopri5" else num_steps, gradient)
-    if method == "dopri5" and num_steps is not None:
-        raise ValueError(
-            f"num_steps must be None for method='dopri5'. Received: num_steps={num_steps}"
-        )
+    odeint_lib.validate_options(method, num_steps, gradient)
 
 
 class _SolverBlock(keras.layers.Layer):
@@ -44,8 +40,8 @@ class _SolverBlock(keras.layers.Layer):
             raise ValueError(
                 f"func must be an ODE function layer with evolved_weights(). Received: {func!r}"
             )
-        if method == "dopri5":
-            num_steps = None
+        if odeint_lib.is_adaptive(method):
+            num_steps = None  # adaptive methods choose their own steps
         _validate_solver(method, num_steps, gradient)
         self.func = func
         self.method = method
@@ -111,10 +107,11 @@ class ODEBlock(_SolverBlock):
 
     Args:
       func: ODE function layer (e.g. `ConvODEFunc`), called as `func(z, training=...)`.
-      method: "euler", "rk2", "rk4" or "dopri5".
-      num_steps: Nt, fixed steps on [0, 1] (ANODE default 2); None for "dopri5".
+      method: one of `odeint`'s METHODS: "euler", "rk2", "rk4" (fixed step), "dopri5",
+        "bosh3", "tsit5" (adaptive, ours) or "tfp_dopri5" (TFP; adjoint only).
+      num_steps: Nt, fixed steps on [0, 1] (ANODE default 2); ignored (None) for adaptive methods.
       gradient: "checkpoint" (ANODE, default), "dto" or "adjoint".
-      rtol, atol, max_num_steps: "dopri5" options.
+      rtol, atol, max_num_steps: adaptive-method options.
 
     Shapes: [B, ...] -> [B, ...] (func's shape).
     """

@@ -1,27 +1,41 @@
 """`odeint`: one solver API over nested states with selectable gradient modes.
 
+Methods: fixed-step "euler", "rk2", "rk4" (`solvers.py`); adaptive embedded pairs "dopri5",
+"bosh3", "tsit5" (ours, `adaptive.py`, float64-exact tableaux in `tableaux.SOLVERS`); and
+"tfp_dopri5" (TFP's DormandPrince, kept for comparison; continuous adjoint only).
+
 Gradient modes (ANODE, arXiv 1902.10298; ANODEV2 spec section 1.5):
-  * "dto": discretise-then-optimise; plain backprop through the fixed-step solver. The exact
-    gradient of the discrete network; memory O(intervals * num_steps * stages).
-  * "checkpoint": DTO with ANODE checkpointing. Only the state at each output time is kept;
-    the backward pass re-runs that interval's forward under a tape (`tf.recompute_grad`).
-    Memory O(intervals) + O(num_steps). Gradients equal "dto" (same ops replayed).
-  * "adjoint": optimise-then-discretise (Chen et al., 2018). For "dopri5" TFP's continuous
-    adjoint; for fixed-step methods a reverse-time solve of the augmented system
-    (y, a, g) with the same scheme and step count (`adjoint.py`). Approximate: differs
-    from the discrete gradient by O(dt) and needs the state to be reconstructible backwards.
+  * "dto": discretise-then-optimise; the exact gradient of the discrete solve. Fixed step:
+    plain backprop, memory O(intervals * num_steps * stages). Adaptive: backprop through the
+    accepted steps, one checkpoint per accepted step (see `adaptive.py`).
+  * "checkpoint": DTO with ANODE checkpointing. Fixed step: only the state at each output time
+    is kept; the backward pass re-runs that interval under a tape once the interval's incoming
+    gradient exists (a data dependency, so the recomputation cannot be scheduled early and
+    memory stays O(intervals) + O(num_steps) under any op schedule). Adaptive: the accepted
+    steps are replayed from the interval's start. Gradients equal "dto".
+  * "adjoint": optimise-then-discretise (Chen et al., 2018). Fixed step: a reverse-time solve of
+    the augmented system (y, a, g) with the same scheme and step count (`adjoint.py`); adaptive:
+    the same system with the same tableau and its own tolerances. Approximate: differs from the
+    discrete gradient by O(dt) and needs the state to be reconstructible backwards.
 """
 
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
+from tf_ode import adaptive, solvers, tableaux, tfp_solver
 from tf_ode import adjoint as adjoint_lib
-from tf_ode import solvers, tfp_solver
 
-METHODS = solvers.FIXED_STEP_METHODS + ("dopri5",)
+ADAPTIVE_METHODS = tuple(tableaux.SOLVERS)
+METHODS = solvers.FIXED_STEP_METHODS + ADAPTIVE_METHODS + ("tfp_dopri5",)
 GRADIENTS = ("dto", "checkpoint", "adjoint")
+
+
+def is_adaptive(method: str) -> bool:
+    """True for step-size-controlled methods (ours and TFP's), which take no num_steps."""
+    return method in ADAPTIVE_METHODS or method == "tfp_dopri5"
 
 
 @dataclasses.dataclass
@@ -29,13 +43,20 @@ class SolveInfo:
     """Diagnostics of one `odeint` call.
 
     Attributes:
-      num_function_evaluations: forward evaluations of `func` (int for fixed-step methods,
-        int32 scalar tensor for "dopri5"). Backward-pass evaluations (recomputation,
-        adjoint) are not included; see `ODEBlock.nfe` for a counter that includes them.
-      status: 0 on success (fixed-step methods always succeed).
+      num_function_evaluations: forward evaluations of `func` (Python int for fixed-step
+        methods, int32 scalar tensor for adaptive ones; rejected steps included).
+      num_backward_function_evaluations: evaluations of `func` the backward pass makes
+        (recomputation / augmented field); None where unknown before the backward pass runs
+        (adaptive "adjoint" and "tfp_dopri5": count them with `ODEBlock.nfe`).
+      num_accepted_steps: accepted steps (fixed step: num_steps * intervals).
+      num_rejected_steps: rejected steps (0 for fixed-step methods).
+      status: 0 on success (failures raise instead).
     """
 
     num_function_evaluations: object
+    num_backward_function_evaluations: object = None
+    num_accepted_steps: object = None
+    num_rejected_steps: object = 0
     status: object = 0
 
 
@@ -46,17 +67,17 @@ def validate_options(method, num_steps, gradient):
         raise ValueError(
             f"Unknown gradient mode. Expected one of {GRADIENTS}. Received: gradient={gradient!r}"
         )
-    if method == "dopri5":
-        if gradient != "adjoint":
-            raise ValueError(
-                "method='dopri5' is TFP's DormandPrince, whose only gradient is the continuous "
-                "adjoint: use gradient='adjoint', or a fixed-step method for DTO. "
-                f"Received: gradient={gradient!r}"
-            )
+    if method == "tfp_dopri5" and gradient != "adjoint":
+        raise ValueError(
+            "method='tfp_dopri5' is TFP's DormandPrince, whose only gradient is the continuous "
+            "adjoint: use gradient='adjoint', or method='dopri5' (ours) for DTO. "
+            f"Received: gradient={gradient!r}"
+        )
+    if is_adaptive(method):
         if num_steps is not None:
             raise ValueError(
                 "num_steps applies only to fixed-step methods. "
-                f"Received: method='dopri5', num_steps={num_steps}"
+                f"Received: method={method!r}, num_steps={num_steps}"
             )
     elif num_steps is not None and (
         not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1
@@ -67,7 +88,8 @@ def validate_options(method, num_steps, gradient):
 
 
 def _prepare(y0, t):
-    y0 = tf.nest.map_structure(tf.convert_to_tensor, y0)
+    # Python numbers become float64 (as in numpy); tensors keep their dtype.
+    y0 = tf.nest.map_structure(lambda x: tf.convert_to_tensor(x, dtype_hint=tf.float64), y0)
     leaves = tf.nest.flatten(y0)
     if not leaves:
         raise ValueError("y0 must contain at least one tensor. Received: an empty structure")
@@ -76,13 +98,78 @@ def _prepare(y0, t):
             raise ValueError(
                 f"Every leaf of y0 must be floating point. Received: dtype={leaf.dtype.name}"
             )
-    t = tf.convert_to_tensor(t)
-    t = tf.cast(t, leaves[0].dtype) if t.dtype != leaves[0].dtype else t
+    dtypes = sorted({leaf.dtype.name for leaf in leaves})
+    if len(dtypes) > 1:
+        raise ValueError(
+            "Every leaf of y0 must have the same floating dtype (one time axis, one step size). "
+            f"Received: dtypes={dtypes}"
+        )
+    dtype = leaves[0].dtype
+    if isinstance(t, (tf.Tensor, tf.Variable)) and t.dtype.is_floating and t.dtype != dtype:
+        raise ValueError(
+            f"t has dtype {t.dtype.name} but y0 has {dtype.name}; pass t in y0's dtype. "
+            f"Received: t.dtype={t.dtype.name}"
+        )
+    t = tf.cast(tf.convert_to_tensor(t, dtype_hint=dtype), dtype)
     if t.shape.rank != 1 or t.shape[0] is None or t.shape[0] < 2:
         raise ValueError(
             f"t must be a 1-D tensor of static length >= 2 (first = initial time). Received: shape={t.shape}"
         )
+    static_t = tf.get_static_value(t)
+    if static_t is not None:
+        steps = np.diff(static_t)
+        if not (np.all(steps > 0) or np.all(steps < 0)):
+            raise ValueError(
+                f"t must be strictly increasing or strictly decreasing. Received: t={static_t.tolist()}"
+            )
+    else:
+        steps = t[1:] - t[:-1]
+        check = tf.debugging.Assert(
+            tf.reduce_all(steps > 0) | tf.reduce_all(steps < 0),
+            ["t must be strictly increasing or strictly decreasing. Received: t =", t],
+        )
+        with tf.control_dependencies([check] if check is not None else []):
+            t = tf.identity(t)
     return y0, t
+
+
+def _checked(func, y0):
+    """Wraps func so a wrong output structure, dtype or shape fails with a clear ValueError."""
+    leaves = tf.nest.flatten(y0)
+    paths = ["/".join(str(k) for k in path) for path in _paths(y0)] or [""] * len(leaves)
+    paths_and_leaves = list(zip(paths, leaves))
+
+    def checked(t, y):
+        out = func(t, y)
+        try:
+            tf.nest.assert_same_structure(out, y0)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"func(t, y) must return y's structure. Received: {e}") from None
+        for (path, leaf), value in zip(paths_and_leaves, tf.nest.flatten(out)):
+            value = tf.convert_to_tensor(value)
+            name = path or "y"
+            if value.dtype != leaf.dtype:
+                raise ValueError(
+                    f"func(t, y) returned dtype {value.dtype.name} for {name!r}, but y0 has "
+                    f"{leaf.dtype.name}. Received: dtype={value.dtype.name}"
+                )
+            if not value.shape.is_compatible_with(leaf.shape):
+                raise ValueError(
+                    f"func(t, y) returned shape {value.shape} for {name!r}, but y0 has "
+                    f"{leaf.shape}. Received: shape={value.shape}"
+                )
+        return out
+
+    return checked
+
+
+def _paths(structure, prefix=()):
+    """Key paths of the leaves of a dict/list/tuple nest, in `tf.nest.flatten` order."""
+    if isinstance(structure, dict):
+        return [p for k in sorted(structure) for p in _paths(structure[k], prefix + (k,))]
+    if isinstance(structure, (list, tuple)):
+        return [p for i, v in enumerate(structure) for p in _paths(v, prefix + (i,))]
+    return [prefix]
 
 
 def _stack(states):
@@ -100,24 +187,29 @@ def odeint(
     atol: float = 1e-9,
     *,
     max_num_steps: int | None = 10000,
-    first_step_size: float = 1e-3,
+    first_step_size: float | None = None,
+    adjoint_rtol: float | None = None,
+    adjoint_atol: float | None = None,
     return_info: bool = False,
 ):
     """Solves dy/dt = func(t, y), y(t[0]) = y0 and returns y at the times `t`.
 
     Args:
-      func: `func(t, y)` returning dy/dt with the structure of `y`. May read variables
-        (Keras or tf.Variable); all gradient modes differentiate them.
-      y0: a float tensor or nested structure (dict/tuple/list) of float tensors.
-      t: 1-D tensor [T] of output times with static T >= 2, monotone; `t[0]` is the
-        initial time. Cast to the dtype of y0's first leaf. Not differentiated.
-      method: "euler", "rk2", "rk4" (fixed step, ours) or "dopri5" (TFP DormandPrince).
-      num_steps: fixed steps per output interval (None = 1). Must be None for "dopri5".
+      func: `func(t, y)` returning dy/dt with the structure, dtypes and shapes of `y`. May read
+        variables (Keras or tf.Variable); every gradient mode differentiates the floating
+        ones (non-float variables, e.g. counters, get None).
+      y0: a float tensor or nested structure (dict/tuple/list) of float tensors, one dtype.
+        Python numbers become float64.
+      t: 1-D [T] output times, static T >= 2, strictly increasing or strictly decreasing;
+        `t[0]` is the initial time. A tensor must have y0's dtype. Not differentiated.
+      method: one of `METHODS` (see module docstring).
+      num_steps: fixed steps per output interval (None = 1). Must be None for adaptive methods.
       gradient: "dto", "checkpoint" or "adjoint" (see module docstring).
-      rtol: relative tolerance of "dopri5".
-      atol: absolute tolerance of "dopri5".
-      max_num_steps: "dopri5" step bound (guards the adjoint against infinite loops).
-      first_step_size: "dopri5" initial step size.
+      rtol, atol: tolerances of the adaptive methods.
+      max_num_steps: adaptive step bound (accepted + rejected) per solve, None = unbounded.
+      first_step_size: adaptive initial step; None = Hairer's automatic choice (ours) or
+        TFP's default 1e-3 ("tfp_dopri5").
+      adjoint_rtol, adjoint_atol: tolerances of the adaptive adjoint solve (default rtol, atol).
       return_info: also return a `SolveInfo`.
 
     Returns:
@@ -125,12 +217,20 @@ def odeint(
       when `return_info`.
 
     Raises:
-      ValueError: on an unknown method/gradient, bad num_steps, non-float y0 or bad t.
+      ValueError: unknown method/gradient, bad num_steps, non-float or mixed-dtype y0, bad or
+        non-monotone t, t of another dtype, func returning another structure/dtype/shape.
+      tf.errors.InvalidArgumentError: (at run time) max_num_steps exceeded or step size
+        underflow, naming the time reached.
     """
     validate_options(method, num_steps, gradient)
+    if max_num_steps is not None and (not isinstance(max_num_steps, int) or max_num_steps < 1):
+        raise ValueError(
+            f"max_num_steps must be a positive int or None. Received: max_num_steps={max_num_steps!r}"
+        )
     y0, t = _prepare(y0, t)
+    func = _checked(func, y0)
     num_intervals = t.shape[0] - 1
-    if method == "dopri5":
+    if method == "tfp_dopri5":
         ys, nfe, status = tfp_solver.dormand_prince_solve(
             func,
             y0,
@@ -138,14 +238,40 @@ def odeint(
             rtol=rtol,
             atol=atol,
             max_num_steps=max_num_steps,
-            first_step_size=first_step_size,
+            first_step_size=1e-3 if first_step_size is None else first_step_size,
         )
         info = SolveInfo(num_function_evaluations=nfe, status=status)
         return (ys, info) if return_info else ys
+    if method in ADAPTIVE_METHODS:
+        ys, stats = adaptive.adaptive_solve(
+            func,
+            y0,
+            t,
+            tableau=tableaux.SOLVERS[method],
+            gradient=gradient,
+            rtol=rtol,
+            atol=atol,
+            max_num_steps=max_num_steps,
+            adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
+            adjoint_atol=atol if adjoint_atol is None else adjoint_atol,
+            first_step_size=first_step_size,
+        )
+        info = SolveInfo(
+            num_function_evaluations=stats["forward_evaluations"],
+            num_backward_function_evaluations=stats["backward_evaluations"],
+            num_accepted_steps=stats["accepted_steps"],
+            num_rejected_steps=stats["rejected_steps"],
+        )
+        return (ys, info) if return_info else ys
 
     num_steps = 1 if num_steps is None else num_steps
+    forward_nfe = solvers.num_evaluations(method, num_steps, num_intervals)
     info = SolveInfo(
-        num_function_evaluations=solvers.num_evaluations(method, num_steps, num_intervals)
+        num_function_evaluations=forward_nfe,
+        num_backward_function_evaluations={"dto": 0, "checkpoint": forward_nfe}.get(
+            gradient, forward_nfe
+        ),
+        num_accepted_steps=num_steps * num_intervals,
     )
     if gradient == "adjoint":
         ys = adjoint_lib.fixed_step_adjoint_solve(func, y0, t, method=method, num_steps=num_steps)
@@ -160,7 +286,7 @@ def odeint(
             return solvers.integrate_interval(func, y_start, t_start, t_end, num_steps, method)
 
         if gradient == "checkpoint":
-            y = _checkpointed(interval, y)
+            y = checkpointed(interval, y)
         else:
             y = interval(y)
         states.append(y)
@@ -168,19 +294,48 @@ def odeint(
     return (ys, info) if return_info else ys
 
 
-def _checkpointed(fn: Callable, y):
-    """Runs `fn(y)` keeping only `y` for backprop; `fn` is re-run under a tape when needed.
+def checkpointed(fn: Callable, y):
+    """Runs `fn(y)` keeping only `y` for backprop; `fn` is re-run under a tape in the backward.
 
-    `tf.recompute_grad` takes flat tensor arguments, so the nest is flattened around it.
-    Variables read inside `fn` (Keras weights read in `func`) receive gradients, and under
-    XLA the recomputation is data-dependent on the incoming gradient so it cannot be
-    hoisted into the forward pass.
+    Unlike `tf.recompute_grad`, the recomputation reads the incoming gradient first (a control
+    dependency on it), so no scheduler can run it before this block's backward is due: only one
+    block's intermediates are alive at a time, even with one op at a time (`inter_op_threads=1`).
+    The replay is the same ops on the same inputs, so gradients equal plain backprop. Floating
+    variables read inside `fn` get gradients; non-float ones get None.
     """
     structure = y
     flat = tf.nest.flatten(y)
 
-    def flat_fn(*leaves):
-        return tuple(tf.nest.flatten(fn(tf.nest.pack_sequence_as(structure, list(leaves)))))
+    def run(leaves):
+        return tf.nest.flatten(fn(tf.nest.pack_sequence_as(structure, list(leaves))))
 
-    out = tf.recompute_grad(flat_fn)(*flat)
+    @tf.custom_gradient
+    def block(*leaves):
+        with adaptive._stop_recording():
+            out = run(leaves)
+
+        def grad(*d_out, variables=None):
+            variables = list(variables or [])
+            float_vars = [v for v in variables if v.dtype.is_floating]
+            d_out = [tf.convert_to_tensor(d) for d in d_out]
+            with tf.control_dependencies(d_out):
+                inputs = [tf.identity(leaf) for leaf in leaves]
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                tape.watch(float_vars)
+                replay = run(inputs)
+            grads = tape.gradient(
+                replay,
+                inputs + float_vars,
+                output_gradients=d_out,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+            d_inputs = grads[: len(inputs)]
+            it = iter(grads[len(inputs) :])
+            d_vars = [next(it) if v.dtype.is_floating else None for v in variables]
+            return (d_inputs, d_vars) if variables else d_inputs
+
+        return out, grad
+
+    out = block(*flat)
     return tf.nest.pack_sequence_as(structure, list(out))

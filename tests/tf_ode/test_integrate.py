@@ -8,6 +8,7 @@ import tensorflow as tf
 import tf_ode
 
 F64 = tf.float64
+ADAPTIVE = ("dopri5", "bosh3", "tsit5", "tfp_dopri5")
 
 
 def _times(*values):
@@ -15,9 +16,9 @@ def _times(*values):
 
 
 def _maybe_function(fn, method):
-    # TFP's while loop runs step by step in Python when eager, so wrap "dopri5" in tf.function;
+    # While loops run step by step in Python when eager, so wrap adaptive methods in tf.function;
     # fixed-step solves stay eager (their unrolled graphs are slow to trace at large num_steps).
-    return tf.function(fn) if method == "dopri5" else fn
+    return tf.function(fn) if method in ADAPTIVE else fn
 
 
 @pytest.mark.parametrize(
@@ -264,19 +265,20 @@ def test_adjoint_on_linear_euler_equals_dto():
     np.testing.assert_allclose(grads["adjoint"], grads["dto"], rtol=1e-14)
 
 
-def test_tfp_path_agrees_with_fine_rk4():
+@pytest.mark.parametrize("method", ["tfp_dopri5", "dopri5", "tsit5"])
+def test_adaptive_adjoint_agrees_with_fine_rk4(method):
     func, y0, variables = _dense_problem(4)
     t = _times(0.0, 0.3, 1.0)
     rk4 = _grads(func, y0, variables, t, method="rk4", num_steps=64)
     dopri = _grads(
-        func, y0, variables, t, method="dopri5", gradient="adjoint", rtol=1e-10, atol=1e-12
+        func, y0, variables, t, method=method, gradient="adjoint", rtol=1e-10, atol=1e-12
     )
     for a, b in zip(rk4, dopri):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9)
     ys_rk4 = tf_ode.odeint(func, y0, t, method="rk4", num_steps=64)
     ys_dp = tf.function(
         lambda y0: tf_ode.odeint(
-            func, y0, t, method="dopri5", gradient="adjoint", rtol=1e-10, atol=1e-12
+            func, y0, t, method=method, gradient="adjoint", rtol=1e-10, atol=1e-12
         )
     )(y0)
     np.testing.assert_allclose(ys_dp.numpy(), ys_rk4.numpy(), atol=1e-8)
@@ -292,7 +294,7 @@ def test_solve_info_counts_function_evaluations():
         lambda t, y: -y,
         y0,
         _times(0.0, 1.0),
-        method="dopri5",
+        method="tfp_dopri5",
         gradient="adjoint",
         rtol=1e-6,
         atol=1e-9,
@@ -304,19 +306,21 @@ def test_solve_info_counts_function_evaluations():
     assert nfe < 200
 
 
-def test_dopri5_step_bound_raises():
+@pytest.mark.parametrize("method", ["tfp_dopri5", "dopri5"])
+def test_dopri5_step_bound_raises(method):
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_num_steps exceeded"):
         tf_ode.odeint(
             lambda t, y: -50.0 * y,
             tf.constant([1.0], F64),
             _times(0.0, 10.0),
-            method="dopri5",
+            method=method,
             gradient="adjoint",
             max_num_steps=3,
         )
 
 
-def test_jit_compiled_dopri5_with_gradient():
+@pytest.mark.parametrize("method", ["tfp_dopri5", "dopri5"])
+def test_jit_compiled_dopri5_with_gradient(method):
     func, y0, variables = _dense_problem(5)
 
     @tf.function(jit_compile=True)
@@ -328,7 +332,7 @@ def test_jit_compiled_dopri5_with_gradient():
                     func,
                     y0,
                     _times(0.0, 0.5, 1.0),
-                    method="dopri5",
+                    method=method,
                     gradient="adjoint",
                     rtol=1e-9,
                     atol=1e-11,
@@ -347,8 +351,10 @@ def test_jit_compiled_dopri5_with_gradient():
     [
         (dict(method="heun"), "Unknown method"),
         (dict(gradient="backprop"), "Unknown gradient mode"),
-        (dict(method="dopri5", gradient="dto"), "only gradient is the continuous adjoint"),
+        (dict(method="tfp_dopri5", gradient="dto"), "only gradient is the continuous adjoint"),
         (dict(method="dopri5", gradient="adjoint", num_steps=4), "num_steps applies only"),
+        (dict(method="bosh3", num_steps=4), "num_steps applies only"),
+        (dict(method="dopri5", max_num_steps=0), "max_num_steps must be a positive"),
         (dict(num_steps=0), "num_steps must be a positive"),
         (dict(num_steps=2.0), "num_steps must be a positive"),
     ],
