@@ -28,10 +28,22 @@ def test_parameter_count_is_small():
         ({"num_classes": 1}, "num_classes"),
         ({"filters": 0}, "filters"),
         ({"norm": "layer"}, "norm"),
-        ({"input_shape": (30, 32, 3)}, "multiples of 4"),
+        ({"input_shape": (3, 32, 3)}, ">= 4"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     kwargs = {"num_classes": 19, **kwargs}
     with pytest.raises(ValueError, match=match):
         build_small_segmenter(**kwargs)
+
+
+def test_size_not_multiple_of_4_returns_input_size():
+    # Issue 12: a 130-wide input gave a 132-wide score map that the stride-1
+    # skip (130 wide) could not be added to.
+    model = build_small_segmenter(5, filters=4)
+    x = np.random.default_rng(0).normal(size=(1, 9, 130, 3)).astype(np.float32)
+    logits = np.asarray(model(x, training=False))
+    assert logits.shape == (1, 9, 130, 5)
+    # Reflect padding to 12 x 132 then cropping: the same as running the padded image.
+    padded = np.pad(x, [(0, 0), (0, 3), (0, 2), (0, 0)], mode="reflect")
+    np.testing.assert_array_equal(logits, np.asarray(model(padded, training=False))[:, :9, :130])

@@ -15,15 +15,24 @@ VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
 
 def build_fcn8s(
-    num_classes=19, *, fc_width=4096, dropout_rate=0.5, input_shape=(None, None, 3), name="fcn8s"
+    num_classes=19,
+    *,
+    fc_width=4096,
+    widths=None,
+    dropout_rate=0.5,
+    input_shape=(None, None, 3),
+    name="fcn8s",
 ):
     """Builds FCN8s with a VGG16 backbone (random init; see `--init_checkpoint`).
 
     Args:
       num_classes: C (19 Cityscapes train IDs).
       fc_width: width of fc6/fc7 (4096 in the paper).
+      widths: the 5 VGG block widths (default VGG16's (64, 128, 256, 512,
+        512)); smaller values build tiny twins for converter tests.
       dropout_rate: SpatialDropout2D after fc6 and fc7.
-      input_shape: per-example shape of ImageNet-normalised images.
+      input_shape: per-example shape of ImageNet-normalised images; any H, W
+        (the 100-px pad and the crops return the input size).
       name: model name.
 
     Returns:
@@ -32,10 +41,16 @@ def build_fcn8s(
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2. Received: num_classes={num_classes}")
+    widths = tuple(w for w, _ in VGG16_BLOCKS) if widths is None else tuple(int(w) for w in widths)
+    if len(widths) != len(VGG16_BLOCKS) or min(widths) < 1 or fc_width < 1:
+        raise ValueError(
+            f"widths must be 5 positive ints and fc_width >= 1. Received: widths={widths}, "
+            f"fc_width={fc_width}"
+        )
     images = keras.Input(shape=input_shape, name="image")
     x = keras.layers.ZeroPadding2D(100, name="input_pad")(images)
     pools = []
-    for b, (width, repeats) in enumerate(VGG16_BLOCKS, start=1):
+    for b, (width, (_, repeats)) in enumerate(zip(widths, VGG16_BLOCKS), start=1):
         for r in range(1, repeats + 1):
             padding = "valid" if (b, r) == (1, 1) else "same"
             x = keras.layers.Conv2D(

@@ -7,7 +7,13 @@ code) -> u128 -> u64 -> c7s1-3 -> tanh, instance norm without affine.
 
 import keras
 
-from tf_madan.models.layers import ReflectionPad2D, gan_initializer, instance_norm
+from tf_madan.models.layers import (
+    CropToInput,
+    PadToMultiple,
+    ReflectionPad2D,
+    gan_initializer,
+    instance_norm,
+)
 
 
 def _residual_block(x, filters, dropout_rate, name):
@@ -44,8 +50,9 @@ def build_resnet_generator(
       num_downsampling: stride-2 stages (2 in the paper).
       dropout_rate: dropout inside residual blocks (0.5 in the official code,
         which never passes `--no_dropout`; 0 for standard CycleGAN).
-      input_shape: per-example input shape; H, W must be multiples of
-        2**num_downsampling when given.
+      input_shape: per-example input shape. Any H, W >= 4: sizes that are
+        not multiples of 2**num_downsampling are reflect-padded inside the
+        network and the output is cropped back to H x W.
       name: model name.
 
     Returns:
@@ -64,13 +71,17 @@ def build_resnet_generator(
         raise ValueError(f"dropout_rate must be in [0, 1). Received: dropout_rate={dropout_rate}")
     multiple = 2**num_downsampling
     for size in input_shape[:2]:
-        if size is not None and size % multiple:
+        if size is not None and size < max(4, multiple):
             raise ValueError(
-                f"Input height and width must be multiples of {multiple}. "
-                f"Received: input_shape={input_shape}"
+                f"Input height and width must be >= {max(4, multiple)} (reflection "
+                f"padding). Received: input_shape={input_shape}"
             )
     images = keras.Input(shape=input_shape, name="image")
-    x = ReflectionPad2D(3, name="stem_pad")(images)
+    # Sizes that are not multiples of 2**num_downsampling (GTA5 is 1914 wide)
+    # are reflect-padded at the bottom/right and cropped back at the end; the
+    # pad is empty (bit-identical) on multiples.
+    x = PadToMultiple(multiple, name="pad_to_multiple")(images)
+    x = ReflectionPad2D(3, name="stem_pad")(x)
     x = keras.layers.Conv2D(filters, 7, kernel_initializer=gan_initializer(), name="stem_conv")(x)
     x = instance_norm("stem_norm")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
@@ -87,18 +98,22 @@ def build_resnet_generator(
         x = _residual_block(x, width, dropout_rate, name=f"block{i}")
     for i in range(num_downsampling):
         width //= 2
-        # ConvTranspose2d(k3, s2, p1, output_padding=1) doubles H and W exactly.
+        # ConvTranspose2d(k3, s2, p1, output_padding=1): the full transposed conv
+        # has 2H + 1 rows; PyTorch drops row 0 (padding 1) and keeps 2H rows.
+        # Keras 'same' would keep rows 0..2H-1, one row off.
         x = keras.layers.Conv2DTranspose(
             width,
             3,
             strides=2,
-            padding="same",
+            padding="valid",
             kernel_initializer=gan_initializer(),
             name=f"up{i}_conv",
         )(x)
+        x = keras.layers.Cropping2D(((1, 0), (1, 0)), name=f"up{i}_crop")(x)
         x = instance_norm(f"up{i}_norm")(x)
         x = keras.layers.ReLU(name=f"up{i}_relu")(x)
     x = ReflectionPad2D(3, name="head_pad")(x)
     x = keras.layers.Conv2D(3, 7, kernel_initializer=gan_initializer(), name="head_conv")(x)
-    outputs = keras.layers.Activation("tanh", name="head_tanh")(x)
+    x = keras.layers.Activation("tanh", name="head_tanh")(x)
+    outputs = CropToInput(name="crop_to_input")([x, images])
     return keras.Model(images, outputs, name=name)

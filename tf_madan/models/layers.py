@@ -141,3 +141,78 @@ class BilinearUpsample(keras.layers.Layer):
             "factor": self.factor,
             "align_corners": self.align_corners,
         }
+
+
+@keras.saving.register_keras_serializable(package="tf_madan")
+class PadToMultiple(keras.layers.Layer):
+    """Reflect-pads H and W at the bottom/right up to a multiple of `multiple`.
+
+    Input [B, H, W, C] -> [B, ceil(H / m) * m, ceil(W / m) * m, C]; the
+    identity when H and W are multiples already. Pair with `CropToInput` to
+    return to [B, H, W, C] (issue 12: GTA5 frames are 1914 wide).
+    """
+
+    def __init__(self, multiple, **kwargs):
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, inputs):
+        m = self.multiple
+        shape = tf.shape(inputs)
+        pad_h = (-shape[1]) % m
+        pad_w = (-shape[2]) % m
+        return tf.pad(inputs, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        m = self.multiple
+
+        def up(size):
+            return None if size is None else -(-size // m) * m
+
+        return (b, up(h), up(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="tf_madan")
+class CropToInput(keras.layers.Layer):
+    """Crops `x` [B, H', W', C] to the H, W of `reference` [B, H, W, *] (top-left)."""
+
+    def call(self, inputs):
+        x, reference = inputs
+        shape = tf.shape(reference)
+        return x[:, : shape[1], : shape[2], :]
+
+    def compute_output_shape(self, input_shape):
+        x_shape, ref_shape = input_shape
+        return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="tf_madan")
+class ResizeToReference(keras.layers.Layer):
+    """Bilinear resize of `x` to the H, W of `reference`, PyTorch-style.
+
+    CyCADA's DRN head: `F.upsample(x, (h, w), mode="bilinear",
+    align_corners=True)`, which returns the input size for any H, W.
+    Inputs [x [B, h, w, C], reference [B, H, W, *]] -> [B, H, W, C].
+    """
+
+    def __init__(self, align_corners=True, **kwargs):
+        super().__init__(**kwargs)
+        self.align_corners = bool(align_corners)
+
+    def call(self, inputs):
+        x, reference = inputs
+        size = tf.shape(reference)[1:3]
+        if self.align_corners:
+            return tf.compat.v1.image.resize_bilinear(x, size, align_corners=True)
+        return tf.image.resize(x, size, method="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        x_shape, ref_shape = input_shape
+        return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "align_corners": self.align_corners}

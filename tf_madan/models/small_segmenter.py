@@ -8,7 +8,7 @@ two CPU cores in minutes.
 
 import keras
 
-from tf_madan.models.layers import BilinearUpsample
+from tf_madan.models.layers import BilinearUpsample, CropToInput, PadToMultiple
 
 FEATURE_LAYER = "features"
 SCORE_LAYER = "score"
@@ -47,8 +47,8 @@ def build_small_segmenter(
       num_classes: number of output classes C.
       filters: base width f.
       norm: "batch" (BatchNormalization, momentum 0.9, eps 1e-5) or "none".
-      input_shape: per-example input shape; H and W must be multiples of 4
-        when given.
+      input_shape: per-example input shape; any H, W >= 4 (sizes that are
+        not multiples of 4 are reflect-padded inside and cropped back).
       name: model name.
 
     Returns:
@@ -66,14 +66,16 @@ def build_small_segmenter(
     if norm not in ("batch", "none"):
         raise ValueError(f"norm must be 'batch' or 'none'. Received: norm={norm!r}")
     for size in input_shape[:2]:
-        if size is not None and size % 4:
+        if size is not None and size < 4:
             raise ValueError(
-                "Input height and width must be multiples of 4. "
-                f"Received: input_shape={input_shape}"
+                f"Input height and width must be >= 4. Received: input_shape={input_shape}"
             )
     images = keras.Input(shape=input_shape, name="image")
+    # Other sizes than multiples of 4 (the output stride) are reflect-padded and
+    # cropped back at the end (issue 12); the pad is empty on multiples of 4.
+    padded = PadToMultiple(4, name="pad_to_multiple")(images)
     # [B, H, W, f]
-    stem = _conv_block(images, filters, norm=norm, name="stem")
+    stem = _conv_block(padded, filters, norm=norm, name="stem")
     # [B, H/2, W/2, 2f]
     x = _conv_block(stem, 2 * filters, strides=2, norm=norm, name="down1")
     # [B, H/4, W/4, 4f]
@@ -86,5 +88,6 @@ def build_small_segmenter(
     score = keras.layers.Conv2D(num_classes, 1, name=SCORE_LAYER)(features)
     score = BilinearUpsample(4, name="upsample")(score)
     skip = keras.layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name="score_stem")(stem)
-    logits = keras.layers.Add(name="logits")([score, skip])
+    fused = keras.layers.Add(name="fuse")([score, skip])
+    logits = CropToInput(name="logits")([fused, images])
     return keras.Model(images, logits, name=name)
