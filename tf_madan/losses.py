@@ -214,17 +214,26 @@ def segmentation_cross_entropy(*, labels, logits, ignore_label=255, normalizer=N
     return tf.math.divide_no_nan(total, tf.cast(normalizer, ce.dtype))
 
 
-def feature_discriminator_loss(*, source_logits, target_logits):
+def _location_count(*logits):
+    return tf.add_n([tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype) for x in logits])
+
+
+def feature_discriminator_loss(*, source_logits, target_logits, normalizer=None):
     """FLA discriminator: 2-way softmax CE, source (adapted) = 1, target = 0.
 
-    Reference: L_feat = E log D(F_f(x')) + E log(1 - D(F_f(x_T))) (ADDA form).
+    Reference: L_feat = E log D(F_f(x')) + E log(1 - D(F_f(x_T))) (ADDA form); the
+    official `train_fcn_adda.py` takes ONE mean over the concatenated source + target
+    batch (`NLLLoss(cat(D(f_s), D(f_t)), cat(1, 0))`), so with M sources per target image
+    the source locations weigh M times more than in a sum of two means.
 
     Args:
-      source_logits: D(F_f(x')), float [B, h, w, 2].
-      target_logits: D(F_f(x_T)), float [B, h, w, 2].
+      source_logits: D(F_f(x')), float [B_s, h, w, 2].
+      target_logits: D(F_f(x_T)), float [B_t, h, w, 2].
+      normalizer: divide the summed CE by this (e.g. the global location count across
+        replicas); None = the local count B_s*h*w + B_t*h*w.
 
     Returns:
-      Scalar: mean CE over source locations + mean CE over target locations.
+      Scalar CE summed over all source and target locations / normalizer.
     """
     src = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.ones(tf.shape(source_logits)[:-1], tf.int32), logits=source_logits
@@ -232,19 +241,39 @@ def feature_discriminator_loss(*, source_logits, target_logits):
     tgt = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.zeros(tf.shape(target_logits)[:-1], tf.int32), logits=target_logits
     )
-    return tf.reduce_mean(src) + tf.reduce_mean(tgt)
+    if normalizer is None:
+        normalizer = _location_count(source_logits, target_logits)
+    total = tf.reduce_sum(src) + tf.reduce_sum(tgt)
+    return total / tf.cast(normalizer, total.dtype)
 
 
-def feature_generator_loss(*, target_logits):
-    """FLA segmenter term: target features classified as source (label 1)."""
+def feature_generator_loss(*, target_logits, normalizer=None):
+    """FLA segmenter term: target features classified as source (label 1).
+
+    Args:
+      target_logits: D(F_f(x_T)), float [B_t, h, w, 2].
+      normalizer: divide the summed CE by this; None = the local count B_t*h*w.
+
+    Returns:
+      Scalar mean CE of the target locations against the source label.
+    """
     tgt = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.ones(tf.shape(target_logits)[:-1], tf.int32), logits=target_logits
     )
-    return tf.reduce_mean(tgt)
+    if normalizer is None:
+        normalizer = _location_count(target_logits)
+    return tf.reduce_sum(tgt) / tf.cast(normalizer, tgt.dtype)
 
 
-def domain_accuracy(*, source_logits, target_logits):
-    """Fraction of locations the FLA discriminator labels correctly."""
-    src = tf.cast(tf.equal(tf.argmax(source_logits, -1), 1), tf.float32)
-    tgt = tf.cast(tf.equal(tf.argmax(target_logits, -1), 0), tf.float32)
-    return 0.5 * (tf.reduce_mean(src) + tf.reduce_mean(tgt))
+def domain_accuracy(*, source_logits, target_logits, normalizer=None):
+    """Fraction of all source + target locations the FLA discriminator labels correctly.
+
+    As the code's `(pred_dis == dis_label_concat).float().mean()`: one mean over the
+    concatenated batch. `normalizer` as in `feature_discriminator_loss`.
+    """
+    src = tf.cast(tf.equal(tf.argmax(source_logits, -1), 1), source_logits.dtype)
+    tgt = tf.cast(tf.equal(tf.argmax(target_logits, -1), 0), target_logits.dtype)
+    if normalizer is None:
+        normalizer = _location_count(source_logits, target_logits)
+    total = tf.reduce_sum(src) + tf.reduce_sum(tgt)
+    return total / tf.cast(normalizer, total.dtype)

@@ -3,8 +3,20 @@
 Reference: MADAN §3.3 (FLA): L_task on adapted images with source labels plus
 L_feat = E log D(F_f(x')) + E log(1 - D(F_f(x_T))), an ADDA-style feature
 discriminator on fc7 (paper) or on the score map (the code's
-`--discrim_score`). The official code updates F adversarially only while
-the discriminator's running domain accuracy is above a threshold (0.6).
+`--discrim_score`).
+
+FLA follows the official `scripts/train_fcn_adda.py` (Luodian/MADAN, from CyCADA) with
+`--weights_shared`, per iteration:
+  1. D step, always: D_F on detached F features of the source and target batches, loss =
+     ONE mean CE over the concatenated batch (source = 1, target = 0), x lambda_d.
+  2. Domain accuracy over the concatenated batch appended to a window of the last
+     `gate_window` iterations; the gate is open when the mean of the FILLED entries
+     (a deque: no zeros at the start) exceeds `gate_threshold`.
+  3. Gate open: an adversarial F step (lambda_g * CE(D(F_f(x_T)), source label)), then a
+     separate supervised CE step on the source batch with the F it just produced (two
+     optimizer updates). Gate closed: no F update at all.
+  4. "No suitable discriminator found": after `patience` consecutive iterations without
+     an F update the step reports `no_suitable_discriminator = 1` for the loop to stop on.
 """
 
 import keras
@@ -18,6 +30,28 @@ def _replica_context_sum(value):
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return value
     return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _keep_if(gate, variables, old_values):
+    """Sets every variable back to `old_values` unless `gate` (identical on all replicas).
+
+    Optimizer updates cannot sit in a `tf.cond` under MirroredStrategy (they merge-call),
+    so a gated update is applied unconditionally and undone here, in cross-replica
+    context, on every device copy: a closed gate leaves weights and optimizer state
+    exactly as they were.
+    """
+
+    def restore(strategy, gate, old_values):
+        for variable, old in zip(variables, old_values):
+            strategy.extended.update(
+                variable,
+                lambda var, o, g: var.assign(tf.where(g, var, o)),
+                args=(old, gate),
+                group=False,
+            )
+
+    variables = [v.value if isinstance(v, keras.Variable) else v for v in variables]
+    tf.distribute.get_replica_context().merge_call(restore, args=(gate, old_values))
 
 
 def segmenter_with_features(segmenter, feature_layer):
@@ -51,10 +85,12 @@ class SegmenterTrainer(keras.Model):
       feature_layer: layer of F aligned by FLA (None = score map).
       lambda_feature: λ_g, weight of the adversarial term for F (0.1).
       lambda_discriminator: λ_d, weight of D_F's loss (1).
-      gate_threshold: F gets the adversarial term only while the running mean
-        domain accuracy over the last `gate_window` steps exceeds this (0.6 in
-        the code; 0 disables the gate).
+      gate_threshold: F is updated (adversarial step, then supervised step) only
+        while the mean domain accuracy over the filled entries of the last
+        `gate_window` steps exceeds this (0.6 in the code; <= 0 keeps the gate open).
       gate_window: running-mean window in steps (100).
+      patience: after this many consecutive steps without an F update the logs carry
+        `no_suitable_discriminator = 1` (the code stops at 3 * len(loader)); 0 = never.
       source_indices: which sources of the batch F trains on (None = all).
       ignore_label: label value without loss (255).
     """
@@ -69,6 +105,7 @@ class SegmenterTrainer(keras.Model):
         lambda_discriminator=1.0,
         gate_threshold=0.6,
         gate_window=100,
+        patience=0,
         source_indices=None,
         ignore_label=255,
         **kwargs,
@@ -76,6 +113,8 @@ class SegmenterTrainer(keras.Model):
         super().__init__(**kwargs)
         if gate_window < 1:
             raise ValueError(f"gate_window must be >= 1. Received: gate_window={gate_window}")
+        if patience < 0:
+            raise ValueError(f"patience must be >= 0. Received: patience={patience}")
         self.segmenter = segmenter
         self.feature_discriminator = feature_discriminator
         self.feature_layer = feature_layer
@@ -85,18 +124,24 @@ class SegmenterTrainer(keras.Model):
         self.lambda_feature = float(lambda_feature)
         self.lambda_discriminator = float(lambda_discriminator)
         self.gate_threshold = float(gate_threshold)
+        self.gate_window = int(gate_window)
+        self.patience = int(patience)
         self.source_indices = None if source_indices is None else list(source_indices)
         self.ignore_label = int(ignore_label)
         names = ["segmentation"]
         if feature_discriminator is not None:
             names += ["feature_discriminator", "feature_generator", "domain_accuracy", "gate_open"]
-            # Ring buffer of recent domain accuracies; identical on all replicas (all-reduced).
+            # The code's deque(maxlen=gate_window): a ring buffer plus the number of filled
+            # entries; identical on all replicas (the accuracy is all-reduced).
+            state = dict(trainable=False, aggregation="only_first_replica")
             self.accuracy_history = self.add_weight(
-                shape=(gate_window,),
-                initializer="zeros",
-                trainable=False,
-                aggregation="only_first_replica",
-                name="accuracy_history",
+                shape=(gate_window,), initializer="zeros", name="accuracy_history", **state
+            )
+            self.accuracy_count = self.add_weight(
+                shape=(), initializer="zeros", dtype="int32", name="accuracy_count", **state
+            )
+            self.steps_without_update = self.add_weight(
+                shape=(), initializer="zeros", dtype="int32", name="steps_without_update", **state
             )
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
         self.built = True
@@ -149,14 +194,12 @@ class SegmenterTrainer(keras.Model):
     def train_step(self, batch):
         """One step on {"sources": tuple of (image, label), "target": (image, label)}.
 
-        Plan: 1. forward source (and target) batches once; 2. D_F loss on
-        detached features, its gradient and update, running domain accuracy
-        and gate; 3. segmenter loss = CE (normalised by the global valid-pixel
-        count) + gate * λ_g * feature adversarial term on the target, gradient
-        and update; 4. trackers.
+        Plan (supervised): 1. forward the source batch; 2. CE normalised by the global
+        valid-pixel count; 3. gradient and update; 4. trackers. With FLA, steps 1-4 of
+        the module docstring (`_fla_step`), then the trackers. With FLA the results also
+        carry `no_suitable_discriminator` (1.0 once `patience` is exhausted).
         """
         images, labels = self._source_batch(batch)
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         valid = tf.reduce_sum(tf.cast(tf.not_equal(labels, self.ignore_label), tf.float32))
         # CE normalised by the valid pixels of the global batch: exact under any replica split.
         global_valid = _replica_context_sum(valid)
@@ -176,60 +219,108 @@ class SegmenterTrainer(keras.Model):
             logs["segmentation"] = ce_local
             self._apply("segmenter", tape, loss)
         else:
-            target = batch["target"][0]
-            disc = self.feature_discriminator
-            scale = 1.0 / num_replicas
-            with tf.GradientTape() as tape:
-                # 1. One forward of F on the source and target batches.
-                logits, src_features = self.with_features(images, training=True)
-                _, tgt_features = self.with_features(target, training=True)
-                ce_local = losses.segmentation_cross_entropy(
-                    labels=labels, logits=logits, ignore_label=self.ignore_label, normalizer=valid
-                )
-                ce = losses.segmentation_cross_entropy(
-                    labels=labels,
-                    logits=logits,
-                    ignore_label=self.ignore_label,
-                    normalizer=global_valid,
-                )
-                # 2. D_F step on detached features (its own tape; F's tape sees no path).
-                with tf.GradientTape() as d_tape:
-                    src_logits = disc(tf.stop_gradient(src_features), training=True)
-                    tgt_logits = disc(tf.stop_gradient(tgt_features), training=True)
-                    d_loss = losses.feature_discriminator_loss(
-                        source_logits=src_logits, target_logits=tgt_logits
-                    )
-                    d_scaled = self.lambda_discriminator * d_loss * scale
-                self._apply("feature_discriminator", d_tape, d_scaled)
-                accuracy = losses.domain_accuracy(
-                    source_logits=src_logits, target_logits=tgt_logits
-                )
-                accuracy = _replica_context_sum(accuracy) / float(num_replicas)
-                history = tf.concat([self.accuracy_history[1:], accuracy[None]], axis=0)
-                self.accuracy_history.assign(history)
-                if self.gate_threshold > 0:
-                    gate = tf.cast(tf.reduce_mean(history) > self.gate_threshold, tf.float32)
-                else:
-                    gate = tf.ones([])
-                # 3. F: CE on sources + gated adversarial term on the target (updated D_F).
-                g_loss = losses.feature_generator_loss(
-                    target_logits=disc(tgt_features, training=True)
-                )
-                loss = ce + gate * self.lambda_feature * g_loss * scale
-            self._apply("segmenter", tape, loss)
-            logs.update(
-                segmentation=ce_local,
-                feature_discriminator=d_loss,
-                feature_generator=g_loss,
-                domain_accuracy=accuracy,
-                gate_open=gate,
-            )
-        # 4. Trackers.
+            logs.update(self._fla_step(images, labels, batch["target"][0], global_valid))
+        # 4. Trackers (the early-stop flag is a state, not an average).
+        stop = logs.pop("no_suitable_discriminator", None)
         for name, value in logs.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if stop is not None:
+            results["no_suitable_discriminator"] = stop
+        return results
+
+    def _fla_step(self, images, labels, target, global_valid):
+        """Steps 1-4 of the module docstring; returns the step's logs."""
+        disc = self.feature_discriminator
+        # 1. D step on detached features (F in training mode, as the code's net.train()).
+        _, src_features = self.with_features(images, training=True)
+        _, tgt_features = self.with_features(target, training=True)
+        src_features = tf.stop_gradient(src_features)
+        tgt_features = tf.stop_gradient(tgt_features)
+        with tf.GradientTape() as d_tape:
+            src_logits = disc(src_features, training=True)
+            tgt_logits = disc(tgt_features, training=True)
+            # One mean over the global concatenated batch: exact under any replica split.
+            locations = tf.cast(
+                tf.reduce_prod(tf.shape(src_logits)[:-1])
+                + tf.reduce_prod(tf.shape(tgt_logits)[:-1]),
+                tf.float32,
+            )
+            global_locations = _replica_context_sum(locations)
+            d_loss = losses.feature_discriminator_loss(
+                source_logits=src_logits, target_logits=tgt_logits, normalizer=global_locations
+            )
+            d_scaled = self.lambda_discriminator * d_loss
+        self._apply("feature_discriminator", d_tape, d_scaled)
+        d_loss_global = _replica_context_sum(d_loss)
+        accuracy = _replica_context_sum(
+            losses.domain_accuracy(
+                source_logits=src_logits, target_logits=tgt_logits, normalizer=global_locations
+            )
+        )
+
+        # 2. Window of the last gate_window accuracies; mean over the filled entries.
+        history = tf.concat([self.accuracy_history[1:], accuracy[None]], axis=0)
+        count = tf.minimum(self.accuracy_count + 1, self.gate_window)
+        self.accuracy_history.assign(history)
+        self.accuracy_count.assign(count)
+        filled = tf.range(self.gate_window) >= self.gate_window - count
+        running = tf.reduce_sum(tf.where(filled, history, 0.0)) / tf.cast(count, tf.float32)
+        if self.gate_threshold > 0:
+            gate = running > self.gate_threshold
+        else:
+            gate = tf.constant(True)
+
+        # 3. Gated F update: adversarial step, then supervised step; undone if closed.
+        segmenter_optimizer = self.get_optimizer("segmenter")
+        kept = self.segmenter.variables + list(segmenter_optimizer.variables)
+        old_values = [tf.identity(v.value if isinstance(v, keras.Variable) else v) for v in kept]
+        target_count = _replica_context_sum(
+            tf.cast(tf.reduce_prod(tf.shape(tgt_logits)[:-1]), tf.float32)
+        )
+        with tf.GradientTape() as tape:
+            _, tgt_features = self.with_features(target, training=True)
+            g_loss = losses.feature_generator_loss(
+                target_logits=disc(tgt_features, training=True), normalizer=target_count
+            )
+            g_scaled = self.lambda_feature * g_loss
+        self._apply("segmenter", tape, g_scaled)
+        with tf.GradientTape() as tape:
+            logits = self.segmenter(images, training=True)
+            ce = losses.segmentation_cross_entropy(
+                labels=labels,
+                logits=logits,
+                ignore_label=self.ignore_label,
+                normalizer=global_valid,
+            )
+        self._apply("segmenter", tape, ce)
+        _keep_if(gate, kept, old_values)
+
+        # 4. Early stop bookkeeping: consecutive steps without an F update.
+        idle = tf.where(gate, 0, self.steps_without_update + 1)
+        self.steps_without_update.assign(idle)
+        stop = tf.logical_and(self.patience > 0, idle >= self.patience)
+        gate = tf.cast(gate, tf.float32)
+        # Logged values are global (identical on every replica); the loop MEAN-reduces them.
+        return dict(
+            segmentation=_replica_context_sum(ce),
+            feature_discriminator=d_loss_global,
+            feature_generator=_replica_context_sum(g_loss),
+            domain_accuracy=accuracy,
+            gate_open=gate,
+            no_suitable_discriminator=tf.cast(stop, tf.float32),
+        )
+
+    def no_suitable_discriminator(self):
+        """True once F has gone `patience` consecutive steps without an update (eager read)."""
+        if self.feature_discriminator is None or self.patience == 0:
+            return False
+        return int(self.steps_without_update.numpy()) >= self.patience
 
     def _apply(self, name, tape, loss):
         net = self.networks()[name]
         grads = tape.gradient(loss, net.trainable_variables)
-        self.get_optimizer(name).apply_gradients(zip(grads, net.trainable_variables))
+        # Layers off the loss's path (the score head in a feature-layer adversarial step)
+        # get no gradient and no update, as with PyTorch's None grads.
+        pairs = [(g, v) for g, v in zip(grads, net.trainable_variables) if g is not None]
+        self.get_optimizer(name).apply_gradients(pairs)

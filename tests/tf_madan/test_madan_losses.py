@@ -126,8 +126,32 @@ def test_feature_adversarial():
     src = t([[[[0.0, 1.0]]]])
     tgt = t([[[[0.0, math.log(3.0)]]]])
     d = losses.feature_discriminator_loss(source_logits=src, target_logits=tgt)
-    np.testing.assert_allclose(d.numpy(), math.log1p(math.exp(-1.0)) + math.log(4.0), rtol=1e-12)
+    # One mean over the two concatenated locations.
+    np.testing.assert_allclose(
+        d.numpy(), 0.5 * (math.log1p(math.exp(-1.0)) + math.log(4.0)), rtol=1e-12
+    )
     g = losses.feature_generator_loss(target_logits=tgt)
     np.testing.assert_allclose(g.numpy(), -math.log(0.75), rtol=1e-12)
     acc = losses.domain_accuracy(source_logits=src, target_logits=tgt)
     assert float(acc) == 0.5
+
+
+def test_feature_losses_take_one_mean_over_the_concatenated_batch():
+    # Two sources per target image: 3 source locations, 1 target location (official ADDA:
+    # NLL mean over cat(source, target), not mean(source) + mean(target)).
+    src = t([[[[0.0, 1.0]]], [[[0.0, 1.0]]], [[[1.0, 0.0]]]])  # [3, 1, 1, 2]
+    tgt = t([[[[0.0, math.log(3.0)]]]])  # [1, 1, 1, 2]
+    ce_right, ce_wrong = math.log1p(math.exp(-1.0)), math.log1p(math.exp(1.0))
+    d = losses.feature_discriminator_loss(source_logits=src, target_logits=tgt)
+    np.testing.assert_allclose(d.numpy(), (2 * ce_right + ce_wrong + math.log(4.0)) / 4, rtol=1e-12)
+    # Correct: 2 of the 3 source locations, the target location is called "source".
+    assert float(losses.domain_accuracy(source_logits=src, target_logits=tgt)) == 0.5
+    src_right = t([[[[0.0, 1.0]]], [[[0.0, 1.0]]], [[[0.0, 1.0]]]])
+    assert float(losses.domain_accuracy(source_logits=src_right, target_logits=tgt)) == 0.75
+    # An explicit normalizer (the global location count under replicas) divides the sum.
+    d8 = losses.feature_discriminator_loss(source_logits=src, target_logits=tgt, normalizer=8.0)
+    np.testing.assert_allclose(
+        d8.numpy(), (2 * ce_right + ce_wrong + math.log(4.0)) / 8, rtol=1e-12
+    )
+    g2 = losses.feature_generator_loss(target_logits=tgt, normalizer=2.0)
+    np.testing.assert_allclose(g2.numpy(), -math.log(0.75) / 2, rtol=1e-12)

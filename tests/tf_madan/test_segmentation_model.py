@@ -69,29 +69,193 @@ def test_two_replica_step_equals_one_device_step(mirrored_strategy, fla):
     assert set(logs) == (
         {"segmentation"}
         | (
-            {"feature_discriminator", "feature_generator", "domain_accuracy", "gate_open"}
+            {
+                "feature_discriminator",
+                "feature_generator",
+                "domain_accuracy",
+                "gate_open",
+                "no_suitable_discriminator",
+            }
             if fla
             else set()
         )
     )
 
 
-def test_closed_gate_gives_the_supervised_update():
-    batch = make_batch()
-    gated = make_trainer(gate_threshold=1.0)
-    plain = make_trainer(fla=False)
-    logs = gated.train_step(batch)
-    plain.train_step(batch)
-    assert float(logs["gate_open"]) == 0.0
-    for a, b in zip(gated.segmenter.weights, plain.segmenter.weights):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-7)
-    opened = make_trainer(gate_threshold=0.0)
-    opened.train_step(batch)
-    diff = max(
-        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-        for a, b in zip(opened.segmenter.weights, plain.segmenter.weights)
+class ScriptedDiscriminator(keras.Model):
+    """A small trainable 1x1 conv plus a scripted, non-trainable logit offset.
+
+    With |conv| << |offset| the argmax (hence the domain accuracy) follows the script:
+    offset (0, 1) calls every location "source", (1, 0) "target". The softmax is far from
+    saturated, so the adversarial gradient into F is not zero.
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(
+            2, 1, kernel_initializer=keras.initializers.RandomNormal(0.0, 1e-3, seed=1)
+        )
+        self.conv.build((None, None, None, channels))
+        self.offset = self.add_weight(shape=(2,), initializer="zeros", trainable=False)
+        self.built = True
+
+    def call(self, features, training=False):
+        return self.conv(features) + self.offset
+
+
+def scripted_trainer(*, threshold, window, patience, lr=0.05):
+    keras.utils.set_random_seed(0)
+    seg = build_small_segmenter(5, filters=4, norm="none")
+    disc = ScriptedDiscriminator(16)
+    model = SegmenterTrainer(
+        segmenter=seg,
+        feature_discriminator=disc,
+        feature_layer="features",
+        lambda_feature=0.5,
+        gate_threshold=threshold,
+        gate_window=window,
+        patience=patience,
     )
-    assert diff > 1e-6  # the adversarial term moved F
+    model.compile(
+        optimizers={
+            "segmenter": keras.optimizers.SGD(lr),
+            "feature_discriminator": keras.optimizers.SGD(lr),
+        }
+    )
+    model.build_optimizers()
+    return model
+
+
+def values(variables):
+    return [np.array(v) for v in variables]
+
+
+# Per step: "S" = D calls everything source (accuracy 4/6: 2 sources x 2 images vs 2 target
+# images), "T" = everything target (accuracy 2/6).
+SCRIPT = "STTSSSTT"
+# Running mean over the FILLED entries of a 3-step window, threshold 0.55:
+# S: 2/3 | ST: 1/2 | STT: 4/9 | TTS: 4/9 | TSS: 5/9 | SSS: 2/3 | SST: 5/9 | STT: 4/9.
+# (A zero-initialised window would read 2/9 at step 1 and keep the gate closed.)
+EXPECTED_GATE = [1, 0, 0, 0, 1, 1, 1, 0]
+EXPECTED_IDLE = [0, 1, 2, 3, 0, 0, 0, 1]
+
+
+def test_gate_follows_the_scripted_accuracy_and_closed_means_no_update():
+    model = scripted_trainer(threshold=0.55, window=3, patience=3)
+    batch = make_batch()
+    seg_opt = model.get_optimizer("segmenter")
+    disc_opt = model.get_optimizer("feature_discriminator")
+    for step, (mode, gate, idle) in enumerate(zip(SCRIPT, EXPECTED_GATE, EXPECTED_IDLE)):
+        model.feature_discriminator.offset.assign([0.0, 1.0] if mode == "S" else [1.0, 0.0])
+        f_before = values(model.segmenter.variables)
+        d_before = values(model.feature_discriminator.trainable_variables)
+        iterations = int(seg_opt.iterations.numpy())
+        model.reset_metrics()  # the logged accuracy is a running mean of the trackers
+        logs = model.train_step(batch)
+        expected_accuracy = 4 / 6 if mode == "S" else 2 / 6
+        assert float(logs["domain_accuracy"]) == pytest.approx(expected_accuracy, abs=1e-6)
+        assert float(logs["gate_open"]) == gate, f"step {step}"
+        assert int(model.steps_without_update.numpy()) == idle
+        assert float(logs["no_suitable_discriminator"]) == float(idle >= 3)
+        assert model.no_suitable_discriminator() == (idle >= 3)
+        # The discriminator is updated on every step.
+        assert int(disc_opt.iterations.numpy()) == step + 1
+        assert any(
+            not np.array_equal(a, b)
+            for a, b in zip(d_before, values(model.feature_discriminator.trainable_variables))
+        )
+        f_after = values(model.segmenter.variables)
+        if gate:
+            # Two optimizer updates: the adversarial step, then the supervised step.
+            assert int(seg_opt.iterations.numpy()) == iterations + 2
+            assert any(not np.array_equal(a, b) for a, b in zip(f_before, f_after))
+        else:
+            assert int(seg_opt.iterations.numpy()) == iterations
+            for a, b in zip(f_before, f_after):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_open_gate_is_an_adversarial_step_then_a_supervised_step():
+    """The F update equals w2 = w1 - lr * grad CE(w1), w1 = w0 - lr * lambda_g * grad adv(w0)."""
+    lr, lambda_g = 0.05, 0.5
+    model = scripted_trainer(threshold=0.0, window=3, patience=0, lr=lr)
+    batch = make_batch()
+    seg = model.segmenter
+    w0 = values(seg.trainable_variables)
+    model.train_step(batch)
+    w_after = values(seg.trainable_variables)
+
+    # Reference on a copy, with the discriminator as updated by this step's D step.
+    reference = build_small_segmenter(5, filters=4, norm="none", name="reference")
+    for v, w in zip(reference.trainable_variables, w0):
+        v.assign(w)
+    probe = segmenter_with_features(reference, "features")
+    target = tf.constant(batch["target"][0])
+    with tf.GradientTape() as tape:
+        _, features = probe(target, training=True)
+        d_logits = model.feature_discriminator(features, training=True)
+        adversarial = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.ones(tf.shape(d_logits)[:-1], tf.int32), logits=d_logits
+            )
+        )
+    for v, g in zip(
+        reference.trainable_variables, tape.gradient(adversarial, reference.trainable_variables)
+    ):
+        if g is not None:  # the score head is not on the path to the features
+            v.assign_sub(lr * lambda_g * g)
+    images = tf.concat([s[0] for s in batch["sources"]], 0)
+    labels = tf.concat([s[1] for s in batch["sources"]], 0)
+    with tf.GradientTape() as tape:
+        logits = reference(images, training=True)
+        valid = labels != 255
+        ce = tf.reduce_mean(
+            tf.boolean_mask(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=tf.where(valid, labels, 0), logits=logits
+                ),
+                valid,
+            )
+        )
+    for v, g in zip(
+        reference.trainable_variables, tape.gradient(ce, reference.trainable_variables)
+    ):
+        v.assign_sub(lr * g)
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(w_after, w0))
+    assert moved > 1e-4
+    for a, b in zip(w_after, values(reference.trainable_variables)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_two_replicas_keep_the_gate_decision_identical(mirrored_strategy):
+    batch = make_batch()
+    single = scripted_trainer(threshold=0.55, window=3, patience=3)
+    with mirrored_strategy.scope():
+        mirrored = scripted_trainer(threshold=0.55, window=3, patience=3)
+
+    def split(ctx):
+        k = ctx.replica_id_in_sync_group
+        return tf.nest.map_structure(lambda x: x[k : k + 1], batch)
+
+    dist = mirrored_strategy.experimental_distribute_values_from_function(split)
+    for mode in SCRIPT[:3]:
+        offset = [0.0, 1.0] if mode == "S" else [1.0, 0.0]
+        single.feature_discriminator.offset.assign(offset)
+        mirrored.feature_discriminator.offset.assign(offset)
+        single.reset_metrics()
+        mirrored.reset_metrics()
+        want = single.train_step(batch)
+        got = mirrored_strategy.run(mirrored.train_step, args=(dist,))
+        for key in ("gate_open", "domain_accuracy", "no_suitable_discriminator"):
+            local = [float(x) for x in mirrored_strategy.experimental_local_results(got[key])]
+            assert local == pytest.approx([float(want[key])] * 2, abs=1e-6), key
+    for a, b in zip(single.weights, mirrored.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, err_msg=a.path)
+
+
+def test_bad_patience():
+    with pytest.raises(ValueError, match="patience must be >= 0"):
+        SegmenterTrainer(segmenter=build_small_segmenter(5, filters=4), patience=-1)
 
 
 def test_score_map_alignment_and_bad_layer():
