@@ -1,0 +1,187 @@
+"""PyTorch checkpoints -> our Keras models, against outputs PyTorch computed.
+
+The fixtures (tests/tf_madan/fixtures/*.pth, *.npz) were written by
+scripts/make_torch_fixtures.py with torch 2.13 from tiny twins of the official
+networks; no torch is needed here.
+"""
+
+import collections
+import io
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+from absl import flags
+
+from tf_madan import convert_lib, convert_weights, torch_reader
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+CASES = [
+    ("torch_cyclegan_resnet9", "cyclegan_resnet_tiny"),
+    ("torch_patchgan", "patchgan_tiny"),
+    ("torch_drn_c26", "drn_c26_tiny"),  # legacy (pre-1.6) torch.save format, 26 x 30 input
+    ("torch_fcn8s", "fcn8s_tiny"),
+]
+
+
+def _fixture(name):
+    data = np.load(os.path.join(FIXTURES, f"{name}.npz"))
+    return os.path.join(FIXTURES, f"{name}.pth"), data["input"], data["output"]
+
+
+def _run(model, x_nchw):
+    y = model(np.transpose(x_nchw, (0, 2, 3, 1)), training=False)
+    return np.transpose(np.asarray(y), (0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("source,name", CASES)
+def test_converted_output_equals_pytorch(source, name):
+    path, x, expected = _fixture(name)
+    model = convert_lib.convert(source, path)
+    out = _run(model, x)
+    assert out.shape == expected.shape
+    assert np.abs(out - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_reader_reads_both_formats_with_official_keys():
+    zip_sd = torch_reader.load_state_dict(os.path.join(FIXTURES, "fcn8s_tiny.pth"))
+    legacy_sd = torch_reader.load_state_dict(os.path.join(FIXTURES, "drn_c26_tiny.pth"))
+    assert zipfile.is_zipfile(os.path.join(FIXTURES, "fcn8s_tiny.pth"))
+    assert not zipfile.is_zipfile(os.path.join(FIXTURES, "drn_c26_tiny.pth"))
+    assert zip_sd["vgg.0.weight"].shape == (4, 3, 3, 3)
+    assert zip_sd["upscore8.w"].shape == (3, 3, 16, 16)
+    assert legacy_sd["layer6.0.downsample.0.weight"].shape == (16, 8, 1, 1)
+    assert legacy_sd["bn1.num_batches_tracked"].dtype == np.int64
+    assert legacy_sd["fc.weight"].shape == (3, 16, 1, 1)
+
+
+def test_cli_writes_weights_that_load_into_a_fresh_model(tmp_path):
+    path, x, expected = _fixture("drn_c26_tiny")
+    out = tmp_path / "drn.weights.h5"
+    values = flags.FlagValues()
+    convert_weights.define_flags(values)
+    values(["prog", "--source=torch_drn_c26", f"--input={path}", f"--output={out}"])
+    summary = convert_weights.main(["prog"], flag_values=values)
+    assert summary["output"] == str(out) and out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+    from tf_madan.models import drn
+
+    fresh = drn.build_drn_c26(3, channels=(4, 4, 8, 8, 8, 16, 16, 16), name="segmenter")
+    fresh.load_weights(str(out))
+    assert np.abs(_run(fresh, x) - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_missing_unexpected_and_mismatched_keys_are_listed():
+    path, _, _ = _fixture("cyclegan_resnet_tiny")
+    state_dict = torch_reader.load_state_dict(path)
+    plan = convert_lib.plan_cyclegan_resnet(state_dict)
+    broken = collections.OrderedDict(state_dict)
+    del broken["model.19.bias"]
+    broken["model.99.weight"] = np.zeros(3, np.float32)
+    broken["model.4.weight"] = np.zeros((8, 4, 3, 5), np.float32)
+    with pytest.raises(convert_lib.ConversionError) as error:
+        convert_lib.apply_plan(plan, broken, "gen.pth")
+    message = str(error.value)
+    assert "missing keys (1): model.19.bias" in message
+    assert "unexpected keys (1): model.99.weight" in message
+    assert "model.4.weight: (8, 4, 3, 5) -> (3, 5, 4, 8) != down0_conv" in message
+
+
+def test_wrong_source_names_the_key():
+    path, _, _ = _fixture("patchgan_tiny")
+    with pytest.raises(convert_lib.ConversionError, match="'conv1.weight' not found"):
+        convert_lib.convert("torch_drn_c26", path)
+
+
+def test_drn_skip_head_keeps_our_head_and_ignores_fc():
+    path, _, _ = _fixture("drn_c26_tiny")
+    model = convert_lib.convert("torch_drn_c26", path, skip_head=True, num_classes=7)
+    assert model.output.shape[-1] == 7
+    state_dict = torch_reader.load_state_dict(path)
+    np.testing.assert_array_equal(
+        np.asarray(model.get_layer("layer8_0_conv2").kernel),
+        np.transpose(state_dict["layer8.0.conv2.weight"], (2, 3, 1, 0)),
+    )
+
+
+def test_torchvision_vgg16_into_fcn8s():
+    # A torchvision-style state dict with tiny widths: fc6 is classifier.0 viewed as 7x7.
+    rng = np.random.default_rng(0)
+    widths, fc = (2, 2, 4, 4, 4), 5
+    state_dict, c_in = {}, 3
+    for i, index in enumerate(convert_lib.VGG16_CONV_INDICES):
+        c_out = widths[[0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4][i]]
+        state_dict[f"features.{index}.weight"] = rng.normal(size=(c_out, c_in, 3, 3))
+        state_dict[f"features.{index}.bias"] = rng.normal(size=c_out)
+        c_in = c_out
+    state_dict["classifier.0.weight"] = rng.normal(size=(fc, 4 * 7 * 7))
+    state_dict["classifier.0.bias"] = rng.normal(size=fc)
+    state_dict["classifier.3.weight"] = rng.normal(size=(fc, fc))
+    state_dict["classifier.3.bias"] = rng.normal(size=fc)
+    state_dict["classifier.6.weight"] = rng.normal(size=(1000, fc))
+    state_dict["classifier.6.bias"] = rng.normal(size=1000)
+    state_dict = {k: v.astype(np.float32) for k, v in state_dict.items()}
+    plan = convert_lib.plan_torchvision_vgg16(state_dict, num_classes=3)
+    convert_lib.apply_plan(plan, state_dict, "vgg16.pth")
+    fc6 = np.asarray(plan.model.get_layer("fc6").kernel)
+    # torch flattens [C, 7, 7] row-major: weight[o, c*49 + y*7 + x] -> kernel[y, x, c, o].
+    w = state_dict["classifier.0.weight"]
+    assert fc6[2, 5, 3, 4] == w[4, 3 * 49 + 2 * 7 + 5]
+    assert np.all(np.asarray(plan.model.get_layer("score_pool3").kernel) == 0)
+
+
+# ------------------------------------------------------------ restricted unpickling
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _write_zip(path, payload):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil/data.pkl", payload)
+        archive.writestr("evil/byteorder", "little")
+
+
+def test_forbidden_global_is_rejected_in_zip_format(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    _write_zip(path, pickle.dumps({"w": _Evil(marker)}, protocol=2))
+    with pytest.raises(torch_reader.UnsafeCheckpointError, match=r"names the global posix\.system"):
+        torch_reader.load(path)
+    assert not marker.exists()
+
+
+def test_forbidden_global_is_rejected_in_legacy_format(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil_legacy.pth"
+    buffer = io.BytesIO()
+    for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+        pickle.dump(header, buffer, protocol=2)
+    pickle.dump(collections.OrderedDict(w=_Evil(marker)), buffer, protocol=2)
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(torch_reader.UnsafeCheckpointError, match="posix.system"):
+        torch_reader.load(path)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    source = os.path.join(FIXTURES, "drn_c26_tiny.pth")
+    path = tmp_path / "cut.pth"
+    path.write_bytes(open(source, "rb").read()[:-100])
+    with pytest.raises(ValueError, match=r"cut\.pth.*truncated"):
+        torch_reader.load(path)
+
+
+def test_tensor_past_its_storage_is_rejected():
+    # as_strided never reads beyond the storage: offset 2 + 3 strided rows of 2 > 6 floats.
+    storage = torch_reader._Storage(torch_reader._StorageType("FloatStorage"), 6, "0")
+    storage.data = np.arange(6, dtype="<f4").tobytes()
+    ok = torch_reader._LazyTensor(storage, 1, (2, 2), (3, 1)).materialise("little")
+    np.testing.assert_array_equal(ok, [[1, 2], [4, 5]])
+    with pytest.raises(ValueError, match="reads past its storage"):
+        torch_reader._LazyTensor(storage, 2, (3, 2), (2, 1)).materialise("little")

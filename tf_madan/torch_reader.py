@@ -1,0 +1,338 @@
+"""Reads PyTorch `.pth` state dicts with numpy only, without running pickled code.
+
+Both formats `torch.save` writes are supported:
+
+- the zip format (PyTorch >= 1.6): `<archive>/data.pkl` holds the pickled
+  object, whose tensors refer by persistent id to raw storages
+  `<archive>/data/<key>` (byte order in `<archive>/byteorder`);
+- the legacy format (PyTorch <= 1.5, e.g. CyCADA's 2018 checkpoints): magic
+  number, protocol version and system info pickles, the pickled object, the
+  list of storage keys, then per storage an int64 element count and its bytes.
+
+Unpickling is restricted: only `collections.OrderedDict`, the torch tensor
+rebuild functions and the torch storage classes can be named by the pickle,
+and each is replaced by a numpy implementation here (no torch import, no
+`__reduce__` of arbitrary classes). Anything else raises
+`UnsafeCheckpointError` naming the global. Tensors are rebuilt from their
+storage with the recorded offset, size and stride, after a bounds check.
+
+Reference: torch/serialization.py (`_load`, `_legacy_load`) and
+torch/_utils.py (`_rebuild_tensor_v2`) of PyTorch 2.x.
+"""
+
+import collections
+import io
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+# torch storage class -> numpy dtype (bfloat16 handled apart).
+STORAGE_DTYPES = {
+    "DoubleStorage": np.float64,
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """The checkpoint's pickle names a global outside the allow-list."""
+
+
+class _StorageType:
+    """Stand-in for `torch.<X>Storage` classes named in persistent ids."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dtype = STORAGE_DTYPES[name]
+
+    @property
+    def itemsize(self):
+        return 2 if self.dtype == "bfloat16" else np.dtype(self.dtype).itemsize
+
+
+class _Storage:
+    """A flat storage: raw bytes (filled later in the legacy format) and a dtype."""
+
+    def __init__(self, storage_type, numel, key):
+        self.storage_type = storage_type
+        self.numel = int(numel)
+        self.key = key
+        self.data = None  # bytes
+
+    def array(self, byteorder):
+        if self.data is None:
+            raise ValueError(f"storage {self.key!r} has no data in the checkpoint.")
+        expected = self.numel * self.storage_type.itemsize
+        if len(self.data) < expected:
+            raise ValueError(
+                f"storage {self.key!r} is truncated: {len(self.data)} bytes, expected {expected}."
+            )
+        prefix = "<" if byteorder == "little" else ">"
+        if self.storage_type.dtype == "bfloat16":
+            raw = np.frombuffer(self.data, np.dtype(f"{prefix}u2"), count=self.numel)
+            return (raw.astype(np.uint32) << 16).view(np.float32)
+        dtype = np.dtype(self.storage_type.dtype).newbyteorder(prefix)
+        array = np.frombuffer(self.data, dtype, count=self.numel)
+        return array.astype(array.dtype.newbyteorder("="))
+
+
+class _LazyTensor:
+    """A tensor view on a storage, materialised once all storages are read."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage = storage
+        self.offset = int(offset)
+        self.size = tuple(int(s) for s in size)
+        self.stride = tuple(int(s) for s in stride)
+        if len(self.size) != len(self.stride) or min(self.size + (0,)) < 0:
+            raise ValueError(f"bad tensor size {self.size} / stride {self.stride}.")
+        if any(s < 0 for s in self.stride) or self.offset < 0:
+            raise ValueError(f"negative stride or offset: {self.stride}, {self.offset}.")
+
+    def materialise(self, byteorder):
+        flat = self.storage.array(byteorder)
+        if 0 in self.size:
+            return np.zeros(self.size, flat.dtype)
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+        if last >= flat.size:
+            raise ValueError(
+                f"tensor (offset {self.offset}, size {self.size}, stride {self.stride}) "
+                f"reads past its storage {self.storage.key!r} of {flat.size} elements."
+            )
+        item = flat.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            flat[self.offset :],
+            shape=self.size,
+            strides=tuple(s * item for s in self.stride),
+            writeable=False,
+        )
+        return np.array(view, copy=True)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_):
+    if not isinstance(storage, _Storage):
+        raise UnsafeCheckpointError("tensor rebuilt from something that is not a storage.")
+    return _LazyTensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, *_):
+    return data
+
+
+def _ordered_dict(*args):
+    return collections.OrderedDict(*args)
+
+
+_ALLOWED = {
+    ("collections", "OrderedDict"): _ordered_dict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, persistent_load, source):
+        super().__init__(file)
+        self._persistent = persistent_load
+        self._source = source
+
+    def find_class(self, module, name):
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _StorageType(name)
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        raise UnsafeCheckpointError(
+            f"{self._source}: the pickle names the global {module}.{name}, which is not a "
+            "tensor, storage or OrderedDict. Only state dicts are read (no code runs); if the "
+            "file holds a whole pickled model, re-save it in PyTorch with "
+            "torch.save(model.state_dict(), path)."
+        )
+
+    def persistent_load(self, pid):
+        return self._persistent(pid)
+
+
+def _storage_type(value, source):
+    if isinstance(value, _StorageType):
+        return value
+    if isinstance(value, str) and value in STORAGE_DTYPES:
+        return _StorageType(value)
+    raise UnsafeCheckpointError(f"{source}: unknown storage type {value!r}.")
+
+
+def _decode(value):
+    return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+def _load_zip(path):
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise ValueError(f"{path}: no single '<archive>/data.pkl' in the zip ({names[:5]}).")
+        prefix = pickles[0][: -len("data.pkl")]
+        byteorder = "little"
+        if f"{prefix}byteorder" in names:
+            byteorder = archive.read(f"{prefix}byteorder").decode("ascii").strip()
+        storages = {}
+
+        def persistent_load(pid):
+            pid = tuple(_decode(p) for p in pid)
+            if len(pid) < 5 or pid[0] != "storage":
+                raise UnsafeCheckpointError(f"{path}: unexpected persistent id {pid!r}.")
+            _, storage_type, key, _location, numel = pid[:5]
+            key = str(key)
+            if key not in storages:
+                storage = _Storage(_storage_type(storage_type, path), numel, key)
+                entry = f"{prefix}data/{key}"
+                if entry not in names:
+                    raise ValueError(f"{path}: storage entry {entry} is missing.")
+                storage.data = archive.read(entry)
+                # Untyped storages (PyTorch >= 2) record numel in bytes.
+                storage.numel = len(storage.data) // storage.storage_type.itemsize
+                storages[key] = storage
+            return storages[key]
+
+        with archive.open(pickles[0]) as f:
+            obj = _RestrictedUnpickler(io.BytesIO(f.read()), persistent_load, path).load()
+    return obj, byteorder
+
+
+def _load_legacy(path):
+    with open(path, "rb") as f:
+        header = _RestrictedUnpickler(f, _no_persistent(path), path)
+        if header.load() != _LEGACY_MAGIC:
+            raise ValueError(f"{path}: not a PyTorch checkpoint (bad magic number).")
+        if header.load() != _LEGACY_PROTOCOL:
+            raise ValueError(f"{path}: unsupported legacy PyTorch protocol version.")
+        sys_info = header.load()
+        little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
+        storages = {}
+
+        def persistent_load(pid):
+            pid = tuple(_decode(p) for p in pid)
+            if pid[0] == "storage" and len(pid) >= 5:
+                _, storage_type, key, _location, numel = pid[:5]
+                view = pid[5] if len(pid) > 5 else None
+                if view is not None:
+                    raise ValueError(f"{path}: storage views are not supported.")
+                key = str(key)
+                if key not in storages:
+                    storages[key] = _Storage(_storage_type(storage_type, path), numel, key)
+                return storages[key]
+            raise UnsafeCheckpointError(f"{path}: unexpected persistent id {pid!r}.")
+
+        obj = _RestrictedUnpickler(f, persistent_load, path).load()
+        keys = _RestrictedUnpickler(f, _no_persistent(path), path).load()
+        for key in keys:
+            key = str(_decode(key))
+            if key not in storages:
+                raise ValueError(f"{path}: storage {key!r} is listed but never used.")
+            storage = storages[key]
+            raw = f.read(8)
+            if len(raw) != 8:
+                raise ValueError(f"{path}: truncated before storage {key!r}.")
+            (numel,) = struct.unpack("<q" if little else ">q", raw)
+            nbytes = numel * storage.storage_type.itemsize
+            storage.data = f.read(nbytes)
+            if len(storage.data) != nbytes:
+                raise ValueError(f"{path}: storage {key!r} is truncated.")
+            storage.numel = numel
+    return obj, "little" if little else "big"
+
+
+def _no_persistent(path):
+    def persistent_load(pid):
+        raise UnsafeCheckpointError(f"{path}: unexpected persistent id {pid!r}.")
+
+    return persistent_load
+
+
+def _materialise(obj, byteorder):
+    if isinstance(obj, _LazyTensor):
+        return obj.materialise(byteorder)
+    if isinstance(obj, dict):
+        out = collections.OrderedDict((k, _materialise(v, byteorder)) for k, v in obj.items())
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_materialise(v, byteorder) for v in obj)
+    return obj
+
+
+def load(path):
+    """Loads a `torch.save` file into numpy arrays without torch.
+
+    Args:
+      path: a `.pth`/`.pt` file written by `torch.save` (zip or legacy).
+
+    Returns:
+      The saved object with every tensor replaced by a numpy array (a state
+      dict becomes an OrderedDict of name -> np.ndarray).
+
+    Raises:
+      FileNotFoundError: if `path` does not exist.
+      UnsafeCheckpointError: if the pickle names a global outside the
+        allow-list (it is never called).
+      ValueError: on a corrupt or truncated file, naming it.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"PyTorch checkpoint {path} not found.")
+    try:
+        if zipfile.is_zipfile(path):
+            obj, byteorder = _load_zip(path)
+        else:
+            obj, byteorder = _load_legacy(path)
+    except UnsafeCheckpointError:
+        raise
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error) as e:
+        raise ValueError(f"{path}: corrupt or truncated PyTorch checkpoint ({e}).") from e
+    return _materialise(obj, byteorder)
+
+
+def load_state_dict(path):
+    """Loads a state dict (name -> np.ndarray) from `path`.
+
+    Accepts a bare state dict or a dict holding one under `state_dict`,
+    `model` or `net` (training checkpoints); strips a `module.` prefix that
+    `nn.DataParallel` adds to every key.
+
+    Raises:
+      ValueError: if no state dict of arrays is found, naming the file.
+    """
+    obj = load(path)
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        for key in ("state_dict", "model", "net"):
+            if key in obj and _is_state_dict(obj[key]):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not _is_state_dict(obj):
+        raise ValueError(
+            f"{path}: does not hold a state dict of tensors "
+            f"(top-level keys: {list(obj)[:8] if isinstance(obj, dict) else type(obj).__name__})."
+        )
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = collections.OrderedDict((k[len("module.") :], v) for k, v in obj.items())
+    return obj
+
+
+def _is_state_dict(obj):
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items())
+    )
