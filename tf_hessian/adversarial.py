@@ -86,6 +86,7 @@ def pgd(
     num_steps: int = 10,
     random_start: bool = True,
     seed: int = 0,
+    start_noise=None,
     clip: str = "range",
     clip_min=0.0,
     clip_max=1.0,
@@ -101,6 +102,8 @@ def pgd(
       num_steps: Ascent steps.
       random_start: Start from a uniform point in the ball.
       seed: Seed of the random start (stateless).
+      start_noise: Optional uniform [0, 1) noise shaped like x for the random
+        start (the trainer draws it per example, independent of the batch split).
 
     Returns:
       Adversarial inputs within epsilon of x (L-inf) and within the range.
@@ -111,7 +114,11 @@ def pgd(
     eps = _as(epsilon, x.dtype)
     x_adv = x
     if random_start:
-        noise = tf.random.stateless_uniform(tf.shape(x), [seed, 0], dtype=x.dtype)
+        noise = (
+            tf.random.stateless_uniform(tf.shape(x), [seed, 0], dtype=x.dtype)
+            if start_noise is None
+            else tf.cast(start_noise, x.dtype)
+        )
         x_adv = _clip(x + eps * (2.0 * noise - 1.0), x, clip, clip_min, clip_max)
     for _ in range(num_steps):
         x_adv = x_adv + _as(step_size, x.dtype) * tf.sign(input_gradient(model, x_adv, y))

@@ -33,7 +33,11 @@ class ClassifierTrainer(keras.Model):
       num_micro_batches: k; the per-replica batch is split into k micro-batches
         whose gradients are summed before one optimizer step (1 = true large batch).
       weight_decay: Coupled L2 coefficient (loss term wd/2 ||w||^2 on every trainable weight).
-      num_adversarial: Examples of each micro-batch replaced by adversarial ones (0 = off).
+      num_adversarial: Adversarial examples per replica micro-batch (0 = off), as
+        ``train_lib.resolve_schedule`` gives it: a global micro-batch holds
+        ``num_adversarial * replicas`` of them, its FIRST ones whatever the
+        replica split (see ``_adversarial_mask``), so a mirrored run attacks
+        the examples a one-device run with ``num_adversarial * replicas`` does.
       adversarial_steps: Optimizer steps during which the replacement is active.
       attack: ``"fgsm"`` or ``"pgd"``.
       attack_kwargs: Keyword arguments of the attack (epsilon, clip range, PGD steps).
@@ -74,23 +78,73 @@ class ClassifierTrainer(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker, self.adversarial_tracker]
 
-    def _with_adversarial(self, x, y):
-        """Replaces the first ``num_adversarial`` examples by attacks (inference mode)."""
+    def _adversarial_mask(self, num_local: tf.Tensor, start: tf.Tensor, replica_batch: tf.Tensor):
+        """Which examples of a replica's micro-batch are replaced, and their global positions.
+
+        The replaced examples are fixed by their position in the GLOBAL batch:
+        the first ``num_adversarial * replicas`` of every global micro-batch
+        (what one device does). A replica holds the global examples
+        ``[replica_id * replica_batch, (replica_id + 1) * replica_batch)`` (one
+        input pipeline, batches dealt to the replicas in order), so N replicas
+        replace exactly the examples one device replaces.
+
+        Args:
+          num_local: Size of this micro-batch on this replica.
+          start: Offset of the micro-batch in the replica's batch.
+          replica_batch: Size of the replica's batch.
+
+        Returns:
+          ``(mask [num_local] bool, global_index [num_local] int32)``.
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replica_id = tf.cast(context.replica_id_in_sync_group if context else 0, tf.int32)
+        global_micro = replica_batch * replicas // self.num_micro_batches
+        index = replica_id * replica_batch + start + tf.range(num_local, dtype=tf.int32)
+        return tf.math.floormod(index, global_micro) < self.num_adversarial * replicas, index
+
+    def _with_adversarial(self, x, y, start, replica_batch):
+        """Replaces this micro-batch's share of adversarial examples by attacks (inference mode)."""
         if self.num_adversarial == 0:
             return x, tf.constant(0.0)
-        n = self.num_adversarial
         active = self.optimizer.iterations < self.adversarial_steps
-        attack_fn = adversarial.fgsm if self.attack == "fgsm" else adversarial.pgd
+        num_local = tf.shape(x)[0]
+        mask, index = self._adversarial_mask(num_local, start, replica_batch)
+        chosen = tf.where(mask)[:, 0]
+        count = tf.shape(chosen)[0]
+
+        def attack(x_sel, y_sel, index_sel):
+            kwargs = dict(self.attack_kwargs)
+            if self.attack == "pgd" and kwargs.get("random_start", True):
+                # The random start of an example depends on its global position and
+                # the step only, never on how the batch is split over replicas.
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync
+                noise = tf.random.stateless_uniform(
+                    tf.concat([[replica_batch * replicas], tf.shape(x)[1:]], 0),
+                    tf.stack(
+                        [
+                            tf.cast(kwargs.pop("seed", 0), tf.int64),
+                            tf.cast(tf.convert_to_tensor(self.optimizer.iterations), tf.int64),
+                        ]
+                    ),
+                    dtype=x.dtype,
+                )
+                kwargs["start_noise"] = tf.gather(noise, index_sel)
+                return adversarial.pgd(self.network, x_sel, y_sel, **kwargs)
+            return adversarial.fgsm(self.network, x_sel, y_sel, **kwargs)
 
         def replace():
-            x_adv = tf.stop_gradient(attack_fn(self.network, x[:n], y[:n], **self.attack_kwargs))
-            return tf.concat([x_adv, x[n:]], axis=0)
+            x_adv = tf.stop_gradient(
+                attack(tf.gather(x, chosen), tf.gather(y, chosen), tf.gather(index, chosen))
+            )
+            return tf.tensor_scatter_nd_update(x, chosen[:, None], x_adv)
 
-        fraction = tf.cast(active, tf.float32) * n / tf.cast(tf.shape(x)[0], tf.float32)
-        return tf.cond(active, replace, lambda: x), fraction
+        x = tf.cond(tf.logical_and(active, count > 0), replace, lambda: x)
+        fraction = tf.cast(active, tf.float32) * tf.cast(count, tf.float32)
+        return x, fraction / tf.cast(num_local, tf.float32)
 
-    def _micro_step(self, x, y, scale):
-        x, fraction = self._with_adversarial(x, y)
+    def _micro_step(self, x, y, scale, start, replica_batch):
+        x, fraction = self._with_adversarial(x, y, start, replica_batch)
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.network(x, training=True)
@@ -118,15 +172,16 @@ class ClassifierTrainer(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         scale = 1.0 / (k * replicas)
         variables = self.network.trainable_variables
+        replica_batch = tf.shape(x)[0]
         if k == 1:
-            grads = self._micro_step(x, y, scale)
+            grads = self._micro_step(x, y, scale, tf.constant(0), replica_batch)
         else:
-            micro = tf.shape(x)[0] // k
+            micro = replica_batch // k
             grads = [tf.zeros(v.shape, v.dtype) for v in variables]
             for i in tf.range(k):
                 start = i * micro
                 micro_grads = self._micro_step(
-                    x[start : start + micro], y[start : start + micro], scale
+                    x[start : start + micro], y[start : start + micro], scale, start, replica_batch
                 )
                 grads = [a + g for a, g in zip(grads, micro_grads)]
         self.optimizer.apply(grads, variables)

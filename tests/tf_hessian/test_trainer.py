@@ -63,9 +63,58 @@ def test_loss_functions_hand_computed():
     ) == pytest.approx(1.25)
 
 
+def _train_distributed(strategy, weights, x, y, steps, **kwargs):
+    """``steps`` optimizer steps of a ClassifierTrainer on batches of 8 under ``strategy``."""
+    with strategy.scope():
+        network = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(6, activation="relu"), keras.layers.Dense(3)]
+        )
+        network.set_weights(weights)
+        model = trainer.ClassifierTrainer(network, num_micro_batches=2, **kwargs)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        model.optimizer.build(network.trainable_variables)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+
+    @tf.function
+    def step(batch):
+        return strategy.run(model.train_step, args=(batch,))
+
+    for _ in range(steps):
+        logs = step(next(iterator))
+    fraction = strategy.reduce("MEAN", logs["adversarial_fraction"], axis=None)
+    return network.get_weights(), float(fraction)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_robust_training_two_replicas_equal_one_device(default_strategy, mirrored_strategy, attack):
+    # Micro-batches of 4 (global): one device replaces examples 0, 1 of each; two replicas
+    # (1 per replica micro-batch of 2) must replace the same ones, not 0 and 2.
+    keras.utils.set_random_seed(2)
+    weights = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(6), keras.layers.Dense(3)]
+    ).get_weights()
+    x, y = classification_data(32, (4,), num_classes=3, seed=2)
+    attack_kwargs = dict(epsilon=0.3, clip="none")
+    if attack == "pgd":
+        attack_kwargs.update(step_size=0.1, num_steps=2)
+    kwargs = dict(adversarial_steps=100, attack=attack, attack_kwargs=attack_kwargs)
+    x = x.astype(np.float32)
+    one, one_fraction = _train_distributed(
+        default_strategy, weights, x, y, 10, num_adversarial=2, **kwargs
+    )
+    two, two_fraction = _train_distributed(
+        mirrored_strategy, weights, x, y, 10, num_adversarial=1, **kwargs
+    )
+    clean, _ = _train_distributed(default_strategy, weights, x, y, 10)
+    assert one_fraction == two_fraction == pytest.approx(0.5)
+    assert np.max(np.abs(one[0] - clean[0])) > 1e-3  # the attacks changed the training
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_two_replicas_equal_one_device(tmp_path, default_strategy, mirrored_strategy):
-    config = default.get_config("smoke")
-    config.robust.enabled = False
+    config = default.get_config("smoke")  # robust training on (adv_ratio 0.25)
     config.export = False
     config.log_every = 0
     for name in ("one", "two"):
