@@ -80,6 +80,7 @@ def build_madan_gan(
     use_ccd=True,
     source_segmenters=None,
     adapted_segmenter=None,
+    dsc_mode=None,
 ):
     """MadanGAN for a pixel-level stage, compiled with one Adam per network.
 
@@ -90,6 +91,7 @@ def build_madan_gan(
         as switched by `use_*` and the config weights).
       use_dsc, use_sad, use_ccd: ablation switches for "ada".
       source_segmenters, adapted_segmenter: frozen F_i and F_A for DSC.
+      dsc_mode: override of `config.dsc.mode` ("cycada": CyCADA's semantic consistency).
 
     Call inside `strategy.scope()`; builds the optimizers too.
     """
@@ -129,7 +131,7 @@ def build_madan_gan(
         lambda_identity=config.gan.lambda_identity,
         lambda_dsc=config.dsc.weight if use_dsc else 0.0,
         dsc_direction=config.dsc.direction,
-        dsc_mode=config.dsc.mode,
+        dsc_mode=dsc_mode or config.dsc.mode,
         lambda_sad=config.sad.weight if use_sad else 0.0,
         sad_start_step=config.sad.start_epoch * epoch,
         sad_mode=config.sad.mode,

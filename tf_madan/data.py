@@ -14,6 +14,7 @@ from PIL import Image
 
 from input_pipelines import driving
 from tf_madan.normalization import IMAGENET_MEAN, IMAGENET_STD, generator_to_uint8
+from tf_runtime import files as rt_files
 
 COMPLETE = "COMPLETE"
 
@@ -32,13 +33,99 @@ def _size(value):
     return value or None
 
 
-def multi_domain_fn(config, *, normalization, batch_size, crop_size, resize_shorter, sources=None):
-    """dataset_fn(input_context) of {"sources": ((img, lbl),...), "target": (img, lbl)}."""
+def _source_split(name):
+    return "all" if "all" in driving.readers.get_spec(name).splits else "train"
+
+
+def check_batch_size(config, names, batch_size, field, split=None):
+    """Raises ValueError when a global batch is larger than a domain's example count.
+
+    A larger batch would silently repeat examples inside one batch (issue 12).
+    """
+    for name in names:
+        domain_split = split or _source_split(name)
+        count = len(driving.readers.list_examples(name, domain_split, domain_dir(config, name)))
+        if batch_size > count:
+            raise ValueError(
+                f"{field}={batch_size} is larger than the {count} examples of {name} "
+                f"({domain_split} split in {domain_dir(config, name)}): lower {field}."
+            )
+
+
+def multi_domain_fn(
+    config,
+    *,
+    normalization,
+    batch_size,
+    crop_size,
+    resize_shorter,
+    sources=None,
+    merged=False,
+    batch_field="config.gan.batch_size",
+):
+    """dataset_fn(input_context) of {"sources": ((img, lbl),...), "target": (img, lbl)}.
+
+    Args:
+      sources: source names (default `config.data.sources`); a name equal to the target
+        means its labelled `config.data.target_split` (the oracle's training data).
+      merged: all `sources` as ONE domain (source-combined baselines): the single source
+        entry alternates batches of each source round-robin (the official code's order).
+      batch_field: config field named in the batch-too-large error.
+    """
     names = list(sources if sources is not None else config.data.sources)
+    for name in names:
+        split = config.data.target_split if name == config.data.target else None
+        check_batch_size(config, [name], batch_size, batch_field, split)
+    check_batch_size(
+        config, [config.data.target], batch_size, batch_field, config.data.target_split
+    )
+
+    def entry(name):
+        if name == config.data.target:
+            return (name, domain_dir(config, name), config.data.target_split)
+        return (name, domain_dir(config, name))
+
+    def merged_fn(input_context=None):
+        options = dict(
+            crop_size=_size(crop_size),
+            resize_shorter=_size(resize_shorter),
+            normalization=normalization,
+            input_context=input_context,
+            deterministic=True,
+            cache=config.data.cache,
+            drop_remainder=True,
+            repeat=True,
+        )
+        streams = [
+            driving.build_dataset(
+                name,
+                _source_split(name),
+                data_dir=domain_dir(config, name),
+                batch_size=batch_size,
+                seed=config.seed + 7919 * (k + 1),
+                **options,
+            )
+            for k, name in enumerate(names)
+        ]
+        order = tf.data.Dataset.range(len(streams)).repeat()
+        source = tf.data.Dataset.choose_from_datasets(streams, order)
+        target = driving.build_dataset(
+            config.data.target,
+            config.data.target_split,
+            data_dir=domain_dir(config, config.data.target),
+            batch_size=batch_size,
+            seed=config.seed,
+            **options,
+        )
+        zipped = tf.data.Dataset.zip((source, target))
+        return zipped.map(lambda s, t: {"sources": (s,), "target": t}).prefetch(tf.data.AUTOTUNE)
+
+    if merged:
+        return merged_fn
 
     def dataset_fn(input_context=None):
         return driving.build_multi_domain_dataset(
-            [(n, domain_dir(config, n)) for n in names],
+            [entry(n) for n in names],
             (config.data.target, domain_dir(config, config.data.target)),
             config.data.target_split,
             batch_size=batch_size,
@@ -71,10 +158,9 @@ def eval_dataset(config, *, batch_size=None, split=None, normalization="segmente
 
 def source_dataset(config, name, *, batch_size, normalization="generator"):
     """Every image of source `name`, in order, at translation resolution."""
-    split = "all" if "all" in driving.readers.get_spec(name).splits else "train"
     return driving.build_dataset(
         name,
-        split,
+        _source_split(name),
         data_dir=domain_dir(config, name),
         batch_size=batch_size,
         resize_shorter=_size(config.data.translate_resize_shorter),
@@ -87,34 +173,51 @@ def source_dataset(config, name, *, batch_size, normalization="generator"):
 def write_adapted_images(generator, dataset, out_dir):
     """Translates a source dataset with G_{S->T} and writes images and labels.
 
+    The folder is written under a temporary name and renamed once complete, so a
+    folder with a COMPLETE marker is always whole; a partial one left by a kill is
+    discarded and rewritten.
+
     Args:
-      generator: G_{S->T}, [-1, 1] images -> [-1, 1] images.
+      generator: G_{S->T}, [-1, 1] images -> [-1, 1] images of the same size.
       dataset: batches of (image [B, H, W, 3] in [-1, 1], label int [B, H, W]).
       out_dir: output folder (images/, labels/, COMPLETE).
 
     Returns:
       Number of written examples. A folder with a COMPLETE marker is reused.
+
+    Raises:
+      ValueError: when the translated images and their labels differ in size (names
+        both sizes), or the dataset is empty.
     """
     marker = os.path.join(out_dir, COMPLETE)
     if os.path.exists(marker):
         with open(marker) as handle:
             return json.load(handle)["count"]
-    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
-    os.makedirs(os.path.join(out_dir, "labels"), exist_ok=True)
     translate = tf.function(lambda x: generator_to_uint8(generator(x, training=False)))
     count = 0
-    for images, labels in dataset:
-        adapted = translate(images).numpy()
-        for image, label in zip(adapted, labels.numpy()):
-            Image.fromarray(image).save(os.path.join(out_dir, "images", f"{count:06d}.png"))
-            Image.fromarray(label.astype(np.uint8)).save(
-                os.path.join(out_dir, "labels", f"{count:06d}.png")
-            )
-            count += 1
-    if count == 0:
-        raise ValueError(f"No source images to translate into {out_dir}.")
-    with open(marker, "w") as handle:
-        json.dump({"count": count}, handle)
+    with rt_files.atomic_directory(out_dir) as partial:
+        os.makedirs(os.path.join(partial, "images"))
+        os.makedirs(os.path.join(partial, "labels"))
+        for images, labels in dataset:
+            adapted = translate(images).numpy()
+            labels = labels.numpy()
+            if adapted.shape[1:3] != labels.shape[1:3] or adapted.shape[1:3] != images.shape[1:3]:
+                raise ValueError(
+                    f"Generator {getattr(generator, 'name', generator)} returned images of size "
+                    f"{tuple(adapted.shape[1:3])} for inputs of size {tuple(images.shape[1:3])} "
+                    f"with labels of size {tuple(labels.shape[1:3])}; adapted images must match "
+                    f"their labels (writing {out_dir})."
+                )
+            for image, label in zip(adapted, labels):
+                Image.fromarray(image).save(os.path.join(partial, "images", f"{count:06d}.png"))
+                Image.fromarray(label.astype(np.uint8)).save(
+                    os.path.join(partial, "labels", f"{count:06d}.png")
+                )
+                count += 1
+        if count == 0:
+            raise ValueError(f"No source images to translate into {out_dir}.")
+        with open(os.path.join(partial, COMPLETE), "w") as handle:
+            json.dump({"count": count}, handle)
     return count
 
 
@@ -134,6 +237,11 @@ def _adapted_files(directory):
 def adapted_dataset(directory, *, batch_size, crop_size, seed, input_context=None):
     """Repeating, shuffled, cropped batches of adapted images (segmenter-normalised)."""
     images, labels = _adapted_files(directory)
+    if batch_size > len(images):
+        raise ValueError(
+            f"config.seg.batch_size={batch_size} is larger than the {len(images)} adapted "
+            f"images in {directory}: lower config.seg.batch_size."
+        )
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     num_pipelines, pipeline_id = 1, 0
     if input_context is not None:
@@ -167,6 +275,28 @@ def adapted_dataset(directory, *, batch_size, crop_size, seed, input_context=Non
     ds = ds.enumerate().shard(num_pipelines, pipeline_id)
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True)
+
+
+def _decode_pair(image_path, label_path):
+    image = tf.io.decode_png(tf.io.read_file(image_path), channels=3)
+    label = tf.io.decode_png(tf.io.read_file(label_path), channels=1)
+    image = (tf.cast(image, tf.float32) / 255.0 - tf.constant(IMAGENET_MEAN)) / tf.constant(
+        IMAGENET_STD
+    )
+    return image, tf.cast(label[..., 0], tf.int32)
+
+
+def adapted_eval_dataset(directories, *, batch_size=8):
+    """Every adapted image of `directories` once, in order, segmenter-normalised (FCN-score)."""
+    images, labels = [], []
+    for directory in directories:
+        i, l = _adapted_files(directory)
+        images += i
+        labels += l
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    ds = ds.map(_decode_pair, deterministic=True)
+    # Sizes may differ between sources: batch per size by padding labels with ignore.
+    return ds.padded_batch(batch_size, padding_values=(0.0, 255))
 
 
 def adapted_multi_domain_fn(config, directories, *, batch_size, crop_size):

@@ -1,51 +1,125 @@
-"""SavedModel export of the segmenter and the generators of a finished run."""
+"""SavedModel export of MADAN segmenters and generators (atomic, checked after reload).
+
+Serving contracts:
+  segmenter  image [B, H, W, 3] (segmenter-normalised) -> logits [B, H, W, C] at ANY H, W: the
+             input is padded (symmetric) to a multiple of the network's stride and the logits
+             are cropped back, so sizes that are not multiples of 8 work instead of breaking.
+  generator  image [B, H, W, 3] in [-1, 1] -> image of the SAME size; a generator that would
+             return another size fails with an error naming both sizes (never a silent resize).
+"""
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 import tf_runtime
-from tf_madan import builders, train_lib
+from tf_madan import builders
 
 IMAGE_SPEC = [tf.TensorSpec([None, None, None, 3], tf.float32, name="image")]
+SEGMENTER_MULTIPLE = 8
 
 
-def export_model(model, path, *, check_shapes=((1, 32, 32, 3), (2, 32, 32, 3)), atol=1e-5):
-    """Exports `model` (image -> tensor) and checks the reload at two batch sizes.
+def _pad_to_multiple(images, multiple):
+    shape = tf.shape(images)
+    pad_h = (-shape[1]) % multiple
+    pad_w = (-shape[2]) % multiple
+    padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+    return padded, shape[1], shape[2]
 
-    Returns:
-      (path, largest absolute difference over the checks).
+
+def segmenter_serving_fn(segmenter, multiple=SEGMENTER_MULTIPLE):
+    """image -> logits at the image's size, padding to a multiple of `multiple` and cropping."""
+
+    def serve(images):
+        padded, height, width = _pad_to_multiple(images, multiple)
+        logits = segmenter(padded, training=False)
+        return logits[:, :height, :width, :]
+
+    return serve
+
+
+def generator_serving_fn(generator):
+    """image -> translated image, checked to keep the input's height and width."""
+
+    def serve(images):
+        out = generator(images, training=False)
+        in_size, out_size = tf.shape(images)[1:3], tf.shape(out)[1:3]
+        with tf.control_dependencies(
+            [
+                tf.debugging.assert_equal(
+                    in_size,
+                    out_size,
+                    message=f"Generator {generator.name} changed the image size (input H, W "
+                    "vs output H, W); MADAN generators must return their input's size",
+                )
+            ]
+        ):
+            return tf.identity(out)
+
+    return serve
+
+
+def _inputs(shape):
+    def make(batch):
+        return (tf.random.stateless_uniform((batch, *shape, 3), [7, batch], -1.0, 1.0),)
+
+    return make
+
+
+def export_segmenter(segmenter, path, *, check_size=(30, 44)):
+    """Exports F at `path` (atomic, reload-checked at two batch sizes); returns the path.
+
+    The check runs at `check_size`, which is not a multiple of 8, so the padding path is what
+    the reload check compares.
     """
-    tf_runtime.export_saved_model(model, path, IMAGE_SPEC)
-    rng = np.random.default_rng(0)
-    worst = 0.0
-    for shape in check_shapes:
-        x = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
-        worst = max(
-            worst,
-            tf_runtime.check_export(path, lambda t: model(t, training=False), (x,), atol=atol),
-        )
-    return path, worst
+    serve = segmenter_serving_fn(segmenter)
+    return tf_runtime.export_and_check(
+        segmenter, path, IMAGE_SPEC, fn=serve, make_inputs=_inputs(check_size), atol=1e-4
+    )
+
+
+def export_generator(generator, path, *, check_size=(32, 48)):
+    """Exports G_{S->T} at `path` (atomic, reload-checked at two batch sizes); returns the path."""
+    serve = generator_serving_fn(generator)
+    return tf_runtime.export_and_check(
+        generator, path, IMAGE_SPEC, fn=serve, make_inputs=_inputs(check_size), atol=1e-4
+    )
+
+
+def run_config(workdir):
+    """The `config.json` a training run recorded in `workdir` (the config to rebuild its nets)."""
+    return tf_runtime.read_config(workdir)
 
 
 def export_run(config, workdir, out_dir, *, segmenter_stage="madan", generator_stage="ada"):
     """Exports `<workdir>/<segmenter_stage>` F and every G_{S_i->T} of `generator_stage`.
 
+    Args:
+      config: used only when the run has no `config.json`; a run's own `config.json` always
+        wins, so the networks are rebuilt exactly as trained (a mismatching config file passed
+        by mistake cannot build other networks). None: the run must have `config.json`.
+      workdir: a finished training run.
+      out_dir: export folder.
+
     Returns:
       {name: SavedModel path}.
 
     Raises:
-      FileNotFoundError: when a stage has not finished (names the missing file).
+      FileNotFoundError: when a stage has not finished or there is no config (names the file).
     """
+    from tf_madan import train_lib
+
+    if os.path.exists(os.path.join(workdir, "config.json")) or config is None:
+        config = run_config(workdir)
     weights = os.path.join(workdir, segmenter_stage, train_lib.WEIGHTS)
     if not os.path.exists(weights):
         raise FileNotFoundError(f"Segmenter weights {weights} not found: run that stage first.")
     segmenter = builders.build_segmenter(config)
     segmenter.load_weights(weights)
-    paths = {"segmenter": export_model(segmenter, os.path.join(out_dir, "segmenter"))[0]}
+    paths = {"segmenter": export_segmenter(segmenter, os.path.join(out_dir, "segmenter"))}
     stage_dir = os.path.join(workdir, generator_stage)
-    for i, generator in enumerate(train_lib.load_generators(config, stage_dir)):
-        name = f"generator_s2t_{config.data.sources[i]}"
-        paths[name] = export_model(generator, os.path.join(out_dir, name))[0]
+    sources, _ = train_lib._stage_sources(config, stage_dir)
+    for name, generator in zip(sources, train_lib.load_generators(config, stage_dir)):
+        key = f"generator_s2t_{name}"
+        paths[key] = export_generator(generator, os.path.join(out_dir, key))
     return paths

@@ -19,6 +19,8 @@ NUM_CLASSES = 19
 def get_config():
     c = ml_collections.ConfigDict()
     c.seed = 0
+    # Non-empty: the whole schedule once per seed in workdir/seed_<s>/, then mean +- sd.
+    c.seeds = ()
     c.stage = "all"
     c.num_classes = NUM_CLASSES
     c.ignore_label = 255
@@ -75,6 +77,7 @@ def get_config():
     c.seg.batch_size = 8  # per source, global
     c.seg.steps = 30000
     c.seg.source_only_steps = 30000
+    c.seg.oracle_steps = 30000  # F on labelled target train (oracle row, FCN-score scorer)
 
     c.fla = ml_collections.ConfigDict()
     c.fla.input = "features"  # paper: fc7; "score" = the code's recommended script
@@ -91,10 +94,14 @@ def get_config():
     c.fla.weight_decay = 5e-4
     c.fla.steps = 25000
 
+    # Which baselines `stage=all` runs (an explicit --config.stage runs its own regardless).
     c.pipeline = ml_collections.ConfigDict()
-    c.pipeline.ablation = False  # also run +SAD, +CCD, +SAD+CCD (no DSC) variants
-    c.pipeline.single_source = True  # per-source CycleGAN and CyCADA-style baselines
-    c.pipeline.cycada_fla = True
+    c.pipeline.ablation = True  # baseline, +SAD, +CCD, +SAD+CCD (no DSC)
+    c.pipeline.single_source = True  # a CycleGAN per source trained alone (its own D_T)
+    c.pipeline.cycada_fla = True  # ... and CyCADA (CycleGAN + SC, then FLA) per family
+    c.pipeline.combined = True  # source-combined CycleGAN / CyCADA (sources as one domain)
+    c.pipeline.oracle = True  # F on labelled target train; enables the FCN-score table
+    c.pipeline.color_transfer = True  # colour-transfer baseline (no learning)
 
     # profile_steps: (first, last) steps of each stage traced by the TensorFlow profiler.
     c.train = ml_collections.ConfigDict(

@@ -20,7 +20,10 @@ def get_config():
     c.seg.steps = 150
     c.seg.source_only_steps = 150
     c.fla.steps = 60
-    c.pipeline.ablation = False
-    c.pipeline.single_source = False
+    c.pipeline.update(
+        dict(
+            ablation=False, single_source=False, combined=False, oracle=False, color_transfer=False
+        )
+    )
     c.train.update(dict(checkpoint_every=100, summary_every=25, log_every=0))
     return c

@@ -29,8 +29,12 @@ def get_config():
     c.fla.hidden = (8,)
     c.fla.gate_window = 2
     c.fla.steps = 2
-    c.pipeline.ablation = False
-    c.pipeline.single_source = False
+    c.seg.oracle_steps = 2
+    c.pipeline.update(
+        dict(
+            ablation=False, single_source=False, combined=False, oracle=False, color_transfer=False
+        )
+    )
     c.train.update(dict(checkpoint_every=1, summary_every=1, log_every=0))
     c.eval.batch_size = 4
     return c
