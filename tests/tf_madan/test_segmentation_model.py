@@ -1,5 +1,9 @@
 """Tests for the segmenter trainer (supervised and feature-level alignment)."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -264,3 +268,30 @@ def test_score_map_alignment_and_bad_layer():
     assert tuple(out["features"].shape) == (2, 16, 16, 5)
     with pytest.raises(ValueError, match="no layer 'fc7'"):
         segmenter_with_features(build_small_segmenter(5, filters=4), "fc7")
+
+
+def test_saved_segmenter_loads_in_a_fresh_process_after_import_tf_madan(tmp_path):
+    seg = build_small_segmenter(5, filters=2, norm="none", input_shape=(8, 8, 3))
+    path = str(tmp_path / "segmenter.keras")
+    seg.save(path)
+    x = np.random.default_rng(0).normal(size=(1, 8, 8, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(seg(x)))
+    script = (
+        "import sys, numpy as np, keras, tf_madan\n"
+        "d = sys.argv[1]\n"
+        "model = keras.models.load_model(d + '/segmenter.keras')\n"
+        "y = np.asarray(model(np.load(d + '/x.npy')))\n"
+        "np.testing.assert_allclose(y, np.load(d + '/y.npy'), atol=1e-6)\n"
+        "print('loaded', type(model.get_layer('upsample')).__name__)\n"
+    )
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded BilinearUpsample" in result.stdout
