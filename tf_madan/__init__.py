@@ -11,9 +11,10 @@ Segmentation", NeurIPS 2019 (arXiv 1910.12181).
   tf_madan.demo.run_demo    3-4 minute CPU demo
 """
 
+from tf_madan.madan_gan import MadanGAN
+
 # Registers the custom layers (BilinearUpsample, ...) so that `keras.models.load_model` of a
 # MADAN segmenter or generator `.keras` file works after a plain `import tf_madan`.
-from tf_madan.madan_gan import MadanGAN
 from tf_madan.models import layers as _layers  # noqa: F401
 from tf_madan.segmentation_model import SegmenterTrainer
 
