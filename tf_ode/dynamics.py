@@ -9,10 +9,12 @@ operator below is our documented choice:
 
     q(theta) = sigma * Laplacian(theta) - div(u theta) + tanh(theta x_out W + b)
 
-over the kernel's two spatial axes (grid spacing 1, symmetric = zero-flux boundary), with
-sigma = softplus(rho + rho0) > 0 per output channel (forward heat equation only), a learned constant
-velocity u = (u_h, u_w) per output channel (central differences; for constant u,
-div(u theta) = u . grad theta), and a reaction from a 1x1 mix over output channels.
+over the kernel's two spatial axes (grid spacing 1, zero-flux boundaries, conservative flux
+form: 5-point diffusion, first-order upwind advection), with a bounded diffusivity
+0 < sigma < sigma_max (forward heat equation only) and a bounded constant velocity
+u = (u_h, u_w) per output channel, and a reaction from a 1x1 mix over output channels.
+Without the reaction the ODE conserves the sum of every kernel slice, and an Euler step is
+stable for dt * (4 sigma_max + 2 velocity_max) <= 1 (defaults: every dt <= 1).
 """
 
 import keras
@@ -82,37 +84,88 @@ class LinearDynamics(WeightDynamics):
         return config
 
 
+def _face_difference(flux, axis):
+    """Divergence along `axis` of face fluxes [.., n-1, ..] with zero flux through the boundary."""
+    paddings = [[0, 0]] * flux.shape.rank
+    paddings[axis] = [1, 1]
+    padded = tf.pad(flux, paddings)  # boundary faces carry zero flux
+    n = padded.shape[axis]
+    upper = tf.gather(padded, tf.range(1, n), axis=axis)
+    lower = tf.gather(padded, tf.range(0, n - 1), axis=axis)
+    return upper - lower
+
+
+def _faces(x, axis):
+    """(x_left, x_right) on the interior faces along `axis`."""
+    n = x.shape[axis]
+    return tf.gather(x, tf.range(0, n - 1), axis=axis), tf.gather(x, tf.range(1, n), axis=axis)
+
+
 def laplacian_2d(x):
-    """5-point Laplacian over axes 1, 2 of x [N, H, W, C] with zero-flux (symmetric) boundary."""
-    xp = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    return xp[:, :-2, 1:-1] + xp[:, 2:, 1:-1] + xp[:, 1:-1, :-2] + xp[:, 1:-1, 2:] - 4.0 * x
+    """5-point Laplacian over axes 1, 2 of x [N, H, W, C] in flux form, zero-flux boundary.
+
+    Sum over (H, W) of the result is exactly 0 (the face fluxes telescope): diffusion only
+    redistributes. Equals the symmetric-padding stencil.
+    """
+    out = tf.zeros_like(x)
+    for axis in (1, 2):
+        left, right = _faces(x, axis)
+        out += _face_difference(right - left, axis)
+    return out
 
 
-def gradient_2d(x):
-    """Central differences (d/dh, d/dw) over axes 1, 2 of x [N, H, W, C], symmetric boundary."""
-    xp = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-    d_h = 0.5 * (xp[:, 2:, 1:-1] - xp[:, :-2, 1:-1])
-    d_w = 0.5 * (xp[:, 1:-1, 2:] - xp[:, 1:-1, :-2])
-    return d_h, d_w
+def upwind_advection_2d(x, velocity_h, velocity_w):
+    """-div(u x) over axes 0, 1 of x [H, W, ...] by first-order upwind fluxes, zero-flux boundary.
+
+    Face flux F = max(u, 0) x_left + min(u, 0) x_right (u constant, broadcast against x[0, 0]);
+    returns -(F_{i+1/2} - F_{i-1/2}). Conservative (sums to 0 over (H, W)) and monotone: with
+    dt * (|u_h| + |u_w|) <= 1 an Euler step has non-negative coefficients.
+    """
+    out = tf.zeros_like(x)
+    for axis, u in ((0, velocity_h), (1, velocity_w)):
+        left, right = _faces(x, axis)
+        flux = tf.maximum(u, 0.0) * left + tf.minimum(u, 0.0) * right
+        out -= _face_difference(flux, axis)
+    return out
 
 
 @keras.saving.register_keras_serializable(package="tf_ode")
 class ReactionDiffusionAdvection(WeightDynamics):
-    """q(theta) = sigma Lap(theta) - u . grad(theta) + tanh(theta x_out W + b) on conv kernels.
+    """q(theta) = sigma Lap(theta) - div(u theta) + tanh(theta x_out W + b) on conv kernels.
 
-    theta [kh, kw, C_in, C_out]; the Laplacian and gradient act on (kh, kw). Parameters p:
-    `rho` [C_out] (sigma = softplus(rho + softplus^-1(initial_sigma)), rho starts at 0),
-    `velocity` [2, C_out], `reaction_kernel`
-    [C_out, C_out], `reaction_bias` [C_out].
+    theta [kh, kw, C_in, C_out]; diffusion and advection act on the kernel grid (kh, kw) with
+    zero-flux boundaries, both in conservative flux form (5-point Laplacian; first-order upwind
+    advection), so without the reaction term the sum of every kernel slice theta[:, :, i, o]
+    is conserved exactly by the ODE and by any Runge-Kutta step. Parameters p, per output
+    channel: `rho` [C_out] with sigma = sigma_max * sigmoid(rho + logit(initial_sigma /
+    sigma_max)) in (0, sigma_max) (rho starts at 0, so weight decay pulls sigma towards
+    initial_sigma); `velocity` [2, C_out] with u = velocity_max * tanh(velocity) in
+    (-velocity_max, velocity_max); `reaction_kernel` [C_out, C_out] and `reaction_bias` [C_out].
+
+    Stability bound: the linear part's matrix M has diagonal -(4 sigma + |u_h| + |u_w|) and
+    non-negative off-diagonals summing (per column) to the same, so an Euler step I + dt M is
+    non-negative and mass-preserving, hence stable (max principle), whenever
+    dt * (4 sigma + |u_h| + |u_w|) <= 1. The defaults sigma_max = 0.125 and velocity_max = 0.25
+    make that hold for every dt <= 1 (Nt >= 1 on [0, 1]) whatever the learned p. The reaction
+    term is bounded (|tanh| <= 1).
 
     Args:
       components: subset of ("diffusion", "advection", "reaction") to include.
-      initial_sigma: initial diffusivity (> 0).
+      initial_sigma: initial diffusivity, in (0, sigma_max).
+      sigma_max: upper bound of the diffusivity (> 0).
+      velocity_max: upper bound of |u_h| and |u_w| (> 0).
     """
 
     COMPONENTS = ("diffusion", "advection", "reaction")
 
-    def __init__(self, components=COMPONENTS, initial_sigma=0.05, **kwargs):
+    def __init__(
+        self,
+        components=COMPONENTS,
+        initial_sigma=0.05,
+        sigma_max=0.125,
+        velocity_max=0.25,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         components = tuple(components)
         unknown = set(components) - set(self.COMPONENTS)
@@ -122,8 +175,17 @@ class ReactionDiffusionAdvection(WeightDynamics):
             )
         if initial_sigma <= 0:
             raise ValueError(f"initial_sigma must be > 0. Received: initial_sigma={initial_sigma}")
+        if sigma_max <= initial_sigma:
+            raise ValueError(
+                "sigma_max must exceed initial_sigma (sigma lies in (0, sigma_max)). "
+                f"Received: sigma_max={sigma_max}, initial_sigma={initial_sigma}"
+            )
+        if velocity_max <= 0:
+            raise ValueError(f"velocity_max must be > 0. Received: velocity_max={velocity_max}")
         self.components = components
         self.initial_sigma = float(initial_sigma)
+        self.sigma_max = float(sigma_max)
+        self.velocity_max = float(velocity_max)
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -133,9 +195,8 @@ class ReactionDiffusionAdvection(WeightDynamics):
             )
         channels = int(input_shape[-1])
         if "diffusion" in self.components:
-            # sigma = softplus(rho + rho0) with rho starting at 0: weight decay on rho then pulls
-            # sigma towards initial_sigma, not towards softplus(0) = 0.69 (more diffusion).
-            self._rho0 = float(np.log(np.expm1(self.initial_sigma)))  # softplus^-1
+            fraction = self.initial_sigma / self.sigma_max
+            self._rho0 = float(np.log(fraction / (1.0 - fraction)))  # logit
             self.rho = self.add_weight(shape=(channels,), initializer="zeros", name="rho")
         if "advection" in self.components:
             self.velocity = self.add_weight(
@@ -149,21 +210,27 @@ class ReactionDiffusionAdvection(WeightDynamics):
                 shape=(channels,), initializer="zeros", name="reaction_bias"
             )
 
+    def sigma(self, dtype="float64"):
+        """Diffusivity per output channel [C_out], in (0, sigma_max)."""
+        rho = tf.cast(self.rho, dtype) + tf.constant(self._rho0, dtype)
+        return self.sigma_max * tf.sigmoid(rho)
+
+    def advection_velocity(self, dtype="float64"):
+        """(u_h, u_w), each [C_out], in (-velocity_max, velocity_max)."""
+        u = self.velocity_max * tf.tanh(tf.cast(self.velocity, dtype))
+        return u[0], u[1]
+
     def call(self, theta):
         kh, kw, c_in, c_out = theta.shape
         dtype = theta.dtype
-        # [kh, kw, C_in, C_out] -> [1, kh, kw, C_in * C_out]: spatial stencils on the kernel grid.
-        grid = tf.reshape(theta, [1, kh, kw, c_in * c_out])
         total = tf.zeros_like(theta)
         if "diffusion" in self.components:
-            sigma = tf.nn.softplus(tf.cast(self.rho, dtype) + tf.constant(self._rho0, dtype))
-            total += sigma * tf.reshape(laplacian_2d(grid), theta.shape)
+            # [kh, kw, C_in, C_out] -> [1, kh, kw, C_in * C_out]: the stencil on the kernel grid.
+            grid = tf.reshape(theta, [1, kh, kw, c_in * c_out])
+            total += self.sigma(dtype) * tf.reshape(laplacian_2d(grid), theta.shape)
         if "advection" in self.components:
-            d_h, d_w = gradient_2d(grid)
-            velocity = tf.cast(self.velocity, dtype)
-            total -= velocity[0] * tf.reshape(d_h, theta.shape) + velocity[1] * tf.reshape(
-                d_w, theta.shape
-            )
+            u_h, u_w = self.advection_velocity(dtype)
+            total += upwind_advection_2d(theta, u_h, u_w)
         if "reaction" in self.components:
             mix = tf.tensordot(theta, tf.cast(self.reaction_kernel, dtype), axes=[[3], [0]])
             total += tf.tanh(mix + tf.cast(self.reaction_bias, dtype))
@@ -171,7 +238,12 @@ class ReactionDiffusionAdvection(WeightDynamics):
 
     def get_config(self):
         config = super().get_config()
-        config.update(components=list(self.components), initial_sigma=self.initial_sigma)
+        config.update(
+            components=list(self.components),
+            initial_sigma=self.initial_sigma,
+            sigma_max=self.sigma_max,
+            velocity_max=self.velocity_max,
+        )
         return config
 
 
