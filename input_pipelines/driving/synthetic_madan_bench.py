@@ -139,8 +139,7 @@ _OWN_ALBEDO = {
         LIGHT: (200, 170, 40), SIGN: (30, 90, 200), BICYCLE: (200, 40, 40),
     },
     "synthia": {
-        ROAD: (124, 104, 128), SIDEWALK: (206, 196, 176), BUILDING: (212, 186, 150),
-        WALL: (190, 170, 204), FENCE: (152, 110, 70), CAR: (200, 40, 40),
+        ROAD: (124, 104, 128), SIDEWALK: (196, 172, 150), WALL: (190, 170, 204), FENCE: (152, 110, 70), CAR: (200, 40, 40),
         BUS: (40, 170, 90), MOTORCYCLE: (204, 120, 30),
     },
 }  # fmt: skip
@@ -168,18 +167,18 @@ STYLES = {
     # top of the sky), vignette; grading: saturation, gains, contrast, offset; optics:
     # blur and noise sigma (px / grey levels at H=128), sharpen (unsharp amount).
     "cityscapes": dict(
-        sun=0.0, vertical_shade=0.92, sky_gradient=(0, 0, 0), vignette=0.3,
-        saturation=0.8, gains=(1.03, 1.0, 0.93), contrast=0.85, offset=0.0,
-        blur=0.9, noise=6.0, sharpen=0.0,
+        sun=0.0, vertical_shade=0.92, sky_gradient=(0, 0, 0), vignette=0.2,
+        saturation=0.9, gains=(1.03, 1.0, 0.93), contrast=0.92, offset=0.0,
+        blur=0.5, noise=3.0, sharpen=0.0,
     ),
     "gta5": dict(
-        sun=0.45, vertical_shade=1.0, sky_gradient=(-40, -20, 10), vignette=0.0,
-        saturation=1.4, gains=(1.10, 1.0, 0.82), contrast=1.2, offset=0.0,
-        blur=0.0, noise=1.0, sharpen=0.6,
+        sun=0.3, vertical_shade=1.0, sky_gradient=(-40, -20, 10), vignette=0.0,
+        saturation=1.15, gains=(1.05, 1.0, 0.92), contrast=1.05, offset=0.0,
+        blur=0.0, noise=1.0, sharpen=0.3,
     ),
     "synthia": dict(
         sun=0.0, vertical_shade=1.0, sky_gradient=(-20, -10, 0), vignette=0.0,
-        saturation=0.85, gains=(0.90, 1.0, 1.12), contrast=0.8, offset=22.0,
+        saturation=0.9, gains=(0.95, 1.0, 1.06), contrast=0.9, offset=12.0,
         blur=0.5, noise=2.0, sharpen=0.0,
     ),
 }  # fmt: skip
