@@ -95,12 +95,12 @@ def initialize_segmenter(segmenter, config):
             "Set either config.segmenter.init='imagenet' or --init_checkpoint, not both. "
             f"Received: init_checkpoint={seg.init_checkpoint!r}"
         )
-    path = imagenet_vgg16_path()
     if seg.get("fc_width", 4096) != 4096:
         raise ValueError(
             "config.segmenter.init='imagenet' needs fc_width=4096 (VGG16's fc1/fc2). "
             f"Received: fc_width={seg.fc_width}"
         )
+    path = imagenet_vgg16_path()
     convert_lib.vgg16_to_fcn8s(
         convert_lib.read_keras_vgg16(path),
         vgg_preprocessing=seg.get("vgg_preprocessing", "caffe"),
