@@ -84,3 +84,49 @@ def test_input_hessian_power_iteration_matches_explicit():
     np.testing.assert_allclose(
         top, adversarial.input_hessian_spectrum(model, x, y)["max"], rtol=1e-6
     )
+
+
+def test_deepfool_exact_on_affine_classifier_and_rho_adv():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [keras.Input((5,), dtype="float64"), keras.layers.Dense(4, dtype="float64")]
+    )
+    kernel, bias = (w.numpy() for w in model.weights)
+    x = np.random.default_rng(3).standard_normal((6, 5))
+    z = x @ kernel + bias
+    pred = np.argmax(z, axis=1)
+    # Closed form: distance to the nearest class boundary of an affine classifier.
+    distance = np.array(
+        [
+            min(
+                abs(z[i, k] - z[i, pred[i]]) / np.linalg.norm(kernel[:, k] - kernel[:, pred[i]])
+                for k in range(4)
+                if k != pred[i]
+            )
+            for i in range(6)
+        ]
+    )
+    r, flipped = adversarial.deepfool(model, x, num_classes=4, overshoot=0.0)
+    assert bool(np.all(flipped.numpy()))
+    np.testing.assert_allclose(np.linalg.norm(r.numpy(), axis=1), distance, rtol=1e-3, atol=1e-3)
+    dataset = tf.data.Dataset.from_tensor_slices((x, pred)).batch(4)
+    result = adversarial.rho_adv(model, dataset, num_classes=4, overshoot=0.0)
+    expected = np.mean(distance / np.linalg.norm(x, axis=1))
+    assert result["rho_adv"] == pytest.approx(expected, rel=1e-3)
+    assert result["flipped_fraction"] == 1.0 and result["num_examples"] == 6
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_input_hessian_lambda_min_matches_explicit(activation):
+    model = tiny_mlp(seed=4, activation=activation, input_shape=(5,), hidden=(6,), num_classes=3)
+    x, y = classification_data(4, (5,), num_classes=3, seed=4)
+    exact = adversarial.input_hessian_spectrum(model, x, y)
+    top, lowest = adversarial.input_hessian_extreme_eigenvalues(model, x, y, num_iter=150)
+    scale = np.max(np.abs(exact["max"]))
+    np.testing.assert_allclose(lowest.numpy(), exact["min"], atol=1e-4 * scale)
+    if activation == "tanh":
+        assert np.min(exact["min"]) < -1e-3 * scale  # the check can see negative curvature
+    else:
+        assert np.min(lowest.numpy()) > -1e-6 * scale  # PSD: saddle-free inner loop

@@ -99,3 +99,24 @@ def test_study_writes_table_json_plot(tmp_path):
     # A second call reuses the finished runs.
     again = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
     assert again["rows"] == json.loads(json.dumps(results["rows"], default=float))
+
+
+def test_analyze_rejects_checkpoint_of_another_trainer(trained_run, tmp_path):
+    # A tf_ode run's checkpoint under this run's config: restoring it matches no weight.
+    from tf_ode import train_lib as ode_train_lib
+    from tf_ode.configs import default as ode_default
+
+    workdir, _ = trained_run
+    foreign = tmp_path / "foreign"
+    tf_runtime.write_config(default.get_config("smoke"), str(foreign))
+    ode_config = ode_default.get_config("smoke")
+    ode_model = ode_train_lib.build_model(ode_config, 10, (8, 8, 1))
+    ode_model(tf.zeros((1, 8, 8, 1)))
+    path = tf.train.Checkpoint(model=ode_model, step=tf.Variable(2, dtype=tf.int64)).write(
+        str(foreign / "checkpoints" / "ckpt-2")
+    )
+    with pytest.raises(ValueError, match=r"ckpt-2 does not hold this run's 'mlp' network"):
+        analyze_lib.analyze_checkpoint(
+            analyze.get_config("smoke"), str(foreign), str(tmp_path / "out"), checkpoint=path
+        )
+    assert not (tmp_path / "out" / "analysis.json").exists()
