@@ -321,6 +321,7 @@ class SegmenterTrainer(keras.Model):
         net = self.networks()[name]
         grads = tape.gradient(loss, net.trainable_variables)
         # Layers off the loss's path (the score head in a feature-layer adversarial step)
-        # get no gradient and no update, as with PyTorch's None grads.
+        # get no gradient and no update (PyTorch >= 2 leaves them None too; 1.x zeroed them, so
+        # momentum and weight decay still moved them there).
         pairs = [(g, v) for g, v in zip(grads, net.trainable_variables) if g is not None]
         self.get_optimizer(name).apply_gradients(pairs)
