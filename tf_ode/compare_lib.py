@@ -1,64 +1,199 @@
-"""Baseline vs ANODE vs ANODEV2: same architecture, data and recipe; accuracy and wall time."""
+"""The paper's comparison table: methods x architectures x seeds, min / max / avg test accuracy.
 
-import json
+Methods (rows of ANODEV2's baseline table, spec section 5):
+  baseline   residual network (Eq. 1a);
+  neuralode  the ANODE network trained with the continuous adjoint (Chen et al.'s
+             optimise-then-discretise gradient; the same solver as ANODE, gradient="adjoint");
+  anode      the same network with checkpointed DTO gradients (config.gradient);
+  anodev2    coupled weight evolution (config.weight_dynamics) with DTO gradients.
+
+Every (architecture, method, seed) cell trains in its own folder `<workdir>/<arch>/<method>/
+seed_<seed>` and, once finished, writes `cell.json` atomically (temporary name + rename). A re-run
+skips every finished cell and reports its stored numbers, so re-running a finished comparison
+trains nothing and rewrites the same table; a killed comparison resumes at the unfinished cell
+(train_lib resumes that cell's run from its checkpoint).
+"""
+
 import os
 import platform
 import time
 
+import numpy as np
+
 import tf_runtime
 from tf_ode import train_lib
 
+# Table row -> config overrides applied to the comparison config.
+METHODS = {
+    "baseline": {"variant": "baseline"},
+    "neuralode": {"variant": "anode", "gradient": "adjoint"},
+    "anode": {"variant": "anode"},
+    "anodev2": {"variant": "anodev2"},
+}
+LABELS = {"baseline": "Baseline", "neuralode": "NeuralODE", "anode": "ANODE", "anodev2": "ANODEV2"}
+_CELL_KEYS = (
+    "eval_accuracy",
+    "best_eval_accuracy",
+    "eval_loss",
+    "loss",
+    "seconds_per_epoch",
+    "train_seconds",
+    "nfe",
+    "num_params",
+    "step",
+)
+
+
+def _list(value, default):
+    value = tuple(value) if value else ()
+    return value or (default,)
+
+
+def cell_config(config, architecture, method, seed):
+    """The training config of one cell."""
+    if method not in METHODS:
+        raise ValueError(
+            f"Unknown comparison method. Expected one of {tuple(METHODS)}. Received: {method!r}"
+        )
+    cell = config.copy_and_resolve_references()
+    cell.architecture = architecture
+    cell.seed = int(seed)
+    for key, value in METHODS[method].items():
+        cell[key] = value
+    return cell
+
+
+def _cells(config):
+    architectures = _list(config.get("architectures"), config.architecture)
+    seeds = _list(config.get("seeds"), config.seed)
+    for architecture in architectures:
+        for method in config.variants:
+            if method not in METHODS:
+                raise ValueError(
+                    f"Unknown config.variants entry. Expected a subset of {tuple(METHODS)}. "
+                    f"Received: {method!r}"
+                )
+            for seed in seeds:
+                yield architecture, method, int(seed)
+
 
 def run_comparison(config, workdir, strategy):
-    """Trains `config.variants` one after another with otherwise identical `config`.
+    """Trains (or reuses) every cell and writes comparison.json and comparison.md atomically.
 
     Returns:
-      {"rows": [per-variant results], "table": markdown, "json": path, "markdown": path}.
+      {"rows": per-cell results, "table": markdown, "json": path, "markdown": path}. Each row
+      has `variant` (the method), `architecture`, `seed`, `reused` (True when read back from a
+      finished cell) and train_lib's results (eval_accuracy, seconds_per_epoch, nfe, ...).
     """
+    cells = list(_cells(config))  # validates config.variants before anything trains
+    for architecture, method, seed in cells:
+        train_lib.validate_config(cell_config(config, architecture, method, seed))
     rows = []
-    for variant in config.variants:
-        variant_config = config.copy_and_resolve_references()
-        variant_config.variant = variant
-        variant_dir = os.path.join(workdir, variant)
-        tf_runtime.write_config(variant_config, variant_dir)
+    for architecture, method, seed in cells:
+        cell_dir = os.path.join(workdir, architecture, method, f"seed_{seed}")
+        cell_path = os.path.join(cell_dir, "cell.json")
+        if os.path.exists(cell_path):
+            row = tf_runtime.read_json(cell_path)
+            row["reused"] = True
+            rows.append(row)
+            continue
+        cell = cell_config(config, architecture, method, seed)
         start = time.time()
-        results = train_lib.train_and_evaluate(variant_config, variant_dir, strategy)
-        results["wall_seconds"] = time.time() - start
-        rows.append(results)
+        results = train_lib.train_and_evaluate(cell, cell_dir, strategy)
+        row = {key: results.get(key) for key in _CELL_KEYS}
+        row.update(
+            variant=method,
+            architecture=architecture,
+            seed=seed,
+            gradient=cell.gradient,
+            wall_seconds=time.time() - start,
+        )
+        tf_runtime.atomic_write_json(cell_path, row)
+        row["reused"] = False
+        rows.append(row)
     table = markdown_table(rows, config)
     paths = {
         "json": os.path.join(workdir, "comparison.json"),
         "markdown": os.path.join(workdir, "comparison.md"),
     }
-    with open(paths["json"], "w") as f:
-        json.dump(
-            {"rows": rows, "host": platform.node(), "cpu_count": os.cpu_count()},
-            f,
-            indent=2,
-            default=float,
-        )
-    with open(paths["markdown"], "w") as f:
-        f.write(table + "\n")
+    tf_runtime.atomic_write_json(
+        paths["json"],
+        {
+            "rows": rows,
+            "summary": summarize(rows),
+            "host": platform.node(),
+            "cpu_count": os.cpu_count(),
+        },
+    )
+    tf_runtime.atomic_write_text(paths["markdown"], table + "\n")
     return {"rows": rows, "table": table, **paths}
 
 
+def summarize(rows):
+    """{architecture: {method: {min, max, avg, seeds, ...}}} of the final test accuracy."""
+    out = {}
+    for row in rows:
+        out.setdefault(row["architecture"], {}).setdefault(row["variant"], []).append(row)
+    summary = {}
+    for architecture, methods in out.items():
+        summary[architecture] = {}
+        for method, cell_rows in methods.items():
+            acc = np.array([_number(r.get("eval_accuracy")) for r in cell_rows], float)
+            summary[architecture][method] = {
+                "min": float(np.min(acc)),
+                "max": float(np.max(acc)),
+                "avg": float(np.mean(acc)),
+                "seeds": [r["seed"] for r in cell_rows],
+                "seconds_per_epoch": float(
+                    np.mean([_number(r.get("seconds_per_epoch")) for r in cell_rows])
+                ),
+                "nfe": float(np.mean([_number(r.get("nfe")) for r in cell_rows])),
+                "num_params": cell_rows[0].get("num_params"),
+            }
+    return summary
+
+
+def _number(value):
+    return float("nan") if value is None else float(value)
+
+
 def markdown_table(rows, config):
-    """Markdown table of the comparison rows."""
+    """The paper's layout (min / max and avg test accuracy per architecture) plus cell details."""
+    summary = summarize(rows)
+    architectures = list(summary)
+    methods = [m for m in config.variants if any(m in summary[a] for a in architectures)]
+    seeds = sorted({r["seed"] for r in rows})
     solver = f"{config.method}, Nt={config.num_steps}, {config.gradient}"
     lines = [
-        f"{config.architecture} (width {config.width}) on {config.dataset}, {config.num_epochs} epoch(s), "
-        f"batch {config.batch_size}; ODE variants: {solver}; ANODEV2 q = {config.weight_dynamics}.",
+        f"{config.dataset}, width {config.width}, {config.num_epochs} epoch(s), batch "
+        f"{config.batch_size}, seeds {seeds}; ODE blocks: {solver} (NeuralODE: same solver, "
+        f"continuous adjoint); ANODEV2 q = {config.weight_dynamics}. Test accuracy (%), final "
+        "epoch.",
         "",
-        "| variant | test accuracy (final) | best during training | test loss | final train loss (CE + wd) "
-        "| s / epoch | f evals / step | params |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | " + " | ".join(f"{a} min / max | {a} avg" for a in architectures) + " |",
+        "|---|" + "---|---|" * len(architectures),
     ]
-    nan = float("nan")
+    for method in methods:
+        cells = []
+        for a in architectures:
+            s = summary[a].get(method)
+            if s is None:
+                cells += ["", ""]
+            else:
+                cells += [f"{100 * s['min']:.2f} / {100 * s['max']:.2f}", f"{100 * s['avg']:.2f}"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| method | architecture | seed | test accuracy | best during training | test loss "
+        "| final train loss (CE + wd) | s / epoch | f evals / step | params |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
-            f"| {r['variant']} | {r.get('eval_accuracy', nan):.4f} "
-            f"| {r.get('best_eval_accuracy') or nan:.4f} | {r.get('eval_loss', nan):.4f} "
-            f"| {r.get('loss', nan):.4f} | {r['seconds_per_epoch']:.1f} | {r.get('nfe', 0):.0f} "
-            f"| {r['num_params']} |"
+            f"| {r['variant']} | {r['architecture']} | {r['seed']} "
+            f"| {_number(r.get('eval_accuracy')):.4f} | {_number(r.get('best_eval_accuracy')):.4f} "
+            f"| {_number(r.get('eval_loss')):.4f} | {_number(r.get('loss')):.4f} "
+            f"| {_number(r.get('seconds_per_epoch')):.1f} | {_number(r.get('nfe')):.0f} "
+            f"| {r.get('num_params')} |"
         )
     return "\n".join(lines)
