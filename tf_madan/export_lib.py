@@ -1,11 +1,11 @@
 """SavedModel export of MADAN segmenters and generators (atomic, checked after reload).
 
-Serving contracts:
-  segmenter  image [B, H, W, 3] (segmenter-normalised) -> logits [B, H, W, C] at ANY H, W: the
-             input is padded (symmetric) to a multiple of the network's stride and the logits
-             are cropped back, so sizes that are not multiples of 8 work instead of breaking.
-  generator  image [B, H, W, 3] in [-1, 1] -> image of the SAME size; a generator that would
-             return another size fails with an error naming both sizes (never a silent resize).
+Serving contracts (the networks pad to their stride and crop back themselves, see
+tf_madan.models; the serving functions check the result):
+  segmenter  image [B, H, W, 3] (segmenter-normalised) -> logits [B, H, W, C] at ANY H, W;
+             exports are reload-checked at 30 x 44, a size that is not a multiple of 8.
+  generator  image [B, H, W, 3] in [-1, 1] -> image of the SAME size.
+A network returning another size fails with an error naming it (never a silent resize).
 """
 
 import os
@@ -16,47 +16,31 @@ import tf_runtime
 from tf_madan import builders
 
 IMAGE_SPEC = [tf.TensorSpec([None, None, None, 3], tf.float32, name="image")]
-SEGMENTER_MULTIPLE = 8
 
 
-def _pad_to_multiple(images, multiple):
-    shape = tf.shape(images)
-    pad_h = (-shape[1]) % multiple
-    pad_w = (-shape[2]) % multiple
-    padded = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
-    return padded, shape[1], shape[2]
-
-
-def segmenter_serving_fn(segmenter, multiple=SEGMENTER_MULTIPLE):
-    """image -> logits at the image's size, padding to a multiple of `multiple` and cropping."""
-
+def _same_size_fn(model, what):
     def serve(images):
-        padded, height, width = _pad_to_multiple(images, multiple)
-        logits = segmenter(padded, training=False)
-        return logits[:, :height, :width, :]
+        out = model(images, training=False)
+        check = tf.debugging.assert_equal(
+            tf.shape(images)[1:3],
+            tf.shape(out)[1:3],
+            message=f"{what} {model.name} changed the image size (input H, W vs output H, W); "
+            f"a MADAN {what.lower()} must return its input's size",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(out)
 
     return serve
+
+
+def segmenter_serving_fn(segmenter):
+    """image -> logits, checked to keep the image's height and width."""
+    return _same_size_fn(segmenter, "Segmenter")
 
 
 def generator_serving_fn(generator):
     """image -> translated image, checked to keep the input's height and width."""
-
-    def serve(images):
-        out = generator(images, training=False)
-        in_size, out_size = tf.shape(images)[1:3], tf.shape(out)[1:3]
-        with tf.control_dependencies(
-            [
-                tf.debugging.assert_equal(
-                    in_size,
-                    out_size,
-                    message=f"Generator {generator.name} changed the image size (input H, W "
-                    "vs output H, W); MADAN generators must return their input's size",
-                )
-            ]
-        ):
-            return tf.identity(out)
-
-    return serve
+    return _same_size_fn(generator, "Generator")
 
 
 def _inputs(shape):
@@ -69,8 +53,7 @@ def _inputs(shape):
 def export_segmenter(segmenter, path, *, check_size=(30, 44)):
     """Exports F at `path` (atomic, reload-checked at two batch sizes); returns the path.
 
-    The check runs at `check_size`, which is not a multiple of 8, so the padding path is what
-    the reload check compares.
+    The check runs at `check_size`, which is not a multiple of 8.
     """
     serve = segmenter_serving_fn(segmenter)
     return tf_runtime.export_and_check(
