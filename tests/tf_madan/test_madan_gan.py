@@ -89,17 +89,35 @@ def test_generator_step_leaves_discriminators_and_segmenters_unchanged():
 
 
 def test_generator_total_is_weighted_sum_and_gates_respect_start_step():
-    model = make_model(sad_start_step=1, ccd_start_step=0)
-    logs, _ = model.generator_step(make_batch())
-    expected = sum(
-        2.0 * logs[f"gan_s2t_{i}"]
-        + logs[f"gan_t2s_{i}"]
-        + logs[f"cycle_{i}"]
-        + logs[f"dsc_{i}"]
-        + 0.2 * logs[f"ccd_generator_{i}"]  # CCD active from step 0; SAD not before step 1
-        for i in range(2)
+    # Distinct weights per term, so a weight applied to the wrong term cannot go unnoticed.
+    model = make_model(
+        lambda_s2t=3.0,
+        lambda_t2s=5.0,
+        lambda_cycle=7.0,
+        lambda_dsc=11.0,
+        lambda_ccd=13.0,
+        lambda_sad=17.0,
+        sad_start_step=1,
+        ccd_start_step=0,
     )
-    np.testing.assert_allclose(float(logs["generator_total"]), float(expected), rtol=1e-5)
+    batch = make_batch()
+    logs, _ = model.generator_step(batch)  # step 0: CCD active, SAD not yet
+
+    def weighted(logs, sad):
+        return sum(
+            3.0 * float(logs[f"gan_s2t_{i}"])
+            + 5.0 * float(logs[f"gan_t2s_{i}"])
+            + 7.0 * float(logs[f"cycle_{i}"])
+            + 11.0 * float(logs[f"dsc_{i}"])
+            + 13.0 * float(logs[f"ccd_generator_{i}"])
+            + sad * 17.0 * float(logs[f"sad_generator_{i}"])
+            for i in range(2)
+        )
+
+    assert float(logs["sad_generator_0"]) > 0  # computed and logged, but not counted
+    np.testing.assert_allclose(float(logs["generator_total"]), weighted(logs, 0), rtol=1e-5)
+    logs, _ = model.generator_step(batch)  # step 1: SAD counts from here on
+    np.testing.assert_allclose(float(logs["generator_total"]), weighted(logs, 1), rtol=1e-5)
 
 
 @pytest.mark.parametrize("pool_size", [0, 1])
