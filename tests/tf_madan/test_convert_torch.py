@@ -183,5 +183,7 @@ def test_tensor_past_its_storage_is_rejected():
     storage.data = np.arange(6, dtype="<f4").tobytes()
     ok = torch_reader._LazyTensor(storage, 1, (2, 2), (3, 1)).materialise("little")
     np.testing.assert_array_equal(ok, [[1, 2], [4, 5]])
+    transposed = torch_reader._LazyTensor(storage, 0, (3, 2), (1, 3)).materialise("little")
+    np.testing.assert_array_equal(transposed, [[0, 3], [1, 4], [2, 5]])
     with pytest.raises(ValueError, match="reads past its storage"):
         torch_reader._LazyTensor(storage, 2, (3, 2), (2, 1)).materialise("little")
