@@ -4,13 +4,15 @@ Entry point of ``python -m tf_hessian.study``: ``run_study(config, workdir, stra
 
 Reference: Yao et al. 2018, §3-§5: lambda_max of the loss Hessian grows with the
 batch size, large-batch models are less robust to FGSM, and robust training
-lowers the spectrum. Every model is analysed on the same fixed examples.
+lowers the spectrum. Every model is analysed on the same fixed examples; every
+configuration is trained with several seeds (mean ± sd in the table), robust
+training over several FGSM radii, and robustness is also measured with attacks
+the robust models were not trained with (PGD, DeepFool's rho_adv).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 
@@ -18,13 +20,42 @@ import numpy as np
 import tensorflow as tf
 
 import tf_runtime
-from tf_hessian import landscape, plots, train_lib
+from input_pipelines import classification
+from tf_hessian import adversarial, landscape, plots, train_lib
+from tf_hessian import data as data_lib
 from tf_hessian.analyze_lib import analysis_data, hessian_operator, input_space_summary
 from tf_hessian.density import slq, smooth_density
 
+METRIC_COLUMNS = (
+    ("test_accuracy", "test acc", ".4f"),
+    ("fgsm_accuracy", "FGSM acc", ".4f"),
+    ("pgd_accuracy", "PGD acc", ".4f"),
+    ("rho_adv", "rho_adv (DeepFool)", ".4g"),
+    ("lambda_max", "lambda_max", ".4g"),
+    ("trace", "trace", ".4g"),
+    ("lambda_min_ritz", "lambda_min (SLQ)", ".3g"),
+    ("input_gradient_norm", "mean ‖∇x loss‖", ".3g"),
+    ("input_hessian_lambda_max", "mean λ1(∇²x loss)", ".3g"),
+    ("input_hessian_min_over_max", "min λmin/λ1(∇²x loss)", ".2g"),
+)
 
-def _run_name(batch_size: int, robust: bool) -> str:
-    return f"b{batch_size}" + ("_robust" if robust else "")
+
+def _run_name(batch_size: int, robust: bool, epsilon: float | None = None, seed: int = 0) -> str:
+    name = f"b{batch_size}"
+    if robust:
+        name += f"_robust_eps{epsilon:g}"
+    return f"{name}_s{seed}"
+
+
+def _runs(config) -> list[tuple[int, bool, float | None, int]]:
+    """(batch size, robust, robust epsilon, seed) of every model of the study."""
+    epsilons = tuple(config.get("robust_epsilons", ())) or (config.train.robust.epsilon,)
+    seeds = tuple(config.get("seeds", ())) or (config.train.seed,)
+    runs = []
+    for seed in seeds:
+        runs += [(b, False, None, seed) for b in config.batch_sizes]
+        runs += [(b, True, e, seed) for b in config.robust_batch_sizes for e in epsilons]
+    return runs
 
 
 def _analyse(network, train_config, config) -> dict:
@@ -51,8 +82,9 @@ def _analyse(network, train_config, config) -> dict:
     ritz = np.sort(nodes[0])[::-1]
     return {
         "lambda_max": values[0],
-        "power_iterations": result.num_matvecs,
-        "power_converged": result.converged[0],
+        "eigen_method": analysis.method,
+        "eigen_hvps": result.num_matvecs,
+        "eigen_converged": result.converged[0],
         "trace": trace_value,
         "trace_stderr": trace_result.standard_error,
         "trace_probes": trace_result.num_matvecs,
@@ -67,24 +99,67 @@ def _analyse(network, train_config, config) -> dict:
     }
 
 
-def run_one(config, workdir: str, batch_size: int, robust: bool, strategy) -> dict:
-    """Trains and analyses one model; reuses a finished ``row.json`` in its folder."""
-    run_dir = os.path.join(workdir, _run_name(batch_size, robust))
+def robustness_measures(network, train_config, config) -> dict:
+    """PGD accuracy and DeepFool's rho_adv on the run's eval split (attacks other than FGSM)."""
+    data = train_config.data
+    scale = data_lib.pixel_epsilon(1.0, data.name, data.normalize)
+    clip = data_lib.attack_kwargs(data.name, data.normalize)
+    evaluation = config.evaluation
+    dataset = data_lib.build(
+        train_config,
+        train_config.eval.split,
+        batch_size=train_config.eval.batch_size,
+        limit=train_config.eval.limit,
+    )
+    epsilon = float(train_config.eval.fgsm_epsilon)
+    pgd = adversarial.robust_accuracy(
+        network,
+        dataset,
+        [epsilon],
+        attack="pgd",
+        epsilon_scale=scale,
+        step_size=scale * epsilon * evaluation.pgd_step_fraction,
+        num_steps=evaluation.pgd_steps,
+        **clip,
+    )[epsilon]
+    info = classification.dataset_info(data.name)
+    few = dataset.unbatch().take(evaluation.rho_adv_examples).batch(train_config.eval.batch_size)
+    rho = adversarial.rho_adv(
+        network,
+        few,
+        num_classes=info.num_classes,
+        max_iter=evaluation.deepfool_max_iter,
+        clip_min=clip["clip_min"],
+        clip_max=clip["clip_max"],
+    )
+    return {
+        "pgd_accuracy": pgd,
+        "pgd_epsilon": epsilon,
+        "pgd_steps": evaluation.pgd_steps,
+        "rho_adv": rho["rho_adv"],
+        "rho_adv_flipped_fraction": rho["flipped_fraction"],
+        "rho_adv_examples": rho["num_examples"],
+    }
+
+
+def run_one(config, workdir: str, run: tuple, strategy) -> dict:
+    """Trains and analyses one model; a finished ``row.json`` in its folder is reused.
+
+    The row is written atomically and last, so a kill at any point leaves
+    either no row (the re-run finishes the training or reuses the finished
+    run's stored metrics, then analyses the same weights) or the complete row.
+    """
+    batch_size, robust, epsilon, seed = run
+    run_dir = os.path.join(workdir, _run_name(batch_size, robust, epsilon, seed))
     row_path = os.path.join(run_dir, "row.json")
     if tf.io.gfile.exists(row_path):
-        with tf.io.gfile.GFile(row_path) as f:
-            row = json.load(f)
-        if config.analysis.input_examples and "input_gradient_norm" not in row:
-            # Rows written before the input-space measures existed are completed in place.
-            network, train_config, _ = train_lib.restore_network(run_dir)
-            row.update(input_space_summary(network, train_config, config.analysis))
-            with tf.io.gfile.GFile(row_path, "w") as f:
-                json.dump(row, f, indent=2, default=float)
-        return row
+        return tf_runtime.read_json(row_path)
     train_config = copy.deepcopy(config.train)
     train_config.batch_size = batch_size
+    train_config.seed = seed
     train_config.robust.enabled = robust
-    tf_runtime.write_config(train_config, run_dir)
+    if robust:
+        train_config.robust.epsilon = epsilon
     start = time.perf_counter()
     trained = train_lib.train_and_evaluate(train_config, run_dir, strategy)
     train_seconds = time.perf_counter() - start
@@ -92,82 +167,121 @@ def run_one(config, workdir: str, batch_size: int, robust: bool, strategy) -> di
     row = {
         "batch_size": batch_size,
         "robust": robust,
+        "robust_epsilon": epsilon,
+        "seed": seed,
         "steps": trained["step"],
         "micro_batches": trained["schedule"]["num_micro_batches"],
         "test_accuracy": trained["test_accuracy"],
         "fgsm_accuracy": trained["fgsm_accuracy"],
         "train_seconds": train_seconds,
         **_analyse(network, train_config, config),
+        **robustness_measures(network, train_config, config),
     }
     if config.analysis.input_examples:
         row.update(input_space_summary(network, train_config, config.analysis))
-    with tf.io.gfile.GFile(row_path, "w") as f:
-        json.dump(row, f, indent=2, default=float)
+    tf_runtime.atomic_write_json(row_path, row)
     return row
 
 
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One entry per (batch size, robust, epsilon): mean and sample sd over seeds of every metric."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["batch_size"], r["robust"], r.get("robust_epsilon")), []).append(r)
+    out = []
+    for (batch_size, robust, epsilon), members in groups.items():
+        entry = {
+            "batch_size": batch_size,
+            "robust": robust,
+            "robust_epsilon": epsilon,
+            "seeds": [m["seed"] for m in members],
+            "steps": members[0]["steps"],
+        }
+        for key, _, _ in METRIC_COLUMNS:
+            values = np.array([m.get(key, np.nan) for m in members], np.float64)
+            entry[key] = float(np.mean(values))
+            entry[key + "_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        out.append(entry)
+    return out
+
+
 def markdown_table(rows: list[dict], config) -> str:
-    """The study table (one line per model)."""
+    """The study table: one line per (batch, robust epsilon), mean ± sd over the seeds."""
     eps = config.train.eval.fgsm_epsilon
-    nan = float("nan")
-    header = (
-        f"| batch | robust | steps | test acc | FGSM acc (eps={eps}) | lambda_max | power its | "
-        f"trace (± s.e.) | lambda_min (SLQ) | mean ‖∇x loss‖ | mean λ1(∇²x loss) | train s | analysis s |\n"
-        "|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    lines = [
-        f"| {r['batch_size']} | {'yes' if r['robust'] else 'no'} | {r['steps']} | {r['test_accuracy']:.4f} | "
-        f"{r['fgsm_accuracy']:.4f} | {r['lambda_max']:.4g} | {r['power_iterations']} | "
-        f"{r['trace']:.4g} ± {r['trace_stderr']:.2g} | {r['lambda_min_ritz']:.3g} | "
-        f"{r.get('input_gradient_norm', nan):.3g} | {r.get('input_hessian_lambda_max', nan):.3g} | "
-        f"{r['train_seconds']:.0f} | {r['analysis_seconds']:.0f} |"
-        for r in rows
+    names = [
+        f"{label} (eps={eps})" if key in ("fgsm_accuracy", "pgd_accuracy") else label
+        for key, label, _ in METRIC_COLUMNS
     ]
+    header = (
+        "| batch | robust eps | seeds | steps | " + " | ".join(names) + " |\n"
+        "|---:|:---:|:---:|---:|" + "---:|" * len(names) + "\n"
+    )
+    lines = []
+    for r in aggregate(rows):
+        cells = [
+            f"{r[key]:{fmt}} ± {r[key + '_sd']:.2g}" if len(r["seeds"]) > 1 else f"{r[key]:{fmt}}"
+            for key, _, fmt in METRIC_COLUMNS
+        ]
+        robust = f"{r['robust_epsilon']:g}" if r["robust"] else "no"
+        seeds = ",".join(str(s) for s in r["seeds"])
+        lines.append(
+            f"| {r['batch_size']} | {robust} | {seeds} | {r['steps']} | " + " | ".join(cells) + " |"
+        )
     return header + "\n".join(lines) + "\n"
 
 
+def _label(r: dict) -> str:
+    return f"B={r['batch_size']}" + (f" robust eps={r['robust_epsilon']:g}" if r["robust"] else "")
+
+
 def write_outputs(rows: list[dict], config, workdir: str) -> dict:
-    """study.md, study.json and the plots; returns their paths and the table."""
+    """study.md, study.json and the plots (atomic writes); returns their paths and the table."""
     table = markdown_table(rows, config)
     train = config.train
+    analysis = config.analysis
+    evaluation = config.evaluation
     length = f"{train.num_steps} steps" if train.num_steps else f"{train.epochs} epochs"
     note = (
         f"Model {train.model} on {train.data.name}; {length} per run, lr {train.optimizer.learning_rate}, "
-        f"micro-batch {train.micro_batch_size} (accumulation={train.accumulate}); Hessian quantities on "
-        f"{config.analysis.num_examples} fixed {config.analysis.split} examples, inference mode; power "
-        f"iteration {config.analysis.max_iter}/{config.analysis.tol}, Hutchinson <= "
-        f"{config.analysis.trace_max_iter} probes, SLQ {config.analysis.density_num_iter} steps.\n"
+        f"micro-batch {train.micro_batch_size} (accumulation={train.accumulate}); robust training "
+        f"replaces {train.robust.adv_ratio:g} of every micro-batch by FGSM examples. Hessian "
+        f"quantities on {analysis.num_examples} fixed {analysis.split} examples, inference mode; "
+        f"lambda_max by {analysis.method} ({analysis.max_iter} steps at most, residual tol "
+        f"{analysis.tol}), Hutchinson <= {analysis.trace_max_iter} probes, SLQ "
+        f"{analysis.density_num_iter} steps. PGD: {evaluation.pgd_steps} steps of "
+        f"{evaluation.pgd_step_fraction:g} eps, random start; rho_adv = mean ||r||/||x|| of "
+        f"DeepFool on {evaluation.rho_adv_examples} eval examples. Mean ± sample sd over seeds.\n"
     )
     paths = {
         "markdown": os.path.join(workdir, "study.md"),
         "json": os.path.join(workdir, "study.json"),
     }
-    with tf.io.gfile.GFile(paths["markdown"], "w") as f:
-        f.write(note + "\n" + table)
-    with tf.io.gfile.GFile(paths["json"], "w") as f:
-        json.dump(
-            {"config": tf_runtime.config_to_dict(config), "rows": rows}, f, indent=2, default=float
-        )
-    paths["sweep_plot"] = plots.plot_batch_sweep(rows, os.path.join(workdir, "study.png"))
-    labels = {id(r): f"B={r['batch_size']}" + (" robust" if r["robust"] else "") for r in rows}
+    tf_runtime.atomic_write_text(paths["markdown"], note + "\n" + table)
+    tf_runtime.atomic_write_json(
+        paths["json"],
+        {"config": tf_runtime.config_to_dict(config), "rows": rows, "summary": aggregate(rows)},
+    )
+    paths["sweep_plot"] = plots.plot_batch_sweep(
+        aggregate(rows), os.path.join(workdir, "study.png")
+    )
+    first_seed = [r for r in rows if r["seed"] == rows[0]["seed"]]
     paths["spectrum_plot"] = plots.plot_spectrum(
-        {labels[id(r)]: r["ritz_top"] for r in rows},
+        {_label(r): r["ritz_top"] for r in first_seed},
         os.path.join(workdir, "spectrum.png"),
         title="Top Ritz values (SLQ run)",
     )
-    densities = {}
-    for r in rows:
-        densities[labels[id(r)]] = smooth_density(
-            np.array([r["slq_nodes"]]), np.array([r["slq_weights"]])
-        )
+    densities = {
+        _label(r): smooth_density(np.array([r["slq_nodes"]]), np.array([r["slq_weights"]]))
+        for r in first_seed
+    }
     paths["density_plot"] = plots.plot_density(densities, os.path.join(workdir, "density.png"))
     paths["landscape_plot"] = plots.plot_landscape_1d(
         {
-            labels[id(r)]: (
+            _label(r): (
                 np.array(r["landscape_alphas"]),
                 np.array(r["landscape_top_eigenvector"]),
             )
-            for r in rows
+            for r in first_seed
         },
         os.path.join(workdir, "landscape_1d.png"),
         title="Loss along each model's top eigenvector",
@@ -176,10 +290,11 @@ def write_outputs(rows: list[dict], config, workdir: str) -> dict:
 
 
 def run_study(config, workdir: str, strategy) -> dict:
-    """Runs every (batch size, robust) model, then writes the table, JSON and plots.
+    """Runs every (batch size, robust epsilon, seed) model, then writes the table, JSON and plots.
 
-    Finished runs (``<workdir>/b<B>[_robust]/row.json``) are reused, so an
-    interrupted study resumes where it stopped.
+    Finished runs (``<workdir>/b<B>[_robust_eps<e>]_s<seed>/row.json``) are
+    reused, so an interrupted study resumes where it stopped and a finished
+    one re-run returns the same rows.
 
     Returns:
       Dict with ``rows``, ``table`` (markdown), ``paths`` and ``seconds``.
@@ -187,13 +302,13 @@ def run_study(config, workdir: str, strategy) -> dict:
     if len(config.batch_sizes) < 1:
         raise ValueError("config.batch_sizes must list at least one batch size.")
     start = time.perf_counter()
-    runs = [(b, False) for b in config.batch_sizes] + [(b, True) for b in config.robust_batch_sizes]
     rows = []
-    for batch_size, robust in runs:
-        rows.append(run_one(config, workdir, batch_size, robust, strategy))
+    for run in _runs(config):
+        rows.append(run_one(config, workdir, run, strategy))
         print(
-            f"[study] {_run_name(batch_size, robust)}: lambda_max={rows[-1]['lambda_max']:.4g} "
-            f"test={rows[-1]['test_accuracy']:.4f} fgsm={rows[-1]['fgsm_accuracy']:.4f}",
+            f"[study] {_run_name(*run)}: lambda_max={rows[-1]['lambda_max']:.4g} "
+            f"test={rows[-1]['test_accuracy']:.4f} fgsm={rows[-1]['fgsm_accuracy']:.4f} "
+            f"pgd={rows[-1]['pgd_accuracy']:.4f} rho_adv={rows[-1]['rho_adv']:.4g}",
             flush=True,
         )
     outputs = write_outputs(rows, config, workdir)

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import tf_runtime
 from tf_hessian import analyze_lib, study_lib, train_lib
+from tf_hessian import data as data_lib
 from tf_hessian.configs import analyze, default, study
 
 
@@ -26,7 +27,16 @@ def trained_run(tmp_path_factory):
 def test_train_writes_checkpoint_events_savedmodel_metrics(trained_run):
     workdir, results = trained_run
     assert results["step"] == 2
-    assert 0.0 <= results["test_accuracy"] <= 1.0 and 0.0 <= results["fgsm_accuracy"] <= 1.0
+    # The reported clean accuracy is that of the exported network on the 32 evaluation images.
+    config = tf_runtime.read_config(workdir)
+    (images, labels), *rest = list(
+        data_lib.build(config, config.eval.split, batch_size=32, limit=config.eval.limit)
+    )
+    assert not rest and images.shape[0] == 32
+    loaded = tf.saved_model.load(f"{workdir}/saved_model")  # owns the variables
+    correct = int(np.sum(np.argmax(loaded.serve(images).numpy(), -1) == labels.numpy()))
+    assert results["test_accuracy"] == correct / 32
+    assert (results["fgsm_accuracy"] * 32) % 1 == 0  # a count of the same 32 images
     assert results["train"]["adversarial_fraction"] == pytest.approx(0.25)
     assert json.load(open(os.path.join(workdir, "config.json")))["model"] == "mlp"
     assert sorted(
@@ -80,25 +90,45 @@ def test_analyze_writes_json_and_plots(trained_run, tmp_path):
     )
 
 
+def _without_timing(rows):
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rows]
+
+
 def test_study_writes_table_json_plot(tmp_path):
     config = study.get_config("smoke")
     results = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
     table = open(tmp_path / "study.md").read()
-    assert "| batch | robust |" in table
-    assert [(r["batch_size"], r["robust"]) for r in results["rows"]] == [
-        (4, False),
-        (16, False),
-        (16, True),
+    assert "| batch | robust eps | seeds |" in table and "PGD acc" in table and "rho_adv" in table
+    runs = [(r["batch_size"], r["robust"], r["robust_epsilon"], r["seed"]) for r in results["rows"]]
+    assert runs == [
+        (16, False, None, 0),
+        (16, True, 0.1, 0),
+        (16, False, None, 1),
+        (16, True, 0.1, 1),
     ]
+    # One table line per configuration with mean ± sd over the two seeds.
+    lines = [line for line in table.splitlines() if line.startswith("| 16 | 0.1 |")]
+    assert len(lines) == 1 and "| 0,1 |" in lines[0] and "±" in lines[0]
     saved = json.load(open(tmp_path / "study.json"))
-    assert len(saved["rows"]) == 3 and all(
-        r["lambda_max"] == r["lambda_max"] for r in saved["rows"]
-    )
+    assert len(saved["rows"]) == 4 and len(saved["summary"]) == 2
+    for row in saved["rows"]:
+        assert row["eigen_method"] == "lanczos" and np.isfinite(row["lambda_max"])
+        assert 0.0 <= row["pgd_accuracy"] <= row["test_accuracy"] + 1e-12
+        assert row["rho_adv"] > 0 and row["input_hessian_min_over_max"] > -1e-3
     for key in ("sweep_plot", "spectrum_plot", "density_plot", "landscape_plot"):
         assert os.path.getsize(results["paths"][key]) > 1000
-    # A second call reuses the finished runs.
+    # A finished study re-run changes nothing.
+    before = {p: open(p, "rb").read() for p in glob.glob(f"{tmp_path}/**/*.json", recursive=True)}
     again = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
     assert again["rows"] == json.loads(json.dumps(results["rows"], default=float))
+    after = {p: open(p, "rb").read() for p in glob.glob(f"{tmp_path}/**/*.json", recursive=True)}
+    assert after == before
+    # A kill between a trained model and its row: the re-run ends where the first run ended.
+    os.remove(tmp_path / "b16_robust_eps0.1_s1" / "row.json")
+    resumed = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
+    assert _without_timing(resumed["rows"]) == _without_timing(
+        json.loads(json.dumps(results["rows"], default=float))
+    )
 
 
 def test_analyze_rejects_checkpoint_of_another_trainer(trained_run, tmp_path):

@@ -5,15 +5,17 @@ Run (about 10 minutes on 2 idle CPU cores):
   # real data: --config.train.data.name=mnist --config.train.data.data_dir=/data/mnist
 
 For each batch size (16 ... 2048, two orders of magnitude, large batches emulated by
-accumulating 128-example micro-batches) M1 is trained for the same number of epochs with
-the same learning rate; then, on the same fixed 1,000 training examples, lambda_max (power
-iteration, 100 / 1e-3), the Hutchinson trace and an SLQ run (density, top-k Ritz values,
-lambda_min) are computed, and test / FGSM accuracy on the 1,000 held-out images. The same
-model is also trained robustly (half of every micro-batch replaced by FGSM examples,
-eps = 0.1) at `robust_batch_sizes`. Output: study.md (table), study.json, study.png and
+accumulating 128-example micro-batches) and each seed, M1 is trained for the same number of
+epochs with the same learning rate; then, on the same fixed 1,000 training examples,
+lambda_max (Lanczos, residual <= 1e-3 |lambda|), the Hutchinson trace and an SLQ run
+(density, top-k Ritz values, lambda_min) are computed, and test / FGSM / PGD accuracy and
+DeepFool's rho_adv on the held-out images. The same model is also trained robustly (half of
+every micro-batch replaced by FGSM examples) at `robust_batch_sizes` for every radius in
+`robust_epsilons`. Output: study.md (table), study.json, study.png and
 comparison plots. Expected: see the table in docs/tf_hessian.md.
 
-Variants: `demo` (~2-3 minutes: 3 sizes + 1 robust, fewer epochs), `smoke` (tests).
+Variants: `demo` (3 sizes + 2 robust radii, 2 seeds, fewer epochs; ~15 minutes on 2 busy
+cores), `smoke` (tests).
 """
 
 import ml_collections
@@ -40,6 +42,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.train.export = False
     c.batch_sizes = (16, 64, 256, 1024, 2048)
     c.robust_batch_sizes = (256,)
+    c.robust_epsilons = (0.05, 0.1, 0.2)  # FGSM radii of robust training ([0, 1] pixel units)
+    c.seeds = (0, 1, 2)  # every model is trained once per seed; the table shows mean ± sd
+    # Robustness to attacks other than the FGSM of robust training, on the eval split.
+    c.evaluation = ml_collections.ConfigDict(
+        dict(pgd_steps=10, pgd_step_fraction=0.25, rho_adv_examples=200, deepfool_max_iter=50)
+    )
     c.analysis = analyze.get_config()
     c.analysis.top_n = 1
     c.analysis.lambda_min = False  # taken from the SLQ run instead
@@ -50,12 +58,17 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.spectrum_top_k = 5  # Ritz values of the SLQ run shown in the spectrum plot
     if variant == "demo":
         c.batch_sizes = (16, 256, 2048)
+        c.robust_epsilons = (0.05, 0.1)
+        c.seeds = (0, 1)
         c.train.epochs = 4
         c.train.optimizer.lr_decay_epochs = (3,)
+        c.train.eval.limit = 500
         c.analysis.num_examples = 500
         c.analysis.max_iter = 40
         c.analysis.trace_max_iter = 15
         c.analysis.density_num_iter = 20
+        c.analysis.input_examples = 50
+        c.evaluation.rho_adv_examples = 100
     elif variant == "smoke":
         c.train = m1_mnist.get_config("mnist5k")
         c.train.model = "mlp"
@@ -69,8 +82,13 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.train.eval.batch_size = 16
         c.train.log_every = 0
         c.train.export = False
-        c.batch_sizes = (4, 16)
+        c.batch_sizes = (16,)
         c.robust_batch_sizes = (16,)
+        c.robust_epsilons = (0.1,)
+        c.seeds = (0, 1)
+        c.evaluation.pgd_steps = 2
+        c.evaluation.rho_adv_examples = 8
+        c.evaluation.deepfool_max_iter = 5
         c.analysis = analyze.get_config("smoke")
         c.analysis.top_n = 1
         c.analysis.lambda_min = False
