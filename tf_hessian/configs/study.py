@@ -14,13 +14,18 @@ every micro-batch replaced by FGSM examples) at `robust_batch_sizes` for every r
 `robust_epsilons`. Output: study.md (table), study.json, study.png and
 comparison plots. Expected: see the table in docs/tf_hessian.md.
 
+CIFAR presets (`c1_cifar10`, `c2_cifar10`, `resnet20_cifar10`, `c1_cifar100`,
+`resnet20_cifar100`, see configs/cifar.py) run the same study on the paper's networks:
+  python -m tf_hessian.study --config=tf_hessian/configs/study.py:c1_cifar10 \
+      --config.train.data.data_dir=/data/cifar --workdir=runs/study_c1
+
 Variants: `demo` (3 sizes + 2 robust radii, 2 seeds, fewer epochs; ~15 minutes on 2 busy
 cores), `smoke` (tests).
 """
 
 import ml_collections
 
-from tf_hessian.configs import analyze, m1_mnist
+from tf_hessian.configs import analyze, cifar, m1_mnist
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -69,6 +74,16 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.analysis.density_num_iter = 20
         c.analysis.input_examples = 50
         c.evaluation.rho_adv_examples = 100
+    elif variant in cifar.PRESETS:
+        # The paper's CIFAR networks (needs --config.train.data.data_dir); full schedules.
+        c.train = cifar.get_config(variant)
+        c.train.checkpoint_every = 1000
+        c.train.export = False
+        c.batch_sizes = (128, 512, 2048, 8192)
+        c.robust_batch_sizes = (512,)
+        c.robust_epsilons = (0.005, 0.01, 0.02)  # ABSA's 0.005 and two larger radii
+        c.train.robust.adv_ratio = 0.2
+        c.train.eval.fgsm_epsilon = 0.02
     elif variant == "smoke":
         c.train = m1_mnist.get_config("mnist5k")
         c.train.model = "mlp"
@@ -95,5 +110,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.analysis.block_analysis = False
         c.spectrum_top_k = 2
     elif variant:
-        raise ValueError(f"Unknown config variant {variant!r}; use '', 'demo' or 'smoke'.")
+        raise ValueError(
+            f"Unknown config variant {variant!r}; use '', 'demo', 'smoke' or one of {cifar.PRESETS}."
+        )
     return c
