@@ -296,10 +296,10 @@ class VGG16_FCN8s(nn.Module):  # noqa: N801 - the official class name
 
 
 # ------------------------------------------------------------------- driver
-def _randomise(net, generator):
+def _randomise(net, generator, scale=0.3):
     with torch.no_grad():
         for _name, p in net.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+            p.copy_(torch.randn(p.shape, generator=generator) * scale)
         for name, b in net.named_buffers():
             if name.endswith("running_mean"):
                 b.copy_(torch.randn(b.shape, generator=generator) * 0.2)
@@ -331,7 +331,7 @@ def main():
     instance = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
 
     gen = ResnetGenerator(3, 3, ngf=4, norm_layer=instance, use_dropout=True, n_blocks=2)
-    _randomise(gen, g)
+    _randomise(gen, g, scale=0.1)  # keeps tanh out of saturation
     _save(gen, torch.rand(1, 3, 16, 20, generator=g) * 2 - 1, args.out, "cyclegan_resnet_tiny")
 
     disc = NLayerDiscriminator(3, ndf=4, n_layers=3, norm_layer=instance)
