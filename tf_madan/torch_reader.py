@@ -71,8 +71,15 @@ class _Storage:
         self.numel = int(numel)
         self.key = key
         self.data = None  # bytes
+        self.base = None  # legacy views: (root storage, element offset)
+        self.base_offset = 0
 
     def array(self, byteorder):
+        if self.base is not None:
+            root = self.base.array(byteorder)
+            if self.base_offset + self.numel > root.size:
+                raise ValueError(f"storage view {self.key!r} reads past its root storage.")
+            return root[self.base_offset : self.base_offset + self.numel]
         if self.data is None:
             raise ValueError(f"storage {self.key!r} has no data in the checkpoint.")
         expected = self.numel * self.storage_type.itemsize
@@ -151,7 +158,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._source = source
 
     def find_class(self, module, name):
-        if module == "torch" and name in STORAGE_DTYPES:
+        # torch.cuda.<X>Storage: legacy files saved from GPU tensors (read on CPU here).
+        if module in ("torch", "torch.cuda") and name in STORAGE_DTYPES:
             return _StorageType(name)
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
@@ -221,19 +229,27 @@ def _load_legacy(path):
             raise ValueError(f"{path}: unsupported legacy PyTorch protocol version.")
         sys_info = header.load()
         little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
-        storages = {}
+        storages, views = {}, {}
 
         def persistent_load(pid):
             pid = tuple(_decode(p) for p in pid)
             if pid[0] == "storage" and len(pid) >= 5:
                 _, storage_type, key, _location, numel = pid[:5]
                 view = pid[5] if len(pid) > 5 else None
-                if view is not None:
-                    raise ValueError(f"{path}: storage views are not supported.")
                 key = str(key)
+                storage_type = _storage_type(storage_type, path)
                 if key not in storages:
-                    storages[key] = _Storage(_storage_type(storage_type, path), numel, key)
-                return storages[key]
+                    storages[key] = _Storage(storage_type, numel, key)
+                if view is None:
+                    return storages[key]
+                # (view_key, offset, size): elements [offset, offset + size) of the root.
+                view_key, offset, size = view
+                view_key = str(_decode(view_key))
+                if view_key not in views:
+                    views[view_key] = _Storage(storage_type, size, view_key)
+                    views[view_key].base = storages[key]
+                    views[view_key].base_offset = int(offset)
+                return views[view_key]
             raise UnsafeCheckpointError(f"{path}: unexpected persistent id {pid!r}.")
 
         obj = _RestrictedUnpickler(f, persistent_load, path).load()

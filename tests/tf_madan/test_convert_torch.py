@@ -57,6 +57,28 @@ def test_reader_reads_both_formats_with_official_keys():
     assert legacy_sd["fc.weight"].shape == (3, 16, 1, 1)
 
 
+def test_legacy_gpu_storages_are_read(tmp_path):
+    # CyCADA-era files saved from GPU name torch.cuda.FloatStorage; the pickle's GLOBAL
+    # opcode is rewritten in the (protocol 2, unframed) legacy fixture to produce one.
+    source = os.path.join(FIXTURES, "drn_c26_tiny.pth")
+    raw = open(source, "rb").read()
+    assert raw.count(b"ctorch\nFloatStorage\n") == 1
+    path = tmp_path / "cuda.pth"
+    path.write_bytes(raw.replace(b"ctorch\nFloatStorage\n", b"ctorch.cuda\nFloatStorage\n"))
+    cpu, gpu = torch_reader.load_state_dict(source), torch_reader.load_state_dict(path)
+    assert list(cpu) == list(gpu)
+    for key in cpu:
+        np.testing.assert_array_equal(cpu[key], gpu[key])
+
+
+def test_legacy_storage_views_share_their_root(tmp_path):
+    storage = torch_reader._Storage(torch_reader._StorageType("FloatStorage"), 6, "0")
+    storage.data = np.arange(6, dtype="<f4").tobytes()
+    view = torch_reader._Storage(storage.storage_type, 3, "v")
+    view.base, view.base_offset = storage, 2
+    np.testing.assert_array_equal(view.array("little"), [2, 3, 4])
+
+
 def test_cli_writes_weights_that_load_into_a_fresh_model(tmp_path):
     path, x, expected = _fixture("drn_c26_tiny")
     out = tmp_path / "drn.weights.h5"
