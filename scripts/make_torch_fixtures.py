@@ -334,6 +334,11 @@ def main():
     _randomise(gen, g, scale=0.1)  # keeps tanh out of saturation
     _save(gen, torch.rand(1, 3, 16, 20, generator=g) * 2 - 1, args.out, "cyclegan_resnet_tiny")
 
+    # --no_dropout layout (conv_block.5 instead of .6), odd width 3.
+    gen = ResnetGenerator(3, 3, ngf=3, norm_layer=instance, use_dropout=False, n_blocks=1)
+    _randomise(gen, g, scale=0.1)
+    _save(gen, torch.rand(1, 3, 12, 8, generator=g) * 2 - 1, args.out, "cyclegan_nodropout_tiny")
+
     disc = NLayerDiscriminator(3, ndf=4, n_layers=3, norm_layer=instance)
     _randomise(disc, g)
     _save(disc, torch.rand(1, 3, 32, 40, generator=g) * 2 - 1, args.out, "patchgan_tiny")

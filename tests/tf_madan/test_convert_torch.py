@@ -20,6 +20,7 @@ from tf_madan import convert_lib, convert_weights, torch_reader
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 CASES = [
     ("torch_cyclegan_resnet9", "cyclegan_resnet_tiny"),
+    ("torch_cyclegan_resnet9", "cyclegan_nodropout_tiny"),
     ("torch_patchgan", "patchgan_tiny"),
     ("torch_drn_c26", "drn_c26_tiny"),  # legacy (pre-1.6) torch.save format, 26 x 30 input
     ("torch_fcn8s", "fcn8s_tiny"),
@@ -93,6 +94,31 @@ def test_cli_writes_weights_that_load_into_a_fresh_model(tmp_path):
     fresh = drn.build_drn_c26(3, channels=(4, 4, 8, 8, 8, 16, 16, 16), name="segmenter")
     fresh.load_weights(str(out))
     assert np.abs(_run(fresh, x) - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_full_size_cyclegan_keys_map_onto_the_default_generator():
+    # junyanz ResnetGenerator(ngf=64, n_blocks=9, use_dropout=True, norm=instance):
+    # self.model = [pad, conv(1), norm, relu] + 2 x [conv(4, 7), norm, relu]
+    # + 9 ResnetBlocks (10..18: conv_block.1 and .6) + 2 x [convT(19, 22), norm, relu]
+    # + [pad, conv(26), tanh].
+    shapes = {"model.1": (64, 3, 7, 7), "model.4": (128, 64, 3, 3), "model.7": (256, 128, 3, 3)}
+    for b in range(10, 19):
+        shapes[f"model.{b}.conv_block.1"] = shapes[f"model.{b}.conv_block.6"] = (256, 256, 3, 3)
+    shapes.update({"model.19": (256, 128, 3, 3), "model.22": (128, 64, 3, 3)})
+    shapes["model.26"] = (3, 64, 7, 7)
+    state_dict = {}
+    for prefix, shape in shapes.items():
+        state_dict[f"{prefix}.weight"] = np.full(shape, 0.5, np.float32)
+        state_dict[f"{prefix}.bias"] = np.full(
+            shape[1] if "19" in prefix or "22" in prefix else shape[0], 0.25, np.float32
+        )
+    # PyTorch < 0.4 InstanceNorm checkpoints carry unused running stats.
+    state_dict["model.2.running_mean"] = np.zeros(64, np.float32)
+    plan = convert_lib.plan_cyclegan_resnet(state_dict)
+    convert_lib.apply_plan(plan, state_dict, "latest_net_G_A.pth")
+    assert plan.model.count_params() == 11_378_179
+    assert sum("dropout" in layer.name for layer in plan.model.layers) == 9
+    assert np.asarray(plan.model.get_layer("up0_conv").kernel).shape == (3, 3, 128, 256)
 
 
 def test_missing_unexpected_and_mismatched_keys_are_listed():
