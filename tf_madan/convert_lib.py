@@ -220,10 +220,11 @@ def plan_drn_c26(state_dict, source="torch_drn_c26", *, skip_head=False, num_cla
     With `skip_head` the `fc` keys are ignored and our head keeps its init
     (e.g. the ImageNet `drn26-ddedf421.pth` with its 1000-class fc).
     """
-    channels = [int(_require(state_dict, "conv1.weight", source).shape[0])]
-    for layer in range(2, 9):
-        channels.append(int(_require(state_dict, f"layer{layer}.0.conv1.weight", source).shape[0]))
-    channels[0] = int(_require(state_dict, "layer1.0.conv1.weight", source).shape[0])
+    _require(state_dict, "conv1.weight", source)
+    channels = [
+        int(_require(state_dict, f"layer{layer}.0.conv1.weight", source).shape[0])
+        for layer in range(1, 9)
+    ]
     if skip_head:
         classes = num_classes or 19
     else:
@@ -540,6 +541,8 @@ def save_weights_atomic(model, output_path):
 
 def convert_file(source, input_path, output_path, **kwargs):
     """`convert` then `save_weights_atomic`; returns a short summary dict."""
+    if not os.fspath(output_path).endswith(".weights.h5"):  # before the conversion work
+        raise ValueError(f"--output must end in .weights.h5. Received: {output_path}")
     model = convert(source, input_path, **kwargs)
     save_weights_atomic(model, output_path)
     return {

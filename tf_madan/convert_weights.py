@@ -15,6 +15,8 @@ generator; torch_patchgan (`*_net_D_*.pth`) -> PatchGAN. PyTorch files are read
 without torch (tf_madan/torch_reader.py). See docs/tf_madan_weights.md.
 """
 
+import sys
+
 from absl import app, flags
 
 from tf_madan import convert_lib
@@ -55,19 +57,22 @@ def define_flags(flag_values=flags.FLAGS, sys_argv=None):
 def main(argv, flag_values=flags.FLAGS):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    summary = convert_lib.convert_file(
-        flag_values.source,
-        flag_values.input,
-        flag_values.output,
-        num_classes=flag_values.num_classes,
-        vgg_preprocessing=flag_values.vgg_preprocessing,
-        skip_head=flag_values.skip_head,
-    )
+    try:
+        summary = convert_lib.convert_file(
+            flag_values.source,
+            flag_values.input,
+            flag_values.output,
+            num_classes=flag_values.num_classes,
+            vgg_preprocessing=flag_values.vgg_preprocessing,
+            skip_head=flag_values.skip_head,
+        )
+    except (OSError, ValueError) as e:  # ConversionError, UnsafeCheckpointError included
+        # A one-paragraph error naming the file and keys, without a traceback.
+        sys.exit(f"convert_weights: {e}")
     print(
         f"{summary['source']}: {summary['input']} -> {summary['output']} "
         f"({summary['model']}, {summary['parameters']:,} parameters)"
     )
-    return summary
 
 
 if __name__ == "__main__":

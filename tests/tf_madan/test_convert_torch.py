@@ -86,8 +86,8 @@ def test_cli_writes_weights_that_load_into_a_fresh_model(tmp_path):
     values = flags.FlagValues()
     convert_weights.define_flags(values)
     values(["prog", "--source=torch_drn_c26", f"--input={path}", f"--output={out}"])
-    summary = convert_weights.main(["prog"], flag_values=values)
-    assert summary["output"] == str(out) and out.exists()
+    convert_weights.main(["prog"], flag_values=values)
+    assert out.exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
     from tf_madan.models import drn
 
@@ -235,3 +235,19 @@ def test_tensor_past_its_storage_is_rejected():
     np.testing.assert_array_equal(transposed, [[0, 3], [1, 4], [2, 5]])
     with pytest.raises(ValueError, match="reads past its storage"):
         torch_reader._LazyTensor(storage, 2, (3, 2), (2, 1)).materialise("little")
+
+
+def test_output_must_be_a_weights_h5(tmp_path):
+    path, _, _ = _fixture("patchgan_tiny")
+    with pytest.raises(ValueError, match=r"--output must end in \.weights\.h5"):
+        convert_lib.convert_file("torch_patchgan", path, tmp_path / "d.h5")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_error_is_one_message_without_traceback(tmp_path):
+    path, _, _ = _fixture("drn_c26_tiny")
+    values = flags.FlagValues()
+    convert_weights.define_flags(values)
+    values(["prog", "--source=torch_fcn8s", f"--input={path}", f"--output={tmp_path}/x.weights.h5"])
+    with pytest.raises(SystemExit, match=r"convert_weights: .*'vgg\.0\.weight' not found"):
+        convert_weights.main(["prog"], flag_values=values)
