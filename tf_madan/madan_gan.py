@@ -203,10 +203,24 @@ class MadanGAN(keras.Model):
         Variables created inside the first `tf.function` trace force a second trace,
         which costs as much as the first for this graph.
         """
-        for pool in self.pools_target + self.pools_source + list(self.pools_cross.values()):
+        for pool in self._pools():
             if not pool.built:
                 pool.build(tuple(image_shape))
                 pool.built = True
+
+    def _pools(self):
+        return self.pools_target + self.pools_source + list(self.pools_cross.values())
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "checkpoint":
+            # Keras keeps list attributes in TrackedLists, which TF checkpoints do not follow:
+            # without this the pools' buffers, fill counts and draw counters were not saved,
+            # so a resumed stage restarted with empty pools (the networks' trainable weights
+            # reach the checkpoint through their optimizers).
+            for pool in self._pools():
+                children.setdefault(pool.name, pool)
+        return children
 
     def build_optimizers(self):
         """Builds every optimizer's slots; call inside `strategy.scope()` (keras#20164)."""
