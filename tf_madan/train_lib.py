@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 import tf_runtime
-from tf_madan import builders, data, evaluation, export_lib
+from tf_madan import builders, color_transfer, data, evaluation, export_lib, fcn_score
 from tf_runtime import files as rt_files
 from tf_runtime.run import RUN_SETTING_KEYS
 
@@ -382,14 +382,13 @@ def translate_stage(config, workdir, stage_dir, out_name):
 
 
 def color_transfer_stage(config, workdir, out_name="adapted_color"):
-    """Colour transfer of every source to the target's statistics (no learning)."""
-    from tf_madan import color_transfer  # madan-core's module
-
-    dirs = []
-    for name in config.data.sources:
-        out = os.path.join(workdir, out_name, name)
-        color_transfer.write_color_transferred_images(config, name, out)
-        dirs.append(out)
+    """Colour transfer of every source to the target's statistics (no learning; madan-core's
+    `color_transfer`, Reinhard per image in L*a*b*); returns the folders, one per source."""
+    dirs = [os.path.join(workdir, out_name, name) for name in config.data.sources]
+    missing = [d for d in dirs if not os.path.exists(os.path.join(d, data.COMPLETE))]
+    stats = color_transfer.target_statistics(config) if missing else None
+    for name, out in zip(config.data.sources, dirs):
+        color_transfer.write_color_transferred_images(config, name, out, target_stats=stats)
     return dirs
 
 
@@ -673,8 +672,7 @@ def fcn_scores(config, workdir):
 
     scores = {}
     for name in config.data.sources:
-        raw = score(data.source_dataset(config, name, batch_size=8, normalization="segmenter"))
-        scores[f"raw ({name})"] = {name: raw}
+        scores[f"raw ({name})"] = {name: fcn_score.fcn_score(config, oracle, name)}
     seen = set()
     for _, _, folder in result_rows(config):
         if folder is None or folder in seen:
