@@ -295,3 +295,28 @@ def test_saved_segmenter_loads_in_a_fresh_process_after_import_tf_madan(tmp_path
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "loaded BilinearUpsample" in result.stdout
+
+
+def test_fla_gate_state_resumes_exactly(tmp_path):
+    # The window, its fill count and the idle counter are checkpointed with the model.
+    def checkpoint(model):
+        optimizers = {n: model.get_optimizer(n) for n in model.networks()}
+        return tf.train.Checkpoint(model=model, **optimizers)
+
+    def run(model, modes):
+        for mode in modes:
+            model.feature_discriminator.offset.assign([0.0, 1.0] if mode == "S" else [1.0, 0.0])
+            model.train_step(make_batch())
+
+    reference = scripted_trainer(threshold=0.55, window=3, patience=3)
+    run(reference, SCRIPT[:6])
+    first = scripted_trainer(threshold=0.55, window=3, patience=3)
+    run(first, SCRIPT[:3])
+    path = checkpoint(first).save(str(tmp_path / "ckpt"))
+    resumed = scripted_trainer(threshold=0.55, window=3, patience=3)
+    checkpoint(resumed).restore(path).assert_existing_objects_matched()
+    assert int(resumed.accuracy_count.numpy()) == 3
+    assert int(resumed.steps_without_update.numpy()) == 2
+    run(resumed, SCRIPT[3:6])
+    for a, b in zip(reference.weights, resumed.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
