@@ -3,12 +3,47 @@
 CIFAR-10: `cifar-10-batches-py/data_batch_{1..5}`, `test_batch`; CIFAR-100:
 `cifar-100-python/train`, `test`. Each pickle holds `b'data'` (N x 3072 uint8, rows in CHW order)
 and `b'labels'` (CIFAR-10) or `b'fine_labels'` (CIFAR-100); load with `encoding='bytes'`.
+
+The pickles are read with a restricted unpickler that only rebuilds numpy arrays (a pickle may
+otherwise run arbitrary code when loaded), and the pixel data must be integers in 0..255.
 """
 
+import io
 import os
 import pickle
 
 import numpy as np
+
+# The only globals a CIFAR batch needs: numpy array reconstruction (numpy 1 and 2 module names).
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+
+class ForbiddenGlobalError(pickle.UnpicklingError):
+    """A pickle references a global other than numpy array reconstruction."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise ForbiddenGlobalError(f"{module}.{name}")
+
+
+def safe_load_pickle(data):
+    """Unpickles `data` (bytes) with `encoding='bytes'`, allowing only numpy array globals.
+
+    Raises:
+      ForbiddenGlobalError: for any other global (e.g. `os.system`), without calling it.
+    """
+    return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+
 
 LAYOUTS = {
     "cifar10": {
@@ -51,16 +86,30 @@ def read_batch(path, label_key):
 
     Raises:
       FileNotFoundError: naming the path.
-      ValueError: naming the file for a truncated/corrupt pickle, a missing key, or a data size
-        that does not match the number of labels (expected vs found bytes).
+      ValueError: naming the file for a truncated/corrupt pickle, a pickle with code (any global
+        but numpy arrays), a missing key, pixel data that are not integers in 0..255, or a data
+        size that does not match the number of labels (expected vs found bytes).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CIFAR batch file not found: {path}")
     size = os.path.getsize(path)
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as error:
+            batch = safe_load_pickle(f.read())
+    except ForbiddenGlobalError as error:
+        raise ValueError(
+            f"{path} is not a CIFAR batch: its pickle calls {error} (only numpy arrays are "
+            "allowed; it was not run)."
+        ) from error
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        KeyError,
+    ) as error:
         raise ValueError(
             f"{path} is truncated or corrupt ({size} bytes found; unpickling failed: {error!r})."
         ) from error
@@ -68,7 +117,17 @@ def read_batch(path, label_key):
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise ValueError(f"{path}: expected keys b'data' and {label_key!r}. Found: {keys}")
     labels = np.asarray(batch[label_key], dtype=np.int64)
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    data = np.asarray(batch[b"data"])
+    if not (np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_):
+        raise ValueError(
+            f"{path}: image data must be integers 0..255 (uint8). Found dtype {data.dtype}."
+        )
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise ValueError(
+            f"{path}: image data outside 0..255 (found {int(data.min())}..{int(data.max())}); "
+            "values are not wrapped."
+        )
+    data = data.astype(np.uint8)
     expected = labels.shape[0] * _ROW
     if data.size != expected:
         raise ValueError(

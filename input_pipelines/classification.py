@@ -76,17 +76,18 @@ def _split_indices(num_examples, split, validation_fraction, has_test):
     return np.sort(order[: len(order) - num_validation])
 
 
-def _raw_arrays(name, split, data_dir):
+def _raw_arrays(name, split, data_dir, data_dir_flag="data_dir"):
     """(images, labels, has_test) for the file split that holds `split`."""
     if name in ("digits", "mnist5k"):
         loader = embedded.load_digits_arrays if name == "digits" else embedded.load_mnist5k_arrays
         return (*loader(), False)
     if not data_dir:
         raise ValueError(
-            f"Dataset {name!r} is read from files: pass --data_dir (got {data_dir!r})."
+            f"Dataset {name!r} is read from files: pass {data_dir_flag}=DIR, the folder of its "
+            f"original files (got {data_dir!r})."
         )
     if not os.path.isdir(data_dir):
-        raise FileNotFoundError(f"--data_dir {data_dir} does not exist or is not a folder.")
+        raise FileNotFoundError(f"{data_dir_flag}={data_dir} does not exist or is not a folder.")
     file_split = "test" if split == "test" else "train"
     if name == "mnist":
         prefix = "t10k" if file_split == "test" else "train"
@@ -110,7 +111,9 @@ def _raw_arrays(name, split, data_dir):
     return images, labels, True
 
 
-def load_arrays(name, split, data_dir=None, *, validation_fraction=0.1, limit=None):
+def load_arrays(
+    name, split, data_dir=None, *, validation_fraction=0.1, limit=None, data_dir_flag="data_dir"
+):
     """Images and labels of one split as numpy arrays.
 
     Args:
@@ -119,6 +122,8 @@ def load_arrays(name, split, data_dir=None, *, validation_fraction=0.1, limit=No
       data_dir: folder of the original files (for mnist / cifar10 / cifar100).
       validation_fraction: fraction of the training data held out as `validation`.
       limit: keep only the first `limit` examples of the split (tests, smoke runs).
+      data_dir_flag: how the caller's user sets `data_dir` (e.g. "--config.data_dir"), named
+        in the error when it is missing.
 
     Returns:
       (images uint8 [N, H, W, C], labels int64 [N]).
@@ -131,7 +136,7 @@ def load_arrays(name, split, data_dir=None, *, validation_fraction=0.1, limit=No
         raise ValueError(f"Unknown split {split!r}. Choose one of {SPLITS}.")
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1). Received: {validation_fraction}")
-    images, labels, has_test = _raw_arrays(name, split, data_dir)
+    images, labels, has_test = _raw_arrays(name, split, data_dir, data_dir_flag)
     if split != "test" or not has_test:
         keep = _split_indices(len(labels), split, validation_fraction, has_test)
         images, labels = images[keep], labels[keep]
@@ -184,6 +189,7 @@ def build_dataset(
     dtype=tf.float32,
     limit=None,
     shuffle_buffer=10_000,
+    data_dir_flag="data_dir",
 ):
     """A batched, prefetched dataset of `(image, label)`.
 
@@ -199,19 +205,35 @@ def build_dataset(
       normalize: "unit" ([0, 1]), "standard" (dataset mean/std) or "none" (0..255).
       dtype: image dtype (tf.float32 or tf.float64).
       shuffle_buffer: shuffle buffer size (a full shuffle when >= the split size).
+      data_dir_flag: as in `load_arrays`.
 
     Returns:
       `tf.data.Dataset` of (image `dtype` [B, H, W, C], label int32 [B]).
+
+    Raises:
+      ValueError: also when `batch_size` exceeds the split with `repeat` or `drop_remainder`
+        (a batch would repeat examples, or there would be no batch at all).
     """
     info = dataset_info(name)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     images, labels = load_arrays(
-        name, split, data_dir, validation_fraction=validation_fraction, limit=limit
+        name,
+        split,
+        data_dir,
+        validation_fraction=validation_fraction,
+        limit=limit,
+        data_dir_flag=data_dir_flag,
     )
     if len(labels) == 0:
         raise ValueError(
             f"{name} {split} is empty (limit={limit}, validation_fraction={validation_fraction})."
+        )
+    if batch_size > len(labels) and (repeat or drop_remainder):
+        raise ValueError(
+            f"batch_size={batch_size} exceeds the {len(labels)} examples of {name} {split} "
+            f"(limit={limit}): a batch would repeat examples"
+            f"{'' if repeat else ' (or, without repeat, no full batch exists)'}."
         )
     shuffle = split == "train" if shuffle is None else shuffle
     augment = (split == "train" and name.startswith("cifar")) if augment is None else augment

@@ -72,3 +72,49 @@ def checkpoint_floats(checkpoint_prefix):
         if dtype.is_floating and "OPTIMIZER_SLOT" not in name and ".ATTRIBUTES" in name:
             values[name] = np.asarray(reader.get_tensor(name))
     return values
+
+
+FAULT_SCRIPT = os.path.join(PROJECT_ROOT, "tests", "fault_script.py")
+
+
+def run_killed_then_resumed(trainer, workdir, kills, timeout=300):
+    """Runs `tests/fault_script.py` once per `(kill_point, kill_at)` (each must die by SIGKILL),
+    then once more to the end in the same `workdir`.
+
+    Returns:
+      (outputs of every process, the step of the latest checkpoint after each kill, the final
+      results dict printed by the completing run).
+    """
+    outputs, latest = [], []
+    for kill_point, kill_at in kills:
+        process = subprocess.run(
+            [sys.executable, FAULT_SCRIPT, trainer, str(workdir), kill_point, str(kill_at)],
+            env=clean_env(),
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        outputs.append(process.stdout + process.stderr)
+        if process.returncode != -9:
+            raise AssertionError(
+                f"{kill_point}@{kill_at} was not killed (rc={process.returncode}):\n"
+                + outputs[-1][-3000:]
+            )
+        path = tf.train.latest_checkpoint(os.path.join(str(workdir), "checkpoints"))
+        latest.append(int(path.rsplit("-", 1)[1]) if path else 0)
+    process = subprocess.run(
+        [sys.executable, FAULT_SCRIPT, trainer, str(workdir), "none"],
+        env=clean_env(),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    outputs.append(process.stdout + process.stderr)
+    if process.returncode != 0:
+        raise AssertionError(
+            f"resumed run failed (rc={process.returncode}):\n{outputs[-1][-3000:]}"
+        )
+    final = [line for line in process.stdout.splitlines() if line.startswith("FINAL ")]
+    return outputs, latest, json.loads(final[-1][len("FINAL ") :])

@@ -10,36 +10,47 @@ landscape_2d.png and robustness.png into --output_dir (default: <workdir>/analys
 """
 
 import json
+import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
 import tf_runtime
 from tf_hessian import analyze_lib
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "tf_hessian/configs/analyze.py", "Analysis config."
-)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Training run folder (config.json, checkpoints/).", required=True
-)
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Output folder (default <workdir>/analysis).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (default: the latest).")
-_STRATEGY = flags.DEFINE_enum("strategy", "default", list(tf_runtime.STRATEGIES), "Strategy.")
-_NUM_CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", 0, "Logical CPUs for 'mirrored'.")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "analyze.py")
 
 
-def main(argv):
+def define_flags(flag_values=flags.FLAGS, sys_argv=None):
+    """Registers this binary's flags (called under `__main__`, or by tests on a private FlagValues)."""
+    tf_runtime.define_flags(
+        DEFAULT_CONFIG,
+        workdir_help="Training run folder (config.json, checkpoints/).",
+        resumable=False,
+        config_help="Analysis config file.",
+        flag_values=flag_values,
+        sys_argv=sys_argv,
+    )
+    flags.DEFINE_string(
+        "output_dir", None, "Output folder (default <workdir>/analysis).", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "checkpoint", None, "Checkpoint prefix (default: the latest).", flag_values=flag_values
+    )
+
+
+def main(argv, flag_values=flags.FLAGS):
     del argv
-    strategy = tf_runtime.build_strategy(_STRATEGY.value, _NUM_CPU_DEVICES.value)
-    output_dir = _OUTPUT_DIR.value or f"{_WORKDIR.value}/analysis"
-    tf_runtime.write_config(_CONFIG.value, output_dir, filename="analysis_config.json")
+    run = tf_runtime.run_flags(flag_values)
+    output_dir = flag_values.output_dir or os.path.join(run.workdir, "analysis")
+    strategy = run.build_strategy()
+    tf_runtime.write_config(run.config, output_dir, filename="analysis_config.json")
     results = analyze_lib.analyze_checkpoint(
-        _CONFIG.value, _WORKDIR.value, output_dir, checkpoint=_CHECKPOINT.value, strategy=strategy
+        run.config, run.workdir, output_dir, checkpoint=flag_values.checkpoint, strategy=strategy
     )
     keys = ["eigenvalues", "lambda_min", "trace", "trace_stderr", "eigen_hvps", "plots"]
     print(json.dumps({k: results[k] for k in keys if k in results}, indent=2, default=float))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    app.run(main, flags_parser=tf_runtime.flags_parser)

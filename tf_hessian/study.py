@@ -3,34 +3,45 @@ r"""The large-batch / robustness study in one command.
 Usage:
   python -m tf_hessian.study --workdir=runs/hessian_study \
       [--config=tf_hessian/configs/study.py[:demo]] [--config.train.data.name=mnist \
-       --config.train.data.data_dir=/data/mnist]
+       --config.train.data.data_dir=/data/mnist] [--allow_config_change]
 
 Writes study.md (table), study.json, study.png, spectrum.png, density.png, landscape_1d.png
 and one folder per model (checkpoints, TensorBoard, row.json) into --workdir. Finished
-models are reused when the command is re-run.
+models are reused when the command is re-run with the same config (a different config is an
+error naming the changed keys unless --allow_config_change).
 """
 
+import os
+
 from absl import app, flags
-from ml_collections import config_flags
 
 import tf_runtime
 from tf_hessian import study_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", "tf_hessian/configs/study.py", "Study config.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
-_STRATEGY = flags.DEFINE_enum("strategy", "default", list(tf_runtime.STRATEGIES), "Strategy.")
-_NUM_CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", 0, "Logical CPUs for 'mirrored'.")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "study.py")
 
 
-def main(argv):
+def define_flags(flag_values=flags.FLAGS, sys_argv=None):
+    """Registers this binary's flags (called under `__main__`, or by tests on a private FlagValues)."""
+    tf_runtime.define_flags(
+        DEFAULT_CONFIG, config_help="Study config file.", flag_values=flag_values, sys_argv=sys_argv
+    )
+
+
+def main(argv, flag_values=flags.FLAGS):
     del argv
-    strategy = tf_runtime.build_strategy(_STRATEGY.value, _NUM_CPU_DEVICES.value)
-    tf_runtime.write_config(_CONFIG.value, _WORKDIR.value)
-    results = study_lib.run_study(_CONFIG.value, _WORKDIR.value, strategy)
+    run = tf_runtime.run_flags(flag_values)
+    strategy = run.build_strategy()
+    # Lock the study folder, check its config against the recorded one, then record it.
+    with tf_runtime.open_run(
+        run.workdir, run.config, strategy=strategy, allow_config_change=run.allow_config_change
+    ):
+        results = study_lib.run_study(run.config, run.workdir, strategy)
     print(results["note"])
     print(results["table"])
     print(f"Outputs: {results['paths']}  ({results['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    app.run(main, flags_parser=tf_runtime.flags_parser)

@@ -5,12 +5,10 @@ Entry point of ``python -m tf_hessian.train``: ``train_and_evaluate(config, work
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import keras
-import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -20,6 +18,8 @@ from tf_hessian import adversarial, models
 from tf_hessian import data as data_lib
 from tf_hessian.trainer import ClassifierTrainer
 
+METRICS_NAME = "metrics.json"
+
 
 def build_network(config, dtype: str | None = None) -> keras.Model:
     """The classifier named by ``config.model`` for ``config.data.name``'s image shape."""
@@ -28,6 +28,16 @@ def build_network(config, dtype: str | None = None) -> keras.Model:
     return models.build_model(
         config.model, info.image_shape, info.num_classes, dtype=dtype, **kwargs
     )
+
+
+def check_data(config) -> None:
+    """Raises ValueError naming the flag when ``config.data`` needs files but has no folder."""
+    info = classification.dataset_info(config.data.name)
+    if info.needs_data_dir and not config.data.data_dir:
+        raise ValueError(
+            f"config.data.name={config.data.name!r} is read from files: pass "
+            "--config.data.data_dir=DIR (the folder holding its original files)."
+        )
 
 
 def resolve_schedule(config, num_train: int, num_replicas: int) -> dict:
@@ -150,70 +160,88 @@ def evaluate(network: keras.Model, config) -> dict:
     return {"accuracy": accuracy[0.0], "fgsm_accuracy": accuracy[float(config.eval.fgsm_epsilon)]}
 
 
-def train_and_evaluate(config, workdir: str, strategy: tf.distribute.Strategy) -> dict:
+def train_and_evaluate(
+    config, workdir: str, strategy: tf.distribute.Strategy, *, allow_config_change: bool = False
+) -> dict:
     """Trains ``config.model`` at ``config.batch_size``; evaluates; exports a SavedModel.
 
-    Writes into ``workdir``: checkpoints/, tensorboard/, saved_model/ (if
-    ``config.export``) and metrics.json.
+    Writes into ``workdir``: config.json (after validation), checkpoints/, tensorboard/,
+    history.json, saved_model/ (if ``config.export``), metrics.json and DONE. Re-running a
+    finished run changes nothing and returns the stored metrics; a killed run resumes exactly.
+
+    Args:
+      config: the training config (``tf_hessian/configs/default.py``).
+      workdir: run folder.
+      strategy: the ``tf.distribute`` strategy.
+      allow_config_change: resume ``workdir`` although its config.json differs.
 
     Returns:
       Dict with ``step``, ``train`` (last training logs), ``test_accuracy``,
       ``fgsm_accuracy`` (on ``config.eval.split``), ``schedule`` and ``saved_model``.
+
+    Raises:
+      ValueError: naming the config field at fault, before anything is written.
+      tf_runtime.ConfigMismatchError: when ``workdir`` holds a run of another config.
+      tf_runtime.WorkdirLockedError: when another process trains in ``workdir``.
     """
+    check_data(config)
     num_train = data_lib.num_examples(config, "train", limit=config.data.train_limit)
     schedule = resolve_schedule(config, num_train, strategy.num_replicas_in_sync)
-    trainer = build_trainer(config, strategy, schedule)
-
-    def dataset_fn(input_context):
-        return data_lib.build(
-            config,
-            "train",
-            batch_size=config.batch_size,
-            input_context=input_context,
-            repeat=True,
-            limit=config.data.train_limit,
-            drop_remainder=True,
-        )
-
-    logs = tf_runtime.run_training(
-        trainer,
-        dataset_fn,
+    with tf_runtime.open_run(
+        workdir,
+        config,
         strategy=strategy,
-        workdir=workdir,
-        num_steps=schedule["num_steps"],
-        checkpoint_every=config.checkpoint_every,
-        summary_every=config.summary_every,
-        log_every=config.log_every,
-        eval_fn=lambda step: evaluate(trainer.network, config),
-        hparams=tf_runtime.config_to_dict(config),
-        seed=config.seed,
-        profile_steps=tuple(config.get("profile_steps", ())) or None,
-    )
-    results = {
-        "step": logs["step"],
-        "train": {k: v for k, v in logs.items() if k != "step" and not k.startswith("eval_")},
-        "test_accuracy": logs["eval_accuracy"],
-        "fgsm_accuracy": logs["eval_fgsm_accuracy"],
-        "schedule": schedule,
-    }
-    if config.export:
-        results["saved_model"] = export(
-            trainer.network, config, os.path.join(workdir, "saved_model")
+        allow_config_change=allow_config_change,
+        results_name=METRICS_NAME,
+    ) as run:
+        if run.done:
+            return run.results
+        trainer = build_trainer(config, strategy, schedule)
+
+        def dataset_fn(input_context):
+            return data_lib.build(
+                config,
+                "train",
+                batch_size=config.batch_size,
+                input_context=input_context,
+                repeat=True,
+                limit=config.data.train_limit,
+                drop_remainder=True,
+            )
+
+        logs = tf_runtime.run_training(
+            trainer,
+            dataset_fn,
+            strategy=strategy,
+            workdir=workdir,
+            num_steps=schedule["num_steps"],
+            checkpoint_every=tf_runtime.run_setting(config, "checkpoint_every"),
+            summary_every=tf_runtime.run_setting(config, "summary_every"),
+            log_every=tf_runtime.run_setting(config, "log_every"),
+            eval_fn=lambda step: evaluate(trainer.network, config),
+            hparams=tf_runtime.config_to_dict(config),
+            seed=config.seed,
+            profile_steps=tuple(tf_runtime.run_setting(config, "profile_steps")) or None,
         )
-    with tf.io.gfile.GFile(os.path.join(workdir, "metrics.json"), "w") as f:
-        json.dump(results, f, indent=2, default=float)
-    return results
+        results = {
+            "step": logs["step"],
+            "train": {k: v for k, v in logs.items() if k != "step" and not k.startswith("eval_")},
+            "test_accuracy": logs["eval_accuracy"],
+            "fgsm_accuracy": logs["eval_fgsm_accuracy"],
+            "schedule": schedule,
+        }
+        if config.export:
+            results["saved_model"] = export(
+                trainer.network, config, os.path.join(workdir, "saved_model")
+            )
+        return run.finish(results)
 
 
 def export(network: keras.Model, config, path: str) -> str:
     """SavedModel with a ``serve(image)`` -> logits endpoint, checked after reload at two batch sizes."""
     info = classification.dataset_info(config.data.name)
     spec = tf.TensorSpec([None, *info.image_shape], tf.float32, name="image")
-    tf_runtime.export_saved_model(network, path, [spec])
-    for batch in (1, 3):
-        x = tf.random.stateless_uniform((batch, *info.image_shape), [1, batch])
-        tf_runtime.check_export(path, lambda t: network(t, training=False), (x,), atol=1e-4)
-    return path
+    return tf_runtime.export_and_check(network, path, [spec], batch_sizes=(1, 3), atol=1e-4)
 
 
 def restore_network(workdir: str, checkpoint: str | None = None, dtype: str | None = None):
@@ -229,12 +257,9 @@ def restore_network(workdir: str, checkpoint: str | None = None, dtype: str | No
 
     Raises:
       FileNotFoundError: if config.json or the checkpoint is missing.
+      ValueError: naming the checkpoint when it is unreadable or holds another network.
     """
-    config_path = os.path.join(workdir, "config.json")
-    if not tf.io.gfile.exists(config_path):
-        raise FileNotFoundError(f"No config.json in the training workdir {workdir!r}.")
-    with tf.io.gfile.GFile(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = tf_runtime.read_config(workdir)
     path = checkpoint or tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
     if path is None or not tf.io.gfile.glob(path + "*"):
         raise FileNotFoundError(
@@ -244,7 +269,25 @@ def restore_network(workdir: str, checkpoint: str | None = None, dtype: str | No
     network = build_network(config)
     trainer = ClassifierTrainer(network)
     trainer(tf.zeros((1, *info.image_shape)))
-    tf.train.Checkpoint(model=trainer).restore(path).expect_partial()
+    try:
+        status = tf.train.Checkpoint(model=trainer).restore(path)
+    except (AssertionError, ValueError) as error:
+        raise ValueError(
+            f"Checkpoint {path} does not hold this run's {config.model!r} network: {error}"
+        ) from error
+    except Exception as error:  # corrupt or truncated files raise OpError, IndexError, ...
+        files = sorted(os.path.basename(p) for p in tf.io.gfile.glob(path + ".*"))
+        raise ValueError(
+            f"Cannot read checkpoint {path} ({', '.join(files)}): {type(error).__name__}: {error}"
+        ) from error
+    try:
+        # expect_partial: the optimizer and step are not needed; every network weight is.
+        status.expect_partial().assert_existing_objects_matched()
+    except AssertionError as error:
+        raise ValueError(
+            f"Checkpoint {path} does not hold this run's {config.model!r} network (is it a "
+            f"checkpoint of another trainer?): {error}"
+        ) from error
     if dtype is not None:
         cast = build_network(config, dtype=dtype)
         cast.set_weights([np.asarray(w, dtype) for w in network.get_weights()])

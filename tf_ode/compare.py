@@ -2,31 +2,40 @@ r"""Baseline vs ANODE vs ANODEV2 comparison run (embedded data; ~10 min on 2 CPU
 
 Usage:
   python -m tf_ode.compare --config=tf_ode/configs/compare.py --workdir=runs/ode_compare \
-      [--config.num_epochs=2] [--config.method=rk2]
+      [--config.num_epochs=2] [--config.method=rk2] [--allow_config_change]
 
 Writes one training run per variant under --workdir/<variant>/ plus comparison.json and
 comparison.md (table: test accuracy, seconds per epoch, f evaluations per step, parameters).
+Finished variants are reused when the command is re-run with the same config.
 """
 
+import os
+
 from absl import app, flags
-from ml_collections import config_flags
 
 import tf_runtime
 from tf_ode import compare_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", "tf_ode/configs/compare.py", "Config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
-_STRATEGY = flags.DEFINE_enum("strategy", "default", list(tf_runtime.STRATEGIES), "Strategy.")
-_NUM_CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", 0, "Logical CPUs for 'mirrored'.")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "compare.py")
 
 
-def main(argv):
+def define_flags(flag_values=flags.FLAGS, sys_argv=None):
+    """Registers this binary's flags (called under `__main__`, or by tests on a private FlagValues)."""
+    tf_runtime.define_flags(DEFAULT_CONFIG, flag_values=flag_values, sys_argv=sys_argv)
+
+
+def main(argv, flag_values=flags.FLAGS):
     del argv
-    strategy = tf_runtime.build_strategy(_STRATEGY.value, _NUM_CPU_DEVICES.value)
-    tf_runtime.write_config(_CONFIG.value, _WORKDIR.value)
-    outputs = compare_lib.run_comparison(_CONFIG.value, _WORKDIR.value, strategy)
+    run = tf_runtime.run_flags(flag_values)
+    strategy = run.build_strategy()
+    # Lock the comparison folder, check its config against the recorded one, then record it.
+    with tf_runtime.open_run(
+        run.workdir, run.config, strategy=strategy, allow_config_change=run.allow_config_change
+    ):
+        outputs = compare_lib.run_comparison(run.config, run.workdir, strategy)
     print(outputs["table"])
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    app.run(main, flags_parser=tf_runtime.flags_parser)

@@ -8,20 +8,34 @@ Writes config.json, gradcheck.json, gradcheck.md (table) and gradcheck.png (plot
 and prints the table.
 """
 
+import os
+
 from absl import app, flags
-from ml_collections import config_flags
 
 import tf_runtime
 from tf_ode import gradcheck_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", "tf_ode/configs/gradcheck.py", "Config file.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Output folder.", required=True)
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "gradcheck.py")
 
 
-def main(argv):
+def define_flags(flag_values=flags.FLAGS, sys_argv=None):
+    """Registers this binary's flags (called under `__main__`, or by tests on a private FlagValues)."""
+    tf_runtime.define_flags(
+        DEFAULT_CONFIG,
+        workdir_name="output_dir",
+        workdir_help="Output folder.",
+        strategy=False,
+        resumable=False,
+        flag_values=flag_values,
+        sys_argv=sys_argv,
+    )
+
+
+def main(argv, flag_values=flags.FLAGS):
     del argv
-    config = _CONFIG.value
-    tf_runtime.write_config(config, _OUTPUT_DIR.value)
+    run = tf_runtime.run_flags(flag_values, workdir_name="output_dir")
+    config = run.config
+    tf_runtime.write_config(config, run.workdir)
     rows = gradcheck_lib.run_gradcheck(
         kind=config.kind,
         method=config.method,
@@ -30,11 +44,10 @@ def main(argv):
         size=config.size,
         seed=config.seed,
     )
-    outputs = gradcheck_lib.write_outputs(
-        rows, _OUTPUT_DIR.value, kind=config.kind, method=config.method
-    )
+    outputs = gradcheck_lib.write_outputs(rows, run.workdir, kind=config.kind, method=config.method)
     print(outputs["table"])
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    app.run(main, flags_parser=tf_runtime.flags_parser)

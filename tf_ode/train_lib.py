@@ -1,6 +1,5 @@
 """Training an ANODE / ANODEV2 classifier with the shared distributed loop, evaluation, export."""
 
-import json
 import os
 import time
 
@@ -37,6 +36,9 @@ def validate_config(config):
             "config.method='dopri5' (TFP) supports only config.gradient='adjoint'. "
             f"Received: {config.gradient!r}"
         )
+
+
+DATA_DIR_FLAG = "--config.data_dir"
 
 
 def _data_dir(config):
@@ -85,6 +87,7 @@ def evaluate(model, config, split=None):
         data_dir=_data_dir(config),
         normalize="standard",
         limit=config.eval_limit or None,
+        data_dir_flag=DATA_DIR_FLAG,
     )
 
     info = classification.dataset_info(config.dataset)
@@ -109,90 +112,133 @@ def evaluate(model, config, split=None):
     return {"accuracy": total_correct / count, "loss": total_loss / count}
 
 
-def train_and_evaluate(config, workdir, strategy):
+def _latest_step(workdir):
+    path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    return int(path.rsplit("-", 1)[1]) if path else 0
+
+
+def train_and_evaluate(config, workdir, strategy, *, allow_config_change=False):
     """Trains `config`'s model under `strategy`, evaluates, exports; writes results.json.
 
+    Writes config.json (after validation), checkpoints/, tensorboard/, history.json,
+    saved_model/, results.json and DONE into `workdir`. A killed run resumes exactly and its
+    results cover the whole run (the evaluation history is persisted); re-running a finished
+    run changes nothing and returns the stored results.
+
+    Args:
+      config: the training config (`tf_ode/configs/default.py`).
+      workdir: run folder.
+      strategy: the `tf.distribute` strategy.
+      allow_config_change: resume `workdir` although its config.json differs.
+
     Returns:
-      Dict: final train logs (loss, accuracy, nfe per step), eval accuracy/loss, `train_seconds`,
-      `seconds_per_epoch` (wall time incl. tracing / number of epochs), `num_params`,
-      `steps`, and `saved_model` when exported.
+      Dict: final train logs (loss, accuracy, nfe per step), eval accuracy/loss, `train_seconds`
+      and `seconds_per_epoch` (wall time of the last process's training, incl. tracing),
+      `eval_accuracy_history` and `best_eval_accuracy` (whole run), `num_params`, `step`, and
+      `saved_model` when exported.
+
+    Raises:
+      ValueError: naming the config field or data at fault, before anything is written.
+      tf_runtime.ConfigMismatchError: when `workdir` holds a run of another config.
+      tf_runtime.WorkdirLockedError: when another process trains in `workdir`.
     """
     validate_config(config)
-    os.makedirs(workdir, exist_ok=True)
     info = classification.dataset_info(config.dataset)
+    if info.needs_data_dir and not config.data_dir:
+        raise ValueError(
+            f"config.dataset={config.dataset!r} is read from files: pass "
+            f"--config.data_dir=DIR (the folder holding its original files)."
+        )
     _, train_labels = classification.load_arrays(
-        config.dataset, "train", _data_dir(config), limit=config.train_limit or None
+        config.dataset,
+        "train",
+        _data_dir(config),
+        limit=config.train_limit or None,
+        data_dir_flag=DATA_DIR_FLAG,
     )
+    if config.batch_size > len(train_labels):
+        raise ValueError(
+            f"config.batch_size={config.batch_size} exceeds the {len(train_labels)} training "
+            f"examples of {config.dataset} (config.train_limit={config.train_limit}); a batch "
+            "would repeat examples."
+        )
     steps_per_epoch = max(1, len(train_labels) // config.batch_size)
     num_train_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
-    # Seeded initial weights: the same start on any strategy and in every process.
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = build_model(config, info.num_classes, info.image_shape)
-        model(np.zeros((1, *info.image_shape), np.float32))
-        optimizer = build_optimizer(config, steps_per_epoch)
-        model.compile(optimizer=optimizer)
-        optimizer.build(model.trainable_variables)
+    with tf_runtime.open_run(
+        workdir, config, strategy=strategy, allow_config_change=allow_config_change
+    ) as run:
+        if run.done:
+            return run.results
+        # Seeded initial weights: the same start on any strategy and in every process.
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            model = build_model(config, info.num_classes, info.image_shape)
+            model(np.zeros((1, *info.image_shape), np.float32))
+            optimizer = build_optimizer(config, steps_per_epoch)
+            model.compile(optimizer=optimizer)
+            optimizer.build(model.trainable_variables)
 
-    def dataset_fn(input_context):
-        return classification.build_dataset(
-            config.dataset,
-            "train",
-            batch_size=config.batch_size,
-            data_dir=_data_dir(config),
-            input_context=input_context,
+        def dataset_fn(input_context):
+            return classification.build_dataset(
+                config.dataset,
+                "train",
+                batch_size=config.batch_size,
+                data_dir=_data_dir(config),
+                input_context=input_context,
+                seed=config.seed,
+                repeat=True,
+                drop_remainder=True,
+                normalize="standard",
+                limit=config.train_limit or None,
+                data_dir_flag=DATA_DIR_FLAG,
+            )
+
+        eval_every = config.eval_every_epochs * steps_per_epoch
+        # (step, time the evaluation started, its duration): epoch times between evaluations
+        # exclude evaluation and the first epoch's tracing.
+        marks = []
+
+        def eval_fn(step):
+            began = time.time()
+            logs = evaluate(model, config)
+            marks.append((step, began, time.time() - began))
+            return logs
+
+        start_step = _latest_step(workdir)
+        start = time.time()
+        logs = tf_runtime.run_training(
+            model,
+            dataset_fn,
+            strategy=strategy,
+            workdir=workdir,
+            num_steps=num_train_steps,
+            checkpoint_every=tf_runtime.run_setting(config, "checkpoint_every"),
+            summary_every=tf_runtime.run_setting(config, "summary_every"),
+            log_every=tf_runtime.run_setting(config, "log_every"),
+            eval_fn=eval_fn,
+            eval_every=eval_every,
+            hparams=tf_runtime.config_to_dict(config),
             seed=config.seed,
-            repeat=True,
-            drop_remainder=True,
-            normalize="standard",
-            limit=config.train_limit or None,
+            profile_steps=tuple(tf_runtime.run_setting(config, "profile_steps")) or None,
         )
-
-    eval_every = config.eval_every_epochs * steps_per_epoch
-    # (step, time the evaluation started, its duration, accuracy): epoch times between evaluations exclude
-    # evaluation and the first epoch's tracing.
-    marks = []
-
-    def eval_fn(step):
-        began = time.time()
-        logs = evaluate(model, config)
-        marks.append((step, began, time.time() - began, logs["accuracy"]))
-        return logs
-
-    start = time.time()
-    logs = tf_runtime.run_training(
-        model,
-        dataset_fn,
-        strategy=strategy,
-        workdir=workdir,
-        num_steps=num_train_steps,
-        checkpoint_every=config.checkpoint_every,
-        summary_every=config.summary_every,
-        log_every=config.log_every,
-        eval_fn=eval_fn,
-        eval_every=eval_every,
-        hparams=tf_runtime.config_to_dict(config),
-        seed=config.seed,
-        profile_steps=tuple(config.get("profile_steps", ())) or None,
-    )
-    train_seconds = time.time() - start
-    results = dict(logs)
-    results.update(
-        train_seconds=train_seconds,
-        seconds_per_epoch=steady_seconds_per_epoch(marks, steps_per_epoch)
-        or train_seconds * steps_per_epoch / num_train_steps,
-        eval_accuracy_history=[(step, accuracy) for step, _, _, accuracy in marks],
-        # The official code never updates best_acc (spec section 3): track best and last properly.
-        best_eval_accuracy=max((accuracy for *_, accuracy in marks), default=None),
-        steps_per_epoch=steps_per_epoch,
-        num_params=int(sum(int(np.prod(v.shape)) for v in model.trainable_variables)),
-        variant=config.variant,
-    )
-    if config.export:
-        results["saved_model"] = export(model, info, os.path.join(workdir, "saved_model"))
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=float)
-    return results
+        train_seconds = time.time() - start
+        # The evaluations of the whole run, also those before a resume.
+        history = [(step, e["accuracy"]) for step, e in tf_runtime.load_history(workdir)["eval"]]
+        results = dict(logs)
+        results.update(
+            train_seconds=train_seconds,
+            seconds_per_epoch=steady_seconds_per_epoch(marks, steps_per_epoch)
+            or train_seconds * steps_per_epoch / max(1, num_train_steps - start_step),
+            eval_accuracy_history=history,
+            # The official code never updates best_acc (spec section 3): track best and last.
+            best_eval_accuracy=max((accuracy for _, accuracy in history), default=None),
+            steps_per_epoch=steps_per_epoch,
+            num_params=int(sum(int(np.prod(v.shape)) for v in model.trainable_variables)),
+            variant=config.variant,
+        )
+        if config.export:
+            results["saved_model"] = export(model, info, os.path.join(workdir, "saved_model"))
+        return run.finish(results)
 
 
 def steady_seconds_per_epoch(marks, steps_per_epoch):
@@ -206,19 +252,11 @@ def steady_seconds_per_epoch(marks, steps_per_epoch):
 
 
 def export(model, info, path):
-    """Exports `serve(images) -> logits`; reloads once and checks batch sizes 1 and 3.
+    """Exports `serve(images) -> logits`, checked after reload at batch sizes 1 and 3.
 
     Raises:
-      ValueError: if the reloaded outputs differ from the model's by more than 1e-4.
+      ValueError: if the reloaded outputs differ from the model's by more than 1e-4 (the
+        previous export at `path`, if any, is kept).
     """
     spec = tf.TensorSpec([None, *info.image_shape], tf.float32, name="images")
-    tf_runtime.export_saved_model(model, path, [spec])
-    reloaded = tf.saved_model.load(path)
-    for batch in (1, 3):
-        x = tf.random.stateless_normal([batch, *info.image_shape], seed=[batch, 0])
-        diff = float(np.max(np.abs(reloaded.serve(x).numpy() - model(x, training=False).numpy())))
-        if diff > 1e-4:
-            raise ValueError(
-                f"Export {path}: reloaded logits differ by {diff} > 1e-4 at batch size {batch}"
-            )
-    return path
+    return tf_runtime.export_and_check(model, path, [spec], batch_sizes=(1, 3), atol=1e-4)

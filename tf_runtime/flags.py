@@ -38,6 +38,7 @@ def define_flags(
     workdir_name="workdir",
     workdir_help="Run folder (config.json, checkpoints/, tensorboard/, results).",
     strategy=True,
+    resumable=True,
     config_help="Config file (path[:variant]); override fields with --config.<field>=<value>.",
     flag_values=flags.FLAGS,
     sys_argv=None,
@@ -46,11 +47,11 @@ def define_flags(
 
     Args:
       default_config: default value of `--config` (a config file, optionally `:variant`).
-      workdir: define the required folder flag (`--workdir` by default) and
-        `--allow_config_change`.
+      workdir: define the required folder flag (`--workdir` by default).
       workdir_name: the folder flag's name (e.g. "output_dir").
       workdir_help: its help text.
       strategy: define `--strategy` and `--num_cpu_devices`.
+      resumable: define `--allow_config_change` (binaries whose run folder can be resumed).
       config_help: help of `--config`.
       flag_values: where to register (a fresh `flags.FlagValues()` in tests).
       sys_argv: the argv `--config.<field>` overrides are read from (default `sys.argv`); pass
@@ -63,6 +64,7 @@ def define_flags(
         flags.DEFINE_string(
             workdir_name, None, workdir_help, required=True, flag_values=flag_values
         )
+    if resumable:
         flags.DEFINE_boolean(
             "allow_config_change",
             False,

@@ -145,8 +145,12 @@ def test_mnist_idx_train_split_from_generated_files(tmp_path, gz):
 
 
 def test_mnist_bad_inputs_name_the_file(tmp_path):
-    with pytest.raises(ValueError, match="--data_dir"):
-        classification.load_arrays("mnist", "train", None)
+    with pytest.raises(ValueError, match=r"pass --config\.data_dir=DIR"):
+        classification.load_arrays("mnist", "train", None, data_dir_flag="--config.data_dir")
+    with pytest.raises(FileNotFoundError, match=r"--config\.data\.data_dir=/nonexistent does"):
+        classification.load_arrays(
+            "mnist", "train", "/nonexistent", data_dir_flag="--config.data.data_dir"
+        )
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
         classification.load_arrays("mnist", "train", str(tmp_path))
     images = np.zeros((10, 28, 28), np.uint8)
@@ -215,6 +219,71 @@ def test_cifar_pickles_generated_train_split_and_errors(tmp_path):
         classification.load_arrays("cifar10", "train", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="cifar-100-python"):
         classification.load_arrays("cifar100", "test", str(tmp_path))
+
+
+class _Exploit:
+    """A pickle payload that would create a file when unpickled by plain `pickle.load`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _cifar_folder_with(tmp_path, data_batch_1):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    with open(folder / "data_batch_1", "wb") as f:
+        pickle.dump(data_batch_1, f)
+    return folder
+
+
+def test_cifar_pickle_with_code_is_rejected_without_running_it(tmp_path):
+    witness = tmp_path / "pwned"
+    _cifar_folder_with(tmp_path, {b"data": _Exploit(witness), b"labels": [0]})
+    with pytest.raises(
+        ValueError, match=r"data_batch_1 is not a CIFAR batch: its pickle calls io\.open"
+    ):
+        cifar.read_batch(str(tmp_path / "cifar-10-batches-py" / "data_batch_1"), b"labels")
+    assert not witness.exists()  # the payload never ran
+
+
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (
+            np.full((1, 3072), 0.5, np.float32),
+            r"must be integers 0\.\.255 \(uint8\)\. Found dtype float32",
+        ),
+        (np.full((1, 3072), 300, np.int16), r"outside 0\.\.255 \(found 300\.\.300\)"),
+        (np.full((1, 3072), -1, np.int64), r"outside 0\.\.255 \(found -1\.\.-1\)"),
+    ],
+)
+def test_cifar_float_or_out_of_range_data_is_an_error_not_wrapped(tmp_path, data, match):
+    folder = _cifar_folder_with(tmp_path, {b"data": data, b"labels": [0]})
+    with pytest.raises(ValueError, match=match):
+        cifar.read_batch(str(folder / "data_batch_1"), b"labels")
+
+
+def test_cifar_int_array_in_range_is_accepted(tmp_path):
+    data = np.arange(3072, dtype=np.int64).reshape(1, 3072) % 256
+    folder = _cifar_folder_with(tmp_path, {b"data": data, b"labels": [3]})
+    images, labels = cifar.read_batch(str(folder / "data_batch_1"), b"labels")
+    assert images.dtype == np.uint8 and images[0, 0, 1, 0] == 1 and images[0, 0, 0, 1] == 0
+    assert labels.tolist() == [3]
+
+
+def test_batch_larger_than_split_is_an_error():
+    with pytest.raises(ValueError, match=r"batch_size=65 exceeds the 64 examples of digits train"):
+        classification.build_dataset("digits", "train", batch_size=65, limit=64, repeat=True)
+    with pytest.raises(ValueError, match=r"batch_size=65 exceeds .*no full batch exists"):
+        classification.build_dataset(
+            "digits", "train", batch_size=65, limit=64, drop_remainder=True
+        )
+    # Evaluation (no repeat, keep the remainder) takes the whole split as one short batch.
+    (batch,) = list(classification.build_dataset("digits", "test", batch_size=1000, limit=50))
+    assert batch[0].shape[0] == 50
 
 
 def test_cifar100_fine_labels(tmp_path):

@@ -1,0 +1,163 @@
+"""tf_hessian.train on the shared run folder: re-run no-op, checks, checkpoint errors, binary."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import multiprocess_utils as mp
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_runtime
+from tf_hessian import train, train_lib
+from tf_hessian.configs import default
+
+
+def _config(**overrides):
+    config = default.get_config("smoke")
+    config.log_every = 0
+    config.export = False
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("hessian_run"))
+    results = train_lib.train_and_evaluate(_config(), workdir, tf.distribute.get_strategy())
+    return workdir, results
+
+
+def test_rerun_of_a_finished_run_is_a_noop_reporting_stored_metrics(finished_run):
+    workdir, first = finished_run
+    files = {
+        n: open(os.path.join(workdir, n)).read() for n in ("metrics.json", "DONE", "history.json")
+    }
+    again = train_lib.train_and_evaluate(_config(), workdir, tf.distribute.get_strategy())
+    assert again == first and again["step"] == 2
+    assert again["test_accuracy"] == first["test_accuracy"]
+    for name, text in files.items():  # nothing rewritten, not even the DONE marker's time
+        assert open(os.path.join(workdir, name)).read() == text, name
+
+
+def test_killed_after_final_checkpoint_still_reports_accuracy(finished_run, tmp_path):
+    # A run killed after its last checkpoint but before metrics.json: the re-run takes the
+    # final train and eval logs from the history instead of failing on missing keys.
+    workdir, first = finished_run
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", workdir, str(copy)], check=True)
+    (copy / "metrics.json").unlink()
+    (copy / "DONE").unlink()
+    again = train_lib.train_and_evaluate(_config(), str(copy), tf.distribute.get_strategy())
+    assert again == first
+
+
+def test_missing_data_folder_names_the_real_flag(tmp_workdir):
+    config = _config()
+    config.data.name = "cifar10"
+    with pytest.raises(ValueError, match=r"pass --config\.data\.data_dir=DIR"):
+        train_lib.train_and_evaluate(config, str(tmp_workdir), tf.distribute.get_strategy())
+    assert list(tmp_workdir.iterdir()) == []
+
+
+def test_restore_network_rejects_a_foreign_checkpoint(finished_run, tmp_path):
+    workdir, _ = finished_run
+    other = keras.Sequential([keras.layers.Input((3,)), keras.layers.Dense(5)])
+    foreign = tf.train.Checkpoint(model=other).write(str(tmp_path / "foreign" / "ckpt-1"))
+    with pytest.raises(ValueError, match=r"foreign/ckpt-1 does not hold this run's 'mlp' network"):
+        train_lib.restore_network(workdir, checkpoint=foreign)
+
+
+def test_restore_network_names_a_truncated_checkpoint(finished_run, tmp_path):
+    workdir, _ = finished_run
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", workdir, str(copy)], check=True)
+    (data,) = (copy / "checkpoints").glob("ckpt-2.data-*")
+    data.write_bytes(data.read_bytes()[:10])
+    with pytest.raises(ValueError, match=r"Cannot read checkpoint .*ckpt-2 \(ckpt-2\.data-00000"):
+        train_lib.restore_network(str(copy))
+
+
+def test_binary_flags_parse_on_a_private_flag_values(tmp_path):
+    values = tf_runtime.parse_flags(
+        [
+            "tf_hessian.train",
+            f"--config={train.DEFAULT_CONFIG}:smoke",
+            f"--workdir={tmp_path}",
+            "--config.num_steps=1",
+            "--config.export=False",
+            "--config.log_every=0",
+        ],
+        train.define_flags,
+    )
+    train.main([], flag_values=values)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (
+        metrics["step"] == 1
+        and json.loads((tmp_path / "config.json").read_text())["num_steps"] == 1
+    )
+
+
+def test_binary_reports_a_misspelt_config_field(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tf_hessian.train",
+            "--config=tf_hessian/configs/default.py:smoke",
+            f"--workdir={tmp_path}",
+            "--config.batch_sise=3",
+        ],
+        cwd=mp.PROJECT_ROOT,
+        env=mp.clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "--config.batch_sise=3: the config has no field 'batch_sise'" in result.stderr
+    assert "AttributeError" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def _first_step(output):
+    return int(output.split("step ", 1)[1].split("/", 1)[0])
+
+
+def test_killed_mid_step_in_checkpoint_write_and_in_export_resumes_to_the_same_run(tmp_path):
+    # The uninterrupted run, in this process (the same code the subprocesses run).
+    sys.path.insert(0, os.path.dirname(mp.FAULT_SCRIPT))
+    import fault_script
+
+    straight_dir = tmp_path / "straight"
+    straight = train_lib.train_and_evaluate(
+        fault_script.hessian_config(), str(straight_dir), tf.distribute.get_strategy()
+    )
+    victim = tmp_path / "victim"
+    kills = [("mid_step", 4), ("checkpoint_write", 4), ("export", 0)]
+    outputs, latest, resumed = mp.run_killed_then_resumed("hessian", victim, kills)
+    # mid_step: killed while a batch of step <= 4 was produced, after ckpt-2 at the latest.
+    # checkpoint_write: ckpt-4's files exist but the state file names an older checkpoint.
+    # export: training had finished (ckpt-6), the SavedModel was not yet in place.
+    assert latest[0] <= 2 and latest[1] == 2 and latest[2] == 6, latest
+    assert (victim / "checkpoints" / "ckpt-4.index").exists()
+    for output, after in zip(outputs[1:3], latest):
+        assert _first_step(output) == after + 1  # resumed from the kill point, not from scratch
+    assert "step " not in outputs[3]  # the final run only exported and wrote the metrics
+    assert not list(victim.glob(".saved_model.*"))  # the killed export's temp folder is gone
+    for key in ("step", "train", "test_accuracy", "fgsm_accuracy", "schedule"):
+        assert resumed[key] == straight[key], key
+    a = mp.checkpoint_floats(str(straight_dir / "checkpoints" / "ckpt-6"))
+    b = mp.checkpoint_floats(str(victim / "checkpoints" / "ckpt-6"))
+    assert sorted(a) == sorted(b) and len(a) >= 4
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert tf_runtime.is_exported(victim / "saved_model")
+    assert (
+        json.loads((victim / "metrics.json").read_text())["test_accuracy"]
+        == straight["test_accuracy"]
+    )
