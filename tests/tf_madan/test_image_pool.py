@@ -44,7 +44,7 @@ def test_batch_straddling_the_full_pool_never_returns_unwritten_slots():
     # Pool of 3 holding 2 images; a batch of 4 fills slot 2 with 10 and meets a full pool
     # with 11, 12, 13. Before the fix the swaps read the pre-batch buffer, whose slot 2 is 0.
     returned_old = 0
-    for seed in range(200):
+    for seed in range(100):
         pool = ImagePool(3, seed=seed)
         pool(images([1.0, 2.0]))
         out = values(pool(images([10.0, 11.0, 12.0, 13.0])))
@@ -54,7 +54,7 @@ def test_batch_straddling_the_full_pool_never_returns_unwritten_slots():
         assert set(out) <= {1.0, 2.0, 10.0, 11.0, 12.0, 13.0}
         assert len(set(values(pool.buffer))) == 3  # no image stored twice
         returned_old += sum(v != new for v, new in zip(out, [10.0, 11.0, 12.0, 13.0]))
-    assert returned_old > 100  # the swaps did happen (p = 0.5 for 3 images x 200 trials)
+    assert returned_old > 50  # the swaps did happen (p = 0.5 for 3 images x 100 trials)
 
 
 def test_resume_from_checkpoint_is_bit_identical(tmp_path):
