@@ -276,3 +276,64 @@ def extreme_eigenvalues(
     result = lanczos(operator, num_iter=max_iter, seed=seed, stop_fn=stop_fn)
     theta = np.linalg.eigvalsh(result.tridiagonal())
     return float(theta[0]), float(theta[-1])
+
+
+class ResampledOperator:
+    """An operator whose every product uses the next mini-batch (cycling), as in hessian-eigenthings.
+
+    Args:
+      operators: One operator per mini-batch (e.g. ``HessianOperator``s of the
+        batches of a dataset), all of one ``dim``. Their mean is the full-data operator
+        when the batches are of equal size.
+    """
+
+    def __init__(self, operators):
+        self.operators = list(operators)
+        if not self.operators:
+            raise ValueError("ResampledOperator needs at least one operator.")
+        dims = {op.dim for op in self.operators}
+        if len(dims) != 1:
+            raise ValueError(f"The operators disagree on dim: {sorted(dims)}.")
+        self.dim = dims.pop()
+        self.num_matvecs = 0
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        op = self.operators[self.num_matvecs % len(self.operators)]
+        self.num_matvecs += 1
+        return op.matvec(x)
+
+
+def stochastic_power_iteration(
+    operator, *, num_iter: int = 100, average_last: int | None = None, seed: int = 0
+) -> dict:
+    """Top eigenvalue of E[H_b] by power iteration whose products resample the mini-batch.
+
+    With a ``ResampledOperator`` every step sees a new batch: the iterate
+    follows the mean operator while each Rayleigh quotient is noisy, so the
+    estimate is the mean of the last ``average_last`` quotients (default half)
+    with its standard error; a residual stop would never fire on the noise.
+
+    Returns:
+      Dict with ``eigenvalue``, ``standard_error``, ``eigenvector`` [dim], ``history``, ``num_matvecs``.
+    """
+    if num_iter < 2:
+        raise ValueError(f"num_iter must be >= 2. Received: num_iter={num_iter}.")
+    average_last = average_last or num_iter // 2
+    if not 1 <= average_last <= num_iter:
+        raise ValueError(f"average_last must be in [1, num_iter]. Received: {average_last}.")
+    rng = np.random.default_rng(seed)
+    v = random_unit_vector(operator.dim, rng)
+    history = []
+    for _ in range(num_iter):
+        hv = operator.matvec(v)
+        history.append(float(v @ hv))
+        v = hv / np.linalg.norm(hv)
+    tail = np.array(history[-average_last:])
+    stderr = float(np.std(tail, ddof=1) / np.sqrt(len(tail))) if len(tail) > 1 else 0.0
+    return {
+        "eigenvalue": float(np.mean(tail)),
+        "standard_error": stderr,
+        "eigenvector": v,
+        "history": history,
+        "num_matvecs": num_iter,
+    }

@@ -188,11 +188,20 @@ class HessianOperator:
         one device on the whole data, whatever Keras does to a reduced loss under
         a strategy (it divides mean reductions by the replica count).
         """
+        inputs = self._padded(batch)
+        return self._objective_of(inputs, self.model(inputs[0], training=False))
+
+    def _padded(self, batch):
+        """``(x, y, weight or None, real [B] 0/1, n_real)`` of a batch, an empty one padded."""
         x, y = batch[0], batch[1]
         weight = batch[2] if len(batch) == 3 else None
         n_real = tf.shape(x)[0]
         x, y, weight, real = self._non_empty(x, y, weight)
-        y_pred = self.model(x, training=False)
+        return x, y, weight, real, n_real
+
+    def _objective_of(self, inputs, y_pred):
+        """``(S, W)`` (see ``_objective``) from the model output of padded inputs."""
+        _, y, weight, real, n_real = inputs
         if getattr(y_pred, "_keras_mask", None) is not None:
             raise ValueError(
                 "The model output carries a Keras mask; HessianOperator does not support "

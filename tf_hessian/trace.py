@@ -78,3 +78,37 @@ def hutchinson_trace(
         float(np.std(samples_array, ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else 0.0
     )
     return TraceResult(float(np.mean(samples_array)), samples_array, stderr, converged)
+
+
+def hutchpp_trace(operator, *, num_matvecs: int = 99, seed: int = 0) -> TraceResult:
+    """Hutch++ estimate of tr(H) (Meyer, Musco, Musco & Woodruff 2021).
+
+    A third of the products sketch the top of the spectrum (Q = orth(H S)),
+    whose trace ``tr(Q^T H Q)`` is taken exactly; a third estimate the trace of
+    the deflated rest ``(I - QQ^T) H (I - QQ^T)`` with Rademacher probes. The
+    variance falls as 1/m^2 instead of Hutchinson's 1/m; exact for rank <= m/3.
+
+    Args:
+      operator: Symmetric operator with ``dim`` and ``matvec``.
+      num_matvecs: Products m (a multiple of 3, at least 3).
+      seed: Seed of the sketch and probes.
+
+    Returns:
+      A ``TraceResult``; ``samples`` are the deflated probes' ``g^T A g`` plus the exact
+      low-rank part (their mean is the estimate), ``standard_error`` is the probes'.
+    """
+    if num_matvecs < 3 or num_matvecs % 3:
+        raise ValueError(f"num_matvecs must be a positive multiple of 3. Received: {num_matvecs}.")
+    k = num_matvecs // 3
+    rng = np.random.default_rng(seed)
+    sketch = rng.choice(np.array([-1.0, 1.0]), size=(operator.dim, k))
+    q, _ = np.linalg.qr(np.stack([operator.matvec(s) for s in sketch.T], axis=1))
+    low_rank = float(sum(qi @ operator.matvec(qi) for qi in q.T))
+    probes = rng.choice(np.array([-1.0, 1.0]), size=(operator.dim, k))
+    samples = []
+    for g in probes.T:
+        g = g - q @ (q.T @ g)
+        samples.append(float(g @ operator.matvec(g)))
+    samples_array = low_rank + np.array(samples)
+    stderr = float(np.std(samples, ddof=1) / np.sqrt(k)) if k > 1 else 0.0
+    return TraceResult(float(np.mean(samples_array)), samples_array, stderr, True)
