@@ -186,11 +186,13 @@ def train_segmenter(
         hparams={"stage": name, **tf_runtime.config_to_dict(config)},
         **_run_kwargs(config),
     )
+    # Every worker writes its files (workers of a multi-worker run may have their own workdir);
+    # images go to TensorBoard from the chief only.
     if tf_runtime.is_chief(strategy):
         _write_overlay(config, segmenter, stage_dir, num_steps)
-        export_lib.export_segmenter(segmenter, os.path.join(stage_dir, "saved_model"))
-        _write_timing(stage_dir, time.time() - start)
-        _save_weights_atomic(segmenter, weights)
+    export_lib.export_segmenter(segmenter, os.path.join(stage_dir, "saved_model"))
+    _write_timing(stage_dir, time.time() - start)
+    _save_weights_atomic(segmenter, weights)
     print(f"[{name}] {num_steps} steps in {time.time() - start:.0f}s: {logs}", flush=True)
     return weights
 
@@ -307,18 +309,18 @@ def train_pixel_stage(
     )
     if tf_runtime.is_chief(strategy):
         _write_translation_grid(model, dataset_fn, stage_dir, num_steps)
-        with rt_files.atomic_directory(os.path.join(stage_dir, "saved_model")) as tmp:
-            for i, generator in enumerate(model.generators_s2t):
-                export_lib.export_generator(generator, os.path.join(tmp, f"generator_s2t_{i}"))
-        _write_timing(stage_dir, time.time() - start)
-        # The networks folder, COMPLETE marker inside, appears in one rename: the "done" mark.
-        with rt_files.atomic_directory(_network_dir(stage_dir)) as tmp:
-            for net_name, net in model.networks().items():
-                net.save_weights(os.path.join(tmp, f"{net_name}.weights.h5"))
-            rt_files.write_marker(
-                os.path.join(tmp, COMPLETE),
-                {"steps": num_steps, "sources": sources, "merged": bool(merged)},
-            )
+    with rt_files.atomic_directory(os.path.join(stage_dir, "saved_model")) as tmp:
+        for i, generator in enumerate(model.generators_s2t):
+            export_lib.export_generator(generator, os.path.join(tmp, f"generator_s2t_{i}"))
+    _write_timing(stage_dir, time.time() - start)
+    # The networks folder, COMPLETE marker inside, appears in one rename: the "done" mark.
+    with rt_files.atomic_directory(_network_dir(stage_dir)) as tmp:
+        for net_name, net in model.networks().items():
+            net.save_weights(os.path.join(tmp, f"{net_name}.weights.h5"))
+        rt_files.write_marker(
+            os.path.join(tmp, COMPLETE),
+            {"steps": num_steps, "sources": sources, "merged": bool(merged)},
+        )
     print(f"[{name}] {num_steps} steps in {time.time() - start:.0f}s: {logs}", flush=True)
     return stage_dir
 
@@ -750,10 +752,9 @@ def _train_and_evaluate_one(config, workdir, strategy):
     start = time.time()
     results = evaluate_methods(config, collect_finished(config, workdir))
     scores = fcn_scores(config, workdir)
-    if tf_runtime.is_chief(strategy):
-        seconds = wall_time(workdir) + time.time() - start
-        write_results(config, workdir, results, scores, seconds)
-        rt_files.atomic_write_json(os.path.join(workdir, TIMING), {"seconds": round(seconds, 2)})
+    seconds = wall_time(workdir) + time.time() - start
+    write_results(config, workdir, results, scores, seconds)
+    rt_files.atomic_write_json(os.path.join(workdir, TIMING), {"seconds": round(seconds, 2)})
     return results
 
 
@@ -875,19 +876,15 @@ def _train_and_evaluate_seeds(config, workdir, strategy):
         else:
             one = seed_config(config, seed)
             per_seed[seed] = _train_and_evaluate_one(one, seed_dir, strategy)
-            if tf_runtime.is_chief(strategy):
-                tf_runtime.write_config(one, seed_dir)
-                rt_files.write_marker(done)
+            tf_runtime.write_config(one, seed_dir)
+            rt_files.write_marker(done)
         seconds[seed] = rt_files.read_json(os.path.join(seed_dir, TIMING))["seconds"]
     rows = aggregate_seeds(per_seed)
-    if tf_runtime.is_chief(strategy):
-        rt_files.atomic_write_json(
-            os.path.join(workdir, "results.json"),
-            {"seeds": list(seeds), "rows": rows, "seconds_per_seed": seconds},
-        )
-        rt_files.atomic_write_text(
-            os.path.join(workdir, "results.md"), aggregate_table(rows, seconds)
-        )
+    rt_files.atomic_write_json(
+        os.path.join(workdir, "results.json"),
+        {"seeds": list(seeds), "rows": rows, "seconds_per_seed": seconds},
+    )
+    rt_files.atomic_write_text(os.path.join(workdir, "results.md"), aggregate_table(rows, seconds))
     return rows
 
 
