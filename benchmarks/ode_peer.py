@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -80,10 +79,10 @@ def _ours(args, arrays):
         ("dopri5_adjoint", "dopri5", "adjoint"),
         ("tfp_dopri5_adjoint", "tfp_dopri5", "adjoint"),
     ):
-        counter = tf.Variable(0, dtype=tf.int64)
+        counter = tf.Variable(0.0)  # float: TFP's adjoint cannot handle int variables in func
 
-        def field(t, z):
-            counter.assign_add(1)
+        def field(t, z, counter=counter):
+            counter.assign_add(1.0)
             return func(z)
 
         @tf.function
@@ -106,7 +105,7 @@ def _ours(args, arrays):
             return loss, grads, info.num_function_evaluations
 
         seconds = _median_time(lambda step=step: step(x)[0].numpy(), args.repeats)
-        counter.assign(0)
+        counter.assign(0.0)
         loss, grads, nfe_forward = step(x)
         total = int(counter.numpy())
         rows[label] = {
@@ -159,7 +158,10 @@ def _peer(args, arrays):
             self.norm2 = torch.nn.GroupNorm(groups, c, eps=1e-3)
             self.nfe = 0
             with torch.no_grad():
-                for conv, k, b in ((self.conv1, "kernel_1", "bias_1"), (self.conv2, "kernel_2", "bias_2")):
+                for conv, k, b in (
+                    (self.conv1, "kernel_1", "bias_1"),
+                    (self.conv2, "kernel_2", "bias_2"),
+                ):
                     conv.weight.copy_(torch.from_numpy(arrays[k].transpose(3, 2, 0, 1).copy()))
                     conv.bias.copy_(torch.from_numpy(arrays[b]))
 
@@ -172,7 +174,10 @@ def _peer(args, arrays):
     x = torch.from_numpy(arrays["x"].transpose(0, 3, 1, 2).copy())
     t = torch.tensor([0.0, 1.0])
     rows = {}
-    for label, solver in (("direct_backprop", torchdiffeq.odeint), ("adjoint", torchdiffeq.odeint_adjoint)):
+    for label, solver in (
+        ("direct_backprop", torchdiffeq.odeint),
+        ("adjoint", torchdiffeq.odeint_adjoint),
+    ):
 
         def step(solver=solver):
             xi = x.clone().requires_grad_(True)

@@ -124,7 +124,9 @@ def upwind_advection_2d(x, velocity_h, velocity_w):
     out = tf.zeros_like(x)
     for axis, u in ((0, velocity_h), (1, velocity_w)):
         left, right = _faces(x, axis)
-        flux = tf.maximum(u, 0.0) * left + tf.minimum(u, 0.0) * right
+        # = max(u, 0) left + min(u, 0) right, written so that at u = 0 (the initial velocity)
+        # the gradient w.r.t. u is the central one (|u|' = sign(0) = 0), not a one-sided one.
+        flux = 0.5 * u * (left + right) + 0.5 * tf.abs(u) * (left - right)
         out -= _face_difference(flux, axis)
     return out
 

@@ -298,8 +298,10 @@ def checkpointed(fn: Callable, y):
     """Runs `fn(y)` keeping only `y` for backprop; `fn` is re-run under a tape in the backward.
 
     Unlike `tf.recompute_grad`, the recomputation reads the incoming gradient first (a control
-    dependency on it), so no scheduler can run it before this block's backward is due: only one
-    block's intermediates are alive at a time, even with one op at a time (`inter_op_threads=1`).
+    dependency on it), and the gradient handed to the previous block waits for this block's
+    weight gradients, so no scheduler can run a recomputation before the later block's backward
+    is finished: one block's intermediates are alive at a time, even with one op at a time
+    (`inter_op_threads=1`).
     The replay is the same ops on the same inputs, so gradients equal plain backprop. Floating
     variables read inside `fn` get gradients; non-float ones get None.
     """
@@ -331,7 +333,12 @@ def checkpointed(fn: Callable, y):
                 unconnected_gradients=tf.UnconnectedGradients.ZERO,
             )
             d_inputs = grads[: len(inputs)]
-            it = iter(grads[len(inputs) :])
+            float_grads = grads[len(inputs) :]
+            # The previous block's recomputation starts from d_inputs: let it wait until this
+            # block's weight gradients are done too, so this block's activations are freed first.
+            with tf.control_dependencies([tf.convert_to_tensor(g) for g in float_grads]):
+                d_inputs = [tf.identity(d) for d in d_inputs]
+            it = iter(float_grads)
             d_vars = [next(it) if v.dtype.is_floating else None for v in variables]
             return (d_inputs, d_vars) if variables else d_inputs
 

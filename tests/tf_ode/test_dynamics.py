@@ -47,6 +47,13 @@ def test_upwind_advection_hand_values_and_conservation():
     # u_w < 0 takes the right-hand (upwind) values: fluxes -0.5 * (2, 4).
     out = dynamics.upwind_advection_2d(x, tf.constant([0.0], F64), tf.constant([-0.5], F64))
     np.testing.assert_allclose(out.numpy()[0, :, 0], [1.0, 1.0, -2.0], atol=1e-15)
+    # At u = 0 (the initial velocity) the flux is not differentiable; its gradient is the
+    # central one, d F_{1/2} / du = (1 + 2) / 2, so d out_0 / du = -1.5 (finite differences agree).
+    u = tf.constant([0.0], F64)
+    with tf.GradientTape() as tape:
+        tape.watch(u)
+        out0 = dynamics.upwind_advection_2d(x, tf.constant([0.0], F64), u)[0, 0, 0]
+    np.testing.assert_allclose(tape.gradient(out0, u).numpy(), [-1.5], atol=1e-15)
 
 
 def test_rda_components_and_initial_values():
