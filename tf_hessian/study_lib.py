@@ -36,7 +36,7 @@ METRIC_COLUMNS = (
     ("lambda_min_ritz", "lambda_min (SLQ)", ".3g"),
     ("input_gradient_norm", "mean ‖∇x loss‖", ".3g"),
     ("input_hessian_lambda_max", "mean λ1(∇²x loss)", ".3g"),
-    ("input_hessian_min_over_max", "min λmin/λ1(∇²x loss)", ".2g"),
+    ("input_hessian_min_over_max", "min λmin / max λ1 (∇²x loss)", ".2g"),
 )
 
 
