@@ -696,8 +696,12 @@ def _fcn_summary(row):
     return overall["miou_16"], {k: v["miou_16"] for k, v in row.items() if k != "all"}
 
 
-def fcn_table(scores):
-    """Markdown table of FCN-scores (protocol mIoU-16 of the oracle on translated images)."""
+def fcn_table(scores, names=None):
+    """Markdown table of FCN-scores (protocol mIoU-16 of the oracle on translated images).
+
+    `names` maps an adapted-image folder to the rows trained on it (shown beside the folder).
+    """
+    names = names or {}
     sources = sorted({k for row in scores.values() for k in row if k != "all"})
     lines = [
         "| FCN-score (oracle mIoU-16 on translated source images) | "
@@ -708,7 +712,8 @@ def fcn_table(scores):
     for name, row in scores.items():
         overall, per_source = _fcn_summary(row)
         cells = [_fmt(per_source.get(s)) for s in sources]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(overall)} |")
+        shown = f"{name} ({names[name]})" if name in names else name
+        lines.append(f"| {shown} | " + " | ".join(cells) + f" | {_fmt(overall)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -730,7 +735,11 @@ def write_results(config, workdir, results, scores, seconds):
     rt_files.atomic_write_json(os.path.join(workdir, "fcn_score.json"), scores)
     text = evaluation.markdown_table(results)
     if scores:
-        text += "\n" + fcn_table(scores)
+        names = {}
+        for label, _, folder in result_rows(config):
+            if folder and label in results:
+                names[folder] = f"{names[folder]}; {label}" if folder in names else label
+        text += "\n" + fcn_table(scores, names)
     text += "\n" + evaluation.per_class_table(results) if results else ""
     text += f"\nWall time: {seconds:.0f} s (sum of the stages' times and the evaluation).\n"
     rt_files.atomic_write_text(os.path.join(workdir, "results.md"), text)

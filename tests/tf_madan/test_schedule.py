@@ -341,3 +341,41 @@ def test_batch_larger_than_dataset_is_an_error(tiny_data):
         )
     with pytest.raises(ValueError, match=r"config.seg.batch_size=7 is larger than the 6 exam"):
         data.check_batch_size(config, ["cityscapes"], 7, "config.seg.batch_size", "train")
+
+
+def _row(miou_16):
+    return {
+        "miou_16": miou_16,
+        "miou_19": 1.0,
+        "miou_16_gt_present": 2.0,
+        "gt_present_classes": ["road"],
+        "pixel_accuracy": 3.0,
+        "per_class_iou": {"road": 4.0},
+    }
+
+
+def test_results_files_carry_the_fcn_score(tmp_path):
+    config = _config()
+    results = {
+        "single-source CycleGAN (gta5)": _row(20.0),
+        "+SAD+CCD+DSC": _row(30.0),
+        "MADAN (+SAD+CCD+DSC+Feat)": _row(31.0),
+    }
+    scores = {
+        "raw (gta5)": {"gta5": _row(15.42)},
+        "adapted_cyclegan_gta5": {"gta5": _row(11.66)},
+        "adapted_ada": {"gta5": _row(12.0), "synthia": _row(14.0), "all": _row(13.04)},
+    }
+    train_lib.write_results(config, str(tmp_path), results, scores, 61.2)
+    text = open(tmp_path / "results.md").read()
+    assert "| raw (gta5) | 15.4 | - | 15.4 |" in text
+    assert "| adapted_cyclegan_gta5 (single-source CycleGAN (gta5)) | 11.7 | - | 11.7 |" in text
+    assert "| adapted_ada (+SAD+CCD+DSC; MADAN (+SAD+CCD+DSC+Feat)) | 12.0 | 14.0 | 13.0 |" in text
+    assert "Wall time: 61 s" in text
+    stored = json.load(open(tmp_path / "results.json"))
+    assert stored["MADAN (+SAD+CCD+DSC+Feat)"]["fcn_score"] == {
+        "miou_16": 13.04,
+        "per_source": {"gta5": 12.0, "synthia": 14.0},
+    }
+    assert stored["single-source CycleGAN (gta5)"]["fcn_score"]["miou_16"] == 11.66
+    assert json.load(open(tmp_path / "fcn_score.json")).keys() == scores.keys()
