@@ -172,6 +172,33 @@ def augment_cifar(image, seed):
     return tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
 
 
+def _contiguous_worker_share(dataset, batch_size, input_context, *, drop_remainder):
+    """This worker's contiguous slice of every global batch, as single examples.
+
+    `distribute_datasets_from_function` deals a worker's per-replica batches to its local
+    replicas in order, so global replica r = worker * local + l gets the examples
+    [r * b, (r + 1) * b) of each global batch (b = per-replica batch): the same layout as one
+    input pipeline split by `MirroredStrategy`. Position-dependent training (which examples of a
+    batch robust training attacks) then sees one layout under every strategy; `shard` by
+    element would interleave the workers' examples instead.
+    """
+    workers = input_context.num_input_pipelines
+    if batch_size % workers:
+        raise ValueError(
+            f"batch_size={batch_size} is not divisible by the {workers} input pipelines."
+        )
+    share = batch_size // workers
+    start = input_context.input_pipeline_id * share
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(
+        lambda index, example: tf.nest.map_structure(
+            lambda t: t[start : start + share], (index, example)
+        ),
+        deterministic=True,
+    )
+    return dataset.unbatch()
+
+
 def build_dataset(
     name,
     split,
@@ -252,8 +279,8 @@ def build_dataset(
     if input_context is not None:
         per_replica_batch = input_context.get_per_replica_batch_size(batch_size)
         if input_context.num_input_pipelines > 1:
-            dataset = dataset.shard(
-                input_context.num_input_pipelines, input_context.input_pipeline_id
+            dataset = _contiguous_worker_share(
+                dataset, batch_size, input_context, drop_remainder=drop_remainder
             )
 
     def prepare(index, example):

@@ -88,9 +88,15 @@ def test_sharding_by_input_context_splits_the_data():
         assert next(iter(ds))[0].shape[0] == 32  # per-replica share of the global batch
         shards.append(x.reshape(len(x), -1))
     full, _ = _collect(classification.build_dataset("digits", "test", batch_size=64, shuffle=False))
-    assert len(shards[0]) + len(shards[1]) == 359
-    np.testing.assert_array_equal(shards[0], full.reshape(359, -1)[0::2])
-    np.testing.assert_array_equal(shards[1], full.reshape(359, -1)[1::2])
+    # Worker w holds the contiguous half [32 w, 32 w + 32) of every global batch of 64 (the
+    # layout MirroredStrategy gives one pipeline); the last global batch has 39 examples, so
+    # worker 0 gets 32 of them and worker 1 the remaining 7.
+    assert (len(shards[0]), len(shards[1])) == (5 * 32 + 32, 5 * 32 + 7)
+    flat = full.reshape(359, -1)
+    first = np.concatenate([flat[b : b + 32] for b in range(0, 359, 64)])
+    second = np.concatenate([flat[b + 32 : b + 64] for b in range(0, 359, 64)])
+    np.testing.assert_array_equal(shards[0], first)
+    np.testing.assert_array_equal(shards[1], second)
 
 
 def test_cifar_augmentation_eager_equals_dataset_map():
