@@ -8,42 +8,59 @@ Usage:
   python -m tf_madan.evaluate --config=... --workdir=runs/madan_cpu
 """
 
-import json
+import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
+import tf_runtime
 from tf_madan import builders, evaluation, train_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", "tf_madan/configs/default.py", "Config file.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "Segmenter .weights.h5 to evaluate.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Evaluate every finished stage of this run.")
-_SPLIT = flags.DEFINE_string("split", None, "Target split (default config.data.eval_split).")
-_OUT = flags.DEFINE_string("out", None, "Optional JSON output path.")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 
 
-def main(argv):
+def define_flags(flag_values=flags.FLAGS, sys_argv=None):
+    """Registers this binary's flags (called under `__main__`, or by tests on a private FlagValues)."""
+    tf_runtime.define_flags(
+        DEFAULT_CONFIG,
+        workdir=False,
+        strategy=False,
+        resumable=False,
+        flag_values=flag_values,
+        sys_argv=sys_argv,
+    )
+    flags.DEFINE_string(
+        "weights", None, "Segmenter .weights.h5 to evaluate.", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "workdir", None, "Evaluate every finished stage of this run.", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "split", None, "Target split (default config.data.eval_split).", flag_values=flag_values
+    )
+    flags.DEFINE_string("out", None, "Optional JSON output path.", flag_values=flag_values)
+
+
+def main(argv, flag_values=flags.FLAGS):
     del argv
-    config = _CONFIG.value
-    if bool(_WEIGHTS.value) == bool(_WORKDIR.value):
+    config = flag_values.config
+    weights, workdir = flag_values.weights, flag_values.workdir
+    if bool(weights) == bool(workdir):
         raise app.UsageError("Pass exactly one of --weights and --workdir.")
-    if _WEIGHTS.value:
+    if weights:
         segmenter = builders.build_segmenter(config)
-        segmenter.load_weights(_WEIGHTS.value)
+        segmenter.load_weights(weights)
         results = {
-            _WEIGHTS.value: evaluation.evaluate_on_target(config, segmenter, split=_SPLIT.value)
+            weights: evaluation.evaluate_on_target(config, segmenter, split=flag_values.split)
         }
     else:
         config.stage = "evaluate"
-        results = train_lib.evaluate_methods(
-            config, train_lib.collect_finished(config, _WORKDIR.value)
-        )
+        results = train_lib.evaluate_methods(config, train_lib.collect_finished(config, workdir))
     print(evaluation.markdown_table(results))
     print(evaluation.per_class_table(results))
-    if _OUT.value:
-        with open(_OUT.value, "w") as handle:
-            json.dump(results, handle, indent=2)
+    if flag_values.out:
+        tf_runtime.atomic_write_json(flag_values.out, results)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    app.run(main, flags_parser=tf_runtime.flags_parser)

@@ -3,34 +3,45 @@ r"""Trains MADAN (one stage or the whole schedule) and evaluates on the target.
 Usage:
   python -m tf_madan.train --config=tf_madan/configs/cpu_benchmark.py \
       --config.data.root=/tmp/driving --workdir=runs/madan_cpu [--config.stage=all] \
-      [--strategy=mirrored --num_cpu_devices=2] [--init_checkpoint=fcn8s.weights.h5]
+      [--strategy=mirrored --num_cpu_devices=2] [--init_checkpoint=fcn8s.weights.h5] \
+      [--allow_config_change]
 """
 
+import os
+
 from absl import app, flags
-from ml_collections import config_flags
 
 import tf_runtime
 from tf_madan import train_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", "tf_madan/configs/default.py", "Config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
-_STRATEGY = flags.DEFINE_enum("strategy", "default", list(tf_runtime.STRATEGIES), "Strategy.")
-_NUM_CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", 0, "Logical CPUs for 'mirrored'.")
-_INIT_CHECKPOINT = flags.DEFINE_string(
-    "init_checkpoint", None, "Local .weights.h5 for the segmenter (e.g. converted VGG16)."
-)
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 
 
-def main(argv):
+def define_flags(flag_values=flags.FLAGS, sys_argv=None):
+    """Registers this binary's flags (called under `__main__`, or by tests on a private FlagValues)."""
+    tf_runtime.define_flags(DEFAULT_CONFIG, flag_values=flag_values, sys_argv=sys_argv)
+    flags.DEFINE_string(
+        "init_checkpoint",
+        None,
+        "Local .weights.h5 for the segmenter (e.g. converted VGG16).",
+        flag_values=flag_values,
+    )
+
+
+def main(argv, flag_values=flags.FLAGS):
     del argv
-    config = _CONFIG.value
-    if _INIT_CHECKPOINT.value:
-        config.segmenter.init_checkpoint = _INIT_CHECKPOINT.value
-    strategy = tf_runtime.build_strategy(_STRATEGY.value, _NUM_CPU_DEVICES.value)
-    tf_runtime.write_config(config, _WORKDIR.value)
-    results = train_lib.train_and_evaluate(config, _WORKDIR.value, strategy)
+    run = tf_runtime.run_flags(flag_values)
+    config = run.config
+    if flag_values.init_checkpoint:
+        config.segmenter.init_checkpoint = flag_values.init_checkpoint
+    # train_and_evaluate validates the config, checks it against the run's config.json and
+    # only then records it.
+    results = train_lib.train_and_evaluate(
+        config, run.workdir, run.build_strategy(), allow_config_change=run.allow_config_change
+    )
     print(train_lib.summarize(results))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    app.run(main, flags_parser=tf_runtime.flags_parser)

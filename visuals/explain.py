@@ -14,48 +14,80 @@ from absl import app, flags
 
 from visuals import explain_lib
 
-_TASK = flags.DEFINE_enum(
-    "task", "classification", ["classification", "segmentation"], "Model kind."
-)
-_MODEL = flags.DEFINE_string("model", None, "Path of a .keras model file.", required=True)
-_DATASET = flags.DEFINE_string("dataset", "mnist5k", "Dataset name (classification or driving).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of the original dataset files.")
-_SPLIT = flags.DEFINE_string("split", "test", "Split to take images from.")
-_NORMALIZE = flags.DEFINE_string(
-    "normalize", "unit", "Classification normalisation the model was trained with."
-)
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 6, "Number of images to explain.", lower_bound=1)
-_CLASSES = flags.DEFINE_list(
-    "classes", ["road", "car", "person"], "Segmentation classes (train-id names)."
-)
-_OUT = flags.DEFINE_string("out", "visuals_out", "Output folder for the PNGs.")
+
+def define_flags(flag_values=flags.FLAGS):
+    """Registers this binary's flags (called under `__main__`, or by tests on a private FlagValues)."""
+    flags.DEFINE_enum(
+        "task",
+        "classification",
+        ["classification", "segmentation"],
+        "Model kind.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "model", None, "Path of a .keras model file.", required=True, flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "dataset",
+        "mnist5k",
+        "Dataset name (classification or driving).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "data_dir", None, "Folder of the original dataset files.", flag_values=flag_values
+    )
+    flags.DEFINE_string("split", "test", "Split to take images from.", flag_values=flag_values)
+    flags.DEFINE_string(
+        "normalize",
+        "unit",
+        "Classification normalisation the model was trained with.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "num_images",
+        6,
+        "Number of images to explain.",
+        lower_bound=1,
+        flag_values=flag_values,
+    )
+    flags.DEFINE_list(
+        "classes",
+        ["road", "car", "person"],
+        "Segmentation classes (train-id names).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "out", "visuals_out", "Output folder for the PNGs.", flag_values=flag_values
+    )
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
     del argv
-    model = explain_lib.load_model(_MODEL.value)
-    if _TASK.value == "classification":
+    v = flag_values
+    model = explain_lib.load_model(v.model)
+    if v.task == "classification":
         path = explain_lib.explain_classifier(
             model,
-            _DATASET.value,
-            data_dir=_DATA_DIR.value,
-            split=_SPLIT.value,
-            normalize=_NORMALIZE.value,
-            num_images=_NUM_IMAGES.value,
-            out=_OUT.value,
+            v.dataset,
+            data_dir=v.data_dir,
+            split=v.split,
+            normalize=v.normalize,
+            num_images=v.num_images,
+            out=v.out,
         )
     else:
         path = explain_lib.explain_segmenter(
             model,
-            _DATASET.value,
-            data_dir=_DATA_DIR.value,
-            split=_SPLIT.value,
-            class_names=_CLASSES.value,
-            num_images=_NUM_IMAGES.value,
-            out=_OUT.value,
+            v.dataset,
+            data_dir=v.data_dir,
+            split=v.split,
+            class_names=v.classes,
+            num_images=v.num_images,
+            out=v.out,
         )
     print(path)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
