@@ -94,23 +94,39 @@ def _without_timing(rows):
     return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rows]
 
 
+def test_study_runs_every_seed_and_robust_radius():
+    config = study.get_config("demo")
+    runs = study_lib._runs(config)
+    assert len(runs) == 2 * (3 + 2)
+    assert runs[:5] == [
+        (16, False, None, 0),
+        (256, False, None, 0),
+        (2048, False, None, 0),
+        (256, True, 0.05, 0),
+        (256, True, 0.1, 0),
+    ]
+    assert {study_lib._run_name(*r) for r in runs} >= {"b16_s1", "b256_robust_eps0.05_s1"}
+    rows = [
+        dict(batch_size=16, robust=False, robust_epsilon=None, seed=s, steps=3, test_accuracy=a)
+        for s, a in ((0, 0.5), (1, 0.7))
+    ]
+    (summary,) = study_lib.aggregate(rows)
+    assert summary["seeds"] == [0, 1]
+    assert summary["test_accuracy"] == pytest.approx(0.6)
+    assert summary["test_accuracy_sd"] == pytest.approx(np.sqrt(0.02))  # sample sd of 0.5, 0.7
+    line = study_lib.markdown_table(rows, config).splitlines()[2]
+    assert line.startswith("| 16 | no | 0,1 | 3 | 0.6000 ± 0.14 |")
+
+
 def test_study_writes_table_json_plot(tmp_path):
     config = study.get_config("smoke")
     results = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
     table = open(tmp_path / "study.md").read()
     assert "| batch | robust eps | seeds |" in table and "PGD acc" in table and "rho_adv" in table
     runs = [(r["batch_size"], r["robust"], r["robust_epsilon"], r["seed"]) for r in results["rows"]]
-    assert runs == [
-        (16, False, None, 0),
-        (16, True, 0.1, 0),
-        (16, False, None, 1),
-        (16, True, 0.1, 1),
-    ]
-    # One table line per configuration with mean ± sd over the two seeds.
-    lines = [line for line in table.splitlines() if line.startswith("| 16 | 0.1 |")]
-    assert len(lines) == 1 and "| 0,1 |" in lines[0] and "±" in lines[0]
+    assert runs == [(16, False, None, 0), (16, True, 0.1, 0)]
     saved = json.load(open(tmp_path / "study.json"))
-    assert len(saved["rows"]) == 4 and len(saved["summary"]) == 2
+    assert len(saved["rows"]) == 2 and len(saved["summary"]) == 2
     for row in saved["rows"]:
         assert row["eigen_method"] == "lanczos" and np.isfinite(row["lambda_max"])
         assert 0.0 <= row["pgd_accuracy"] <= row["test_accuracy"] + 1e-12
@@ -124,7 +140,7 @@ def test_study_writes_table_json_plot(tmp_path):
     after = {p: open(p, "rb").read() for p in glob.glob(f"{tmp_path}/**/*.json", recursive=True)}
     assert after == before
     # A kill between a trained model and its row: the re-run ends where the first run ended.
-    os.remove(tmp_path / "b16_robust_eps0.1_s1" / "row.json")
+    os.remove(tmp_path / "b16_robust_eps0.1_s0" / "row.json")
     resumed = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
     assert _without_timing(resumed["rows"]) == _without_timing(
         json.loads(json.dumps(results["rows"], default=float))

@@ -43,8 +43,15 @@ def problem():
     return model, x, y, w, truth
 
 
-@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean_with_sample_weight", "sum"])
-@pytest.mark.parametrize("replicas", [1, 2])
+@pytest.mark.parametrize(
+    "replicas,reduction",
+    [
+        (1, "mean_with_sample_weight"),
+        (2, "sum_over_batch_size"),
+        (2, "mean_with_sample_weight"),
+        (2, "sum"),
+    ],
+)
 def test_reduction_exact_on_uneven_batches(problem, mirrored_strategy, reduction, replicas):
     model, x, y, w, truth = problem
     strategy = mirrored_strategy if replicas == 2 else tf.distribute.get_strategy()
