@@ -48,7 +48,7 @@ def main(argv, flag_values=flags.FLAGS):
         raise app.UsageError("Pass exactly one of --weights and --workdir.")
     if weights:
         segmenter = builders.build_segmenter(config)
-        segmenter.load_weights(weights)
+        tf_runtime.load_weights(segmenter, weights)  # errors name the file
         results = {
             weights: evaluation.evaluate_on_target(config, segmenter, split=flag_values.split)
         }

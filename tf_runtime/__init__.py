@@ -6,7 +6,7 @@ run settings, a locked run folder with a config check on resume, merged atomic r
 markers, per-replica loss scaling and SavedModel export with a reload check.
 """
 
-from tf_runtime.checkpointing import CheckpointHelper
+from tf_runtime.checkpointing import CheckpointHelper, load_weights, save_weights_atomic
 from tf_runtime.config import (
     RUNTIME_DEFAULTS,
     config_to_dict,
@@ -79,6 +79,7 @@ __all__ = [
     "is_exported",
     "load_history",
     "load_results",
+    "load_weights",
     "merge_dicts",
     "merge_results",
     "num_replicas",
@@ -92,6 +93,7 @@ __all__ = [
     "run_setting",
     "run_training",
     "runtime_config",
+    "save_weights_atomic",
     "scale_loss",
     "write_config",
     "write_marker",

@@ -180,3 +180,43 @@ def _checkpoint_number(prefix):
 def _files_of(prefix):
     names = sorted(os.path.basename(p) for p in tf.io.gfile.glob(prefix + ".*"))
     return f"{prefix} ({', '.join(names) or 'no files'})"
+
+
+def load_weights(model, path):
+    """`model.load_weights(path)` with errors that name the file.
+
+    Raises:
+      FileNotFoundError: naming `path` when it does not exist.
+      ValueError: naming `path` and its size when it is truncated, corrupt or holds weights of
+        another architecture.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Weights file not found: {path}")
+    try:
+        model.load_weights(path)
+    except Exception as error:  # noqa: BLE001 - h5py/keras raise OSError, ValueError, KeyError...
+        raise ValueError(
+            f"Cannot load weights from {path} ({os.path.getsize(path)} bytes; truncated, corrupt "
+            f"or of another model?): {type(error).__name__}: {error}"
+        ) from error
+    return model
+
+
+def save_weights_atomic(model, path):
+    """`model.save_weights` into a temporary `.weights.h5` beside `path`, then `os.replace`.
+
+    A kill mid-write leaves the previous file (or none), never a half-written one.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    if not tmp.endswith(".weights.h5"):
+        raise ValueError(f"Keras weights files must end in .weights.h5. Received: {path}")
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

@@ -85,19 +85,24 @@ def test_invalid_config_raises(field, value, match):
 
 
 def test_compare_binary_writes_table(tmp_workdir):
-    _run_binary(
-        "tf_ode.compare",
-        [
-            f"--config={ROOT}/tf_ode/configs/compare.py:smoke",
-            f"--workdir={tmp_workdir}",
-            "--config.variants=('baseline','anodev2')",
-        ],
-    )
+    argv = [
+        f"--config={ROOT}/tf_ode/configs/compare.py:smoke",
+        f"--workdir={tmp_workdir}",
+        "--config.variants=('baseline','anodev2')",
+    ]
+    _run_binary("tf_ode.compare", argv)
     table = (tmp_workdir / "comparison.md").read_text()
     assert "| baseline |" in table and "| anodev2 |" in table and "| anode |" not in table
     rows = json.loads((tmp_workdir / "comparison.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["baseline", "anodev2"]
     assert rows[0]["nfe"] == 0.0 and rows[1]["nfe"] == 4.0
+    # Re-running the finished comparison reports the same numbers (it used to turn every cell
+    # into NaN by re-training nothing and overwriting the results).
+    _run_binary("tf_ode.compare", argv)
+    again = json.loads((tmp_workdir / "comparison.json").read_text())["rows"]
+    for first, second in zip(rows, again):
+        for key in ("eval_accuracy", "nfe", "num_params", "step", "loss"):
+            assert second[key] == first[key], key
     assert compare_config.get_config().variants == ("baseline", "anode", "anodev2")
 
 

@@ -174,3 +174,24 @@ def test_failed_reload_check_leaves_no_export(tmp_path):
         )
     assert not tf_runtime.is_exported(tmp_path / "saved_model")
     assert os.listdir(tmp_path) == []
+
+
+def test_weights_saved_atomically_and_load_errors_name_the_file(tmp_path):
+    model = _dense()
+    path = tf_runtime.save_weights_atomic(model, tmp_path / "net.weights.h5")
+    assert sorted(os.listdir(tmp_path)) == ["net.weights.h5"]
+    fresh = _dense()
+    tf_runtime.load_weights(fresh, path)
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    raw = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(raw[: len(raw) // 2])
+    with pytest.raises(
+        ValueError, match=rf"Cannot load weights from {path} \({len(raw) // 2} bytes"
+    ):
+        tf_runtime.load_weights(fresh, path)
+    with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
+        tf_runtime.load_weights(fresh, tmp_path / "missing.weights.h5")
+    with pytest.raises(ValueError, match=r"must end in \.weights\.h5"):
+        tf_runtime.save_weights_atomic(model, tmp_path / "net.h5")
