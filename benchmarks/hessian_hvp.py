@@ -6,6 +6,8 @@ Gradient and HVP calls are interleaved and the minimum over `repeats` calls is r
 (the median too), which is robust to other processes sharing the CPU. The HVP is the
 library's per-replica product (HessianOperator internals), excluding the host-side
 flatten; `hvp_flat_seconds` is the end-to-end `HessianOperator.hvp_flat` for the default.
+`profile_over_gradient_min` splits the default HVP: the loss forward alone, and the forward
+with its ForwardAccumulator tangent (TF forms each op's JVP by transposing its VJP).
 """
 
 import argparse
@@ -16,6 +18,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(__file__))
 from hessian_common import c1_batch  # noqa: E402
@@ -50,10 +53,33 @@ def _calls(op, x, y, vector, execution):
     }
 
 
+def _parts(op, x, y, vector):
+    """Where the forward-over-reverse HVP's time goes: the loss forward, and forward + tangent."""
+    sources = op._sources()
+
+    @tf.function
+    def forward():
+        return op._objective((x, y))[0]
+
+    @tf.function
+    def forward_tangent(v):
+        with tf.autodiff.ForwardAccumulator(sources, v) as acc:
+            total = op._objective((x, y))[0]
+        return acc.jvp(total)
+
+    return {
+        "forward": lambda: forward().numpy(),
+        "forward_plus_tangent": lambda: forward_tangent(vector).numpy(),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument(
+        "--executions", default="eager,tf.function,xla", help="Comma-separated subset to time."
+    )
     args = parser.parse_args()
     model, x, y, source = c1_batch(args.batch_size)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -68,7 +94,7 @@ def main():
         "load_average_at_start": os.getloadavg()[0],
         "timings": {},
     }
-    for execution in ("eager", "tf.function", "xla"):
+    for execution in args.executions.split(","):
         row = {}
         for mode in tf_hessian.HVP_MODES:
             op = tf_hessian.HessianOperator(
@@ -79,6 +105,7 @@ def main():
             if execution == "tf.function" and mode == "forward_over_reverse":
                 flat = rng.standard_normal(op.dim)
                 functions["hvp_flat"] = lambda op=op, flat=flat: op.hvp_flat(flat)
+                functions.update(_parts(op, x, y, vector))
             timing = _interleaved(functions, args.repeats)
             row[mode] = {
                 "gradient_seconds_min": timing["gradient"][1],
@@ -89,6 +116,11 @@ def main():
             }
             if "hvp_flat" in timing:
                 row[mode]["hvp_flat_seconds_min"] = timing["hvp_flat"][1]
+                gradient = timing["gradient"][1]
+                row[mode]["profile_over_gradient_min"] = {
+                    "forward": timing["forward"][1] / gradient,
+                    "forward_plus_tangent": timing["forward_plus_tangent"][1] / gradient,
+                }
         results["timings"][execution] = row
     results["load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(results, indent=2))
