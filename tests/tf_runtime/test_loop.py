@@ -31,13 +31,12 @@ class TinyClassifier(keras.Model):
     def train_step(self, batch):
         # 1. forward; 2. loss averaged over the GLOBAL batch; 3. gradient + apply; 4. trackers.
         x, y = batch
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             per_example = keras.losses.sparse_categorical_crossentropy(
                 y, self(x, training=True), from_logits=True
             )
             loss = tf.reduce_mean(per_example)
-            scaled = loss / replicas
+            scaled = tf_runtime.scale_loss(loss)  # gradients are all-reduced by SUM
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(loss)

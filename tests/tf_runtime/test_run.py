@@ -206,3 +206,18 @@ def test_unknown_config_field_is_a_clear_flag_error():
             ["prog", f"--config={CONFIG_FILE}:smoke", "--workdir=/tmp/w", "--config.batch_sise=3"],
             _define,
         )
+
+
+# ---- replica loss scaling
+
+
+def test_scale_loss_divides_by_the_replica_count(mirrored_strategy):
+    import tensorflow as tf
+
+    per_replica = mirrored_strategy.run(lambda: tf_runtime.scale_loss(tf.constant(6.0)))
+    assert [float(v) for v in mirrored_strategy.experimental_local_results(per_replica)] == [
+        3.0,
+        3.0,
+    ]
+    assert float(tf_runtime.scale_loss(tf.constant(6.0, tf.float64))) == 6.0  # one device
+    assert tf_runtime.num_replicas() == 1 and tf_runtime.replica_scale() == 1.0

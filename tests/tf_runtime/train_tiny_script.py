@@ -37,13 +37,12 @@ class TinyMLP(keras.Model):
 
     def train_step(self, batch):
         x, y = batch
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
             loss = tf.reduce_mean(
                 keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
             )
-            scaled_loss = loss / replicas
+            scaled_loss = tf_runtime.scale_loss(loss)  # gradients are all-reduced by SUM
         grads = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(loss)
