@@ -68,7 +68,8 @@ class WorkdirLock:
 
     def __init__(self, workdir):
         self.workdir = os.fspath(workdir)
-        self.path = os.path.join(self.workdir, LOCK_NAME)
+        # One key per folder however it is spelt (relative, trailing slash, symlink).
+        self.path = os.path.join(os.path.realpath(self.workdir), LOCK_NAME)
 
     def _holder(self):
         try:

@@ -102,7 +102,7 @@ def test_lock_names_workdir_and_live_pid(tmp_path):
 
 def test_lock_is_reentrant_in_one_process(tmp_path):
     with tf_runtime.WorkdirLock(tmp_path):
-        with tf_runtime.WorkdirLock(tmp_path):
+        with tf_runtime.WorkdirLock(f"{tmp_path}/."):  # the same folder, spelt differently
             pass
         assert (tmp_path / ".lock").exists()  # the outer holder still has it
     assert not (tmp_path / ".lock").exists()
