@@ -41,10 +41,11 @@ METRIC_COLUMNS = (
 
 
 def _run_name(batch_size: int, robust: bool, epsilon: float | None = None, seed: int = 0) -> str:
+    """``b<B>[_robust_eps<e>][_s<seed>]``; seed 0 has no suffix (the one-seed folders of old)."""
     name = f"b{batch_size}"
     if robust:
         name += f"_robust_eps{epsilon:g}"
-    return f"{name}_s{seed}"
+    return name if seed == 0 else f"{name}_s{seed}"
 
 
 def _runs(config) -> list[tuple[int, bool, float | None, int]]:
@@ -152,14 +153,26 @@ def run_one(config, workdir: str, run: tuple, strategy) -> dict:
     batch_size, robust, epsilon, seed = run
     run_dir = os.path.join(workdir, _run_name(batch_size, robust, epsilon, seed))
     row_path = os.path.join(run_dir, "row.json")
-    if tf.io.gfile.exists(row_path):
-        return tf_runtime.read_json(row_path)
     train_config = copy.deepcopy(config.train)
     train_config.batch_size = batch_size
     train_config.seed = seed
     train_config.robust.enabled = robust
     if robust:
         train_config.robust.epsilon = epsilon
+    if tf.io.gfile.exists(row_path):
+        row = tf_runtime.read_json(row_path)
+        missing = "pgd_accuracy" not in row or (
+            config.analysis.input_examples and "input_hessian_lambda_min" not in row
+        )
+        if missing:
+            # A row of an older study version: completed in place from the same weights.
+            network, _, _ = train_lib.restore_network(run_dir)
+            row.update(robust_epsilon=epsilon, seed=seed)
+            row.update(robustness_measures(network, train_config, config))
+            if config.analysis.input_examples:
+                row.update(input_space_summary(network, train_config, config.analysis))
+            tf_runtime.atomic_write_json(row_path, row)
+        return row
     start = time.perf_counter()
     trained = train_lib.train_and_evaluate(train_config, run_dir, strategy)
     train_seconds = time.perf_counter() - start
@@ -292,7 +305,7 @@ def write_outputs(rows: list[dict], config, workdir: str) -> dict:
 def run_study(config, workdir: str, strategy) -> dict:
     """Runs every (batch size, robust epsilon, seed) model, then writes the table, JSON and plots.
 
-    Finished runs (``<workdir>/b<B>[_robust_eps<e>]_s<seed>/row.json``) are
+    Finished runs (``<workdir>/b<B>[_robust_eps<e>][_s<seed>]/row.json``) are
     reused, so an interrupted study resumes where it stopped and a finished
     one re-run returns the same rows.
 

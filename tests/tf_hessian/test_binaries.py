@@ -105,7 +105,8 @@ def test_study_runs_every_seed_and_robust_radius():
         (256, True, 0.05, 0),
         (256, True, 0.1, 0),
     ]
-    assert {study_lib._run_name(*r) for r in runs} >= {"b16_s1", "b256_robust_eps0.05_s1"}
+    names = {study_lib._run_name(*r) for r in runs}
+    assert names >= {"b16", "b2048", "b16_s1", "b256_robust_eps0.05", "b256_robust_eps0.05_s1"}
     rows = [
         dict(batch_size=16, robust=False, robust_epsilon=None, seed=s, steps=3, test_accuracy=a)
         for s, a in ((0, 0.5), (1, 0.7))
@@ -140,7 +141,7 @@ def test_study_writes_table_json_plot(tmp_path):
     after = {p: open(p, "rb").read() for p in glob.glob(f"{tmp_path}/**/*.json", recursive=True)}
     assert after == before
     # A kill between a trained model and its row: the re-run ends where the first run ended.
-    os.remove(tmp_path / "b16_robust_eps0.1_s0" / "row.json")
+    os.remove(tmp_path / "b16_robust_eps0.1" / "row.json")
     resumed = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
     assert _without_timing(resumed["rows"]) == _without_timing(
         json.loads(json.dumps(results["rows"], default=float))
@@ -166,3 +167,16 @@ def test_analyze_rejects_checkpoint_of_another_trainer(trained_run, tmp_path):
             analyze.get_config("smoke"), str(foreign), str(tmp_path / "out"), checkpoint=path
         )
     assert not (tmp_path / "out" / "analysis.json").exists()
+
+
+def test_study_completes_rows_of_an_older_version(tmp_path):
+    config = study.get_config("smoke")
+    config.robust_batch_sizes = ()
+    first = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())["rows"][0]
+    row_path = tmp_path / "b16" / "row.json"
+    old = {k: v for k, v in first.items() if k not in ("pgd_accuracy", "rho_adv", "seed")}
+    old.pop("input_hessian_lambda_min")
+    row_path.write_text(json.dumps(old))
+    (again,) = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())["rows"]
+    assert _without_timing([again]) == _without_timing([json.loads(json.dumps(first))])
+    assert json.loads(row_path.read_text())["pgd_accuracy"] == first["pgd_accuracy"]
