@@ -2,7 +2,7 @@ r"""TFP DormandPrince solve + adjoint gradient time: eager vs tf.function vs XLA
 
 Run:  python benchmarks/ode_tfp.py [--channels 8 --size 16 --batch 8 --rtol 1e-3]
 
-Coupled ANODEV2 block (ConvODEFunc + RDA q, softplus) solved with `method="dopri5"`,
+Coupled ANODEV2 block (ConvODEFunc + RDA q, softplus) solved with `method="tfp_dopri5"`,
 `gradient="adjoint"` on [0, 1]; forward nfe from the block's counter (forward + adjoint
 evaluations of one solve+gradient). Median of --repeats calls after a warm-up call. JSON.
 """
@@ -31,7 +31,7 @@ def main():
     block = blocks.CoupledODEBlock(
         functions.ConvODEFunc(activation="softplus"),
         weight_dynamics="rda",
-        method="dopri5",
+        method="tfp_dopri5",
         gradient="adjoint",
         rtol=args.rtol,
         atol=args.atol,

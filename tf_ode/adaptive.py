@@ -329,7 +329,9 @@ def _replay_states(problem, y_start, ts, dts, n):
         y_next, _, _ = problem.step(t_k, y, dt_k, problem.f(t_k, y), with_error=False)
         return k + 1, y_next, tas
 
-    _, _, tas = tf.while_loop(lambda k, y, tas: k < n, body, (tf.constant(0), list(y_start), tas))
+    _, _, tas = tf.while_loop(
+        lambda k, y, tas: k < n, body, (tf.constant(0), list(y_start), tas), parallel_iterations=1
+    )
     return [ta.stack() for ta in tas]
 
 
@@ -339,7 +341,10 @@ def _reverse_sweep(problem, states, ts, dts, n, adj, g, variables):
 
     def body(k, adj, g):
         k = k - 1
-        y_k = [s[k] for s in states]
+        # Recompute step k only once the cotangent from step k+1 exists, so no executor can run
+        # several steps' recomputations ahead (each holds a step's activations).
+        with tf.control_dependencies(adj):
+            y_k = [tf.identity(s[k]) for s in states]
         t_k, dt_k = ts[k], dts[k]
         with tf.GradientTape() as tape:
             tape.watch(y_k)
@@ -354,7 +359,9 @@ def _reverse_sweep(problem, states, ts, dts, n, adj, g, variables):
         grads = [tf.convert_to_tensor(x) for x in grads]
         return k, grads[:num_leaves], [a + b for a, b in zip(g, grads[num_leaves:])]
 
-    _, adj, g = tf.while_loop(lambda k, adj, g: k > 0, body, (n, list(adj), list(g)))
+    _, adj, g = tf.while_loop(
+        lambda k, adj, g: k > 0, body, (n, list(adj), list(g)), parallel_iterations=1
+    )
     return adj, g
 
 

@@ -31,8 +31,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.norm = "group"  # inside f: group | batch (official code; double updates) | none
     c.activation = "relu"
     # ODE solver and gradient.
-    c.method = "euler"  # euler | rk2 | rk4 | dopri5
-    c.num_steps = 2  # Nt (ignored for dopri5)
+    c.method = "euler"  # euler | rk2 | rk4 (fixed) | dopri5 | bosh3 | tsit5 (ours, adaptive) | tfp_dopri5
+    c.num_steps = 2  # Nt (ignored for adaptive methods)
     c.gradient = "checkpoint"  # checkpoint (ANODE) | dto | adjoint
     c.rtol = 1e-3
     c.atol = 1e-6
