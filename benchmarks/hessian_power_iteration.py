@@ -1,9 +1,8 @@
 r"""Hessian-vector products needed to reach a relative tolerance of 1e-3 on C1 (batch 128).
 
 Run:  python benchmarks/hessian_power_iteration.py   (a few minutes on 2 CPU cores)
-Prints JSON: power iteration (residual ||Hv - lambda v|| <= 1e-3 |lambda|) HVP count and lambda_1,
-and the Lanczos
-run (Ritz residual <= 1e-3 |theta|) for comparison, with wall times.
+Prints JSON: power iteration (residual ||Hv - lambda v|| <= 1e-3 |lambda|) HVP count and
+lambda_1, and the Lanczos run (Ritz residual <= 1e-3 |theta|) for comparison, with wall times.
 """
 
 import json
