@@ -1,6 +1,9 @@
 r"""MADAN on the offline synthetic multi-domain benchmark, sized for 2 CPU cores.
 
-Run (about 30 minutes on 2 idle cores):
+Run (about 30 minutes on 2 idle cores before the single-source CycleGANs were trained alone;
+they add 2 x (D + 2A) one-source pixel steps, ~7 more minutes by the per-step times in
+docs/tf_madan.md). The full baseline set (colour transfer, source-combined, oracle, FCN-score)
+runs with `cpu_benchmark_v2` on the madan_v2 benchmark:
   python -m input_pipelines.synthetic_driving --out /tmp/driving --seed 0 \
       --num_per_domain 120 --num_val 40 --height 64 --width 128
   python -m tf_madan.train --config=tf_madan/configs/cpu_benchmark.py \
@@ -49,7 +52,9 @@ def get_config():
     c.fla.gate_threshold = 0.55
     c.fla.gate_window = 20
     c.fla.steps = 200
-    c.pipeline.ablation = True
+    c.pipeline.update(
+        dict(ablation=True, single_source=True, combined=False, oracle=False, color_transfer=False)
+    )
     c.train.update(dict(checkpoint_every=100, summary_every=25, log_every=50))
     c.eval.batch_size = 8
     return c
