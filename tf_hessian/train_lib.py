@@ -45,7 +45,8 @@ def resolve_schedule(config, num_train: int, num_replicas: int) -> dict:
 
     Returns:
       Dict with ``num_steps``, ``steps_per_epoch``, ``micro_batch_size`` (global),
-      ``num_micro_batches``, ``num_adversarial`` (per replica micro-batch),
+      ``num_micro_batches``, ``num_adversarial_global`` (per GLOBAL micro-batch,
+      whatever the replica count),
       ``adversarial_steps``, ``learning_rate``, ``boundaries``.
 
     Raises:
@@ -76,7 +77,7 @@ def resolve_schedule(config, num_train: int, num_replicas: int) -> dict:
     )
     boundaries = sorted({max(1, int(round(e * steps_per_epoch))) for e in opt.lr_decay_epochs})
     robust = config.robust
-    num_adversarial, adversarial_steps = 0, 0
+    num_adversarial_global, adversarial_steps = 0, 0
     if robust.enabled:
         if not 0.0 < robust.adv_ratio <= 1.0:
             raise ValueError(
@@ -87,14 +88,14 @@ def resolve_schedule(config, num_train: int, num_replicas: int) -> dict:
         ratio = robust.adv_ratio
         if robust.scale_ratio_with_batch and batch > 128:
             ratio /= batch / 128
-        num_adversarial = max(1, int(round(ratio * micro / num_replicas)))
+        num_adversarial_global = max(1, int(round(ratio * micro)))
         adversarial_steps = int(math.ceil(robust.stop_fraction * num_steps))
     return dict(
         num_steps=num_steps,
         steps_per_epoch=steps_per_epoch,
         micro_batch_size=micro,
         num_micro_batches=batch // micro,
-        num_adversarial=num_adversarial,
+        num_adversarial_global=num_adversarial_global,
         adversarial_steps=adversarial_steps,
         learning_rate=learning_rate,
         boundaries=boundaries,
@@ -126,7 +127,7 @@ def build_trainer(config, strategy, schedule: dict) -> ClassifierTrainer:
             network,
             num_micro_batches=schedule["num_micro_batches"],
             weight_decay=opt.weight_decay,
-            num_adversarial=schedule["num_adversarial"],
+            num_adversarial=schedule["num_adversarial_global"],
             adversarial_steps=schedule["adversarial_steps"],
             attack=config.robust.attack,
             attack_kwargs=_attack_kwargs(config),
