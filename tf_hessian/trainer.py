@@ -33,11 +33,12 @@ class ClassifierTrainer(keras.Model):
       num_micro_batches: k; the per-replica batch is split into k micro-batches
         whose gradients are summed before one optimizer step (1 = true large batch).
       weight_decay: Coupled L2 coefficient (loss term wd/2 ||w||^2 on every trainable weight).
-      num_adversarial: Adversarial examples per replica micro-batch (0 = off), as
-        ``train_lib.resolve_schedule`` gives it: a global micro-batch holds
-        ``num_adversarial * replicas`` of them, its FIRST ones whatever the
-        replica split (see ``_adversarial_mask``), so a mirrored run attacks
-        the examples a one-device run with ``num_adversarial * replicas`` does.
+      num_adversarial: Adversarial examples per GLOBAL micro-batch (0 = off), as
+        ``train_lib.resolve_schedule`` gives it (``num_adversarial_global``): the
+        FIRST ``num_adversarial`` examples of every global micro-batch are
+        replaced whatever the replica split (see ``_adversarial_mask``), so a
+        mirrored run attacks exactly the examples a one-device run attacks, also
+        when the count does not divide over the replicas.
       adversarial_steps: Optimizer steps during which the replacement is active.
       attack: ``"fgsm"`` or ``"pgd"``.
       attack_kwargs: Keyword arguments of the attack (epsilon, clip range, PGD steps).
@@ -82,10 +83,12 @@ class ClassifierTrainer(keras.Model):
         """Which examples of a replica's micro-batch are replaced, and their global positions.
 
         The replaced examples are fixed by their position in the GLOBAL batch:
-        the first ``num_adversarial * replicas`` of every global micro-batch
-        (what one device does). A replica holds the global examples
+        the first ``num_adversarial`` of every global micro-batch (what one
+        device does); a replica may hold more or fewer of them than another.
+        A replica holds the global examples
         ``[replica_id * replica_batch, (replica_id + 1) * replica_batch)`` (one
-        input pipeline, batches dealt to the replicas in order), so N replicas
+        input pipeline, batches dealt to the replicas in order; every worker of
+        a multi-worker run reads a contiguous slice of each global batch), so N replicas
         replace exactly the examples one device replaces.
 
         Args:
@@ -101,7 +104,7 @@ class ClassifierTrainer(keras.Model):
         replica_id = tf.cast(context.replica_id_in_sync_group if context else 0, tf.int32)
         global_micro = replica_batch * replicas // self.num_micro_batches
         index = replica_id * replica_batch + start + tf.range(num_local, dtype=tf.int32)
-        return tf.math.floormod(index, global_micro) < self.num_adversarial * replicas, index
+        return tf.math.floormod(index, global_micro) < self.num_adversarial, index
 
     def _with_adversarial(self, x, y, start, replica_batch):
         """Replaces this micro-batch's share of adversarial examples by attacks (inference mode)."""

@@ -86,10 +86,15 @@ def _train_distributed(strategy, weights, x, y, steps, **kwargs):
     return network.get_weights(), float(fraction)
 
 
-@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
-def test_robust_training_two_replicas_equal_one_device(default_strategy, mirrored_strategy, attack):
-    # Micro-batches of 4 (global): one device replaces examples 0, 1 of each; two replicas
-    # (1 per replica micro-batch of 2) must replace the same ones, not 0 and 2.
+@pytest.mark.parametrize(
+    "attack,num_adversarial,fraction", [("fgsm", 2, 0.5), ("pgd", 2, 0.5), ("fgsm", 3, 0.75)]
+)
+def test_robust_training_two_replicas_equal_one_device(
+    default_strategy, mirrored_strategy, attack, num_adversarial, fraction
+):
+    # Micro-batches of 4 (global): one device replaces the first `num_adversarial` examples of
+    # each; two replicas (micro-batches of 2 each) must replace the same ones, not 0 and 2,
+    # and for 3 the first replica attacks both its examples and the second one of its two.
     keras.utils.set_random_seed(2)
     weights = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(6), keras.layers.Dense(3)]
@@ -100,21 +105,24 @@ def test_robust_training_two_replicas_equal_one_device(default_strategy, mirrore
         attack_kwargs.update(step_size=0.1, num_steps=2)
     kwargs = dict(adversarial_steps=100, attack=attack, attack_kwargs=attack_kwargs)
     x = x.astype(np.float32)
-    one, one_fraction = _train_distributed(
-        default_strategy, weights, x, y, 10, num_adversarial=2, **kwargs
-    )
-    two, two_fraction = _train_distributed(
-        mirrored_strategy, weights, x, y, 10, num_adversarial=1, **kwargs
-    )
+    kwargs["num_adversarial"] = num_adversarial  # per GLOBAL micro-batch on either strategy
+    one, one_fraction = _train_distributed(default_strategy, weights, x, y, 10, **kwargs)
+    two, two_fraction = _train_distributed(mirrored_strategy, weights, x, y, 10, **kwargs)
     clean, _ = _train_distributed(default_strategy, weights, x, y, 10)
-    assert one_fraction == two_fraction == pytest.approx(0.5)
+    assert one_fraction == two_fraction == pytest.approx(fraction)
     assert np.max(np.abs(one[0] - clean[0])) > 1e-3  # the attacks changed the training
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_two_replicas_equal_one_device(tmp_path, default_strategy, mirrored_strategy):
-    config = default.get_config("smoke")  # robust training on (adv_ratio 0.25)
+@pytest.mark.parametrize("adv_ratio", [0.25, 0.375])
+def test_two_replicas_equal_one_device(tmp_path, default_strategy, mirrored_strategy, adv_ratio):
+    # Smoke config: robust training on, global micro-batches of 8. 0.25 gives 2 of 8 (1 per
+    # replica); 0.375 gives 3 of 8, which does not split over 2 replicas (a per-replica
+    # count round(1.5) = 2 would attack 4 examples on 2 replicas against 3 on one device).
+    config = default.get_config("smoke")
+    config.robust.adv_ratio = adv_ratio
+    config.num_steps = 4
     config.export = False
     config.log_every = 0
     for name in ("one", "two"):
@@ -126,6 +134,9 @@ def test_two_replicas_equal_one_device(tmp_path, default_strategy, mirrored_stra
     net_two, _, _ = train_lib.restore_network(str(tmp_path / "two"))
     for a, b in zip(net_one.get_weights(), net_two.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for replicas in (1, 2):
+        schedule = train_lib.resolve_schedule(config, 64, replicas)
+        assert schedule["num_adversarial_global"] == {0.25: 2, 0.375: 3}[adv_ratio]
 
 
 @pytest.mark.parametrize(
@@ -156,5 +167,6 @@ def test_schedule_values():
     assert schedule["num_micro_batches"] == 8
     assert schedule["num_steps"] == round(90 * 50000 / 1024)
     assert schedule["boundaries"] == [round(30 * 50000 / 1024), round(60 * 50000 / 1024)]
-    assert schedule["num_adversarial"] == round(0.2 / 8 * 64)  # ABSA halving, per replica
+    # ABSA halving of 0.2 (batch 1024 = 8 x 128), per GLOBAL micro-batch of 128: 3.2 -> 3.
+    assert schedule["num_adversarial_global"] == 3
     assert schedule["adversarial_steps"] == int(np.ceil(0.5 * schedule["num_steps"]))
