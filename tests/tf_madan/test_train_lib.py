@@ -164,9 +164,7 @@ def test_evaluation_on_real_samples(shared_data_dir, tmp_path, target, split, fo
 
 
 def test_train_binary_evaluate_stage_writes_config_and_results(smoke_run, tmp_path):
-    from absl import flags
-    from absl.testing import flagsaver
-
+    import tf_runtime
     from tf_madan import train as train_binary
 
     config, workdir, results = smoke_run
@@ -178,9 +176,8 @@ def test_train_binary_evaluate_stage_writes_config_and_results(smoke_run, tmp_pa
         "    c.stage = 'evaluate'\n"
         "    return c\n"
     )
-    with flagsaver.flagsaver():
-        flags.FLAGS(["train", f"--config={config_file}", f"--workdir={workdir}"])
-        train_binary.main([])
+    argv = ["train", f"--config={config_file}", f"--workdir={workdir}"]
+    train_binary.main([], flag_values=tf_runtime.parse_flags(argv, train_binary.define_flags))
     with open(os.path.join(workdir, "config.json")) as handle:
         written = json.load(handle)
     assert written["stage"] == "evaluate" and written["data"]["root"] == config.data.root
