@@ -8,7 +8,8 @@ Methods (rows of ANODEV2's baseline table, spec section 5):
   anodev2    coupled weight evolution (config.weight_dynamics) with DTO gradients.
 
 Every (architecture, method, seed) cell trains in its own folder `<workdir>/<arch>/<method>/
-seed_<seed>` and, once finished, writes `cell.json` atomically (temporary name + rename). A re-run
+seed_<seed>` and, once finished, writes `cell.json` atomically with tf_runtime's results helpers
+(`merge_results` / `load_results`: temporary name + rename; None/NaN never overwrite). A re-run
 skips every finished cell and reports its stored numbers, so re-running a finished comparison
 trains nothing and rewrites the same table; a killed comparison resumes at the unfinished cell
 (train_lib resumes that cell's run from its checkpoint).
@@ -92,10 +93,10 @@ def run_comparison(config, workdir, strategy):
     for architecture, method, seed in cells:
         cell_dir = os.path.join(workdir, architecture, method, f"seed_{seed}")
         cell_path = os.path.join(cell_dir, "cell.json")
-        if os.path.exists(cell_path):
-            row = tf_runtime.read_json(cell_path)
-            row["reused"] = True
-            rows.append(row)
+        stored = tf_runtime.load_results(cell_path)
+        if stored is not None:
+            stored["reused"] = True
+            rows.append(stored)
             continue
         cell = cell_config(config, architecture, method, seed)
         start = time.time()
@@ -108,7 +109,7 @@ def run_comparison(config, workdir, strategy):
             gradient=cell.gradient,
             wall_seconds=time.time() - start,
         )
-        tf_runtime.atomic_write_json(cell_path, row)
+        row = tf_runtime.merge_results(cell_path, row)  # atomic (tf_runtime results helpers)
         row["reused"] = False
         rows.append(row)
     table = markdown_table(rows, config)
