@@ -43,9 +43,21 @@ except ImportError:  # pragma: no cover - internal module moved
 
     _stop_recording = contextlib.nullcontext
 
+try:
+    from tensorflow.python.ops import control_flow_util as _control_flow_util
+
+    _xla_graph = _control_flow_util.GraphOrParentsInXlaContext
+except ImportError:  # pragma: no cover - internal module moved
+    _xla_graph = None
+
 SAFETY = 0.9
 MAX_FACTOR = 10.0
 MIN_FACTOR = 0.2
+
+
+def _in_xla_context():
+    """True while tracing inside `tf.function(jit_compile=True)`."""
+    return _xla_graph is not None and _xla_graph(tf.compat.v1.get_default_graph())
 
 
 class _Problem:
@@ -405,6 +417,13 @@ def adaptive_solve(
       accepted_steps, rejected_steps, forward_evaluations, backward_evaluations (None for
       "adjoint", whose backward evaluations are known only once the backward pass runs).
     """
+    if gradient != "adjoint" and _in_xla_context():
+        raise ValueError(
+            f"method={tableau.name!r} with gradient={gradient!r} keeps one checkpoint per accepted "
+            "step in dynamically sized TensorArrays, which XLA cannot compile: call it without "
+            "jit_compile, or use gradient='adjoint' (or a fixed-step method) under XLA. "
+            f"Received: gradient={gradient!r} inside jit_compile=True"
+        )
     structure = y0
     flat_y0 = tf.nest.flatten(y0)
     num_leaves = len(flat_y0)

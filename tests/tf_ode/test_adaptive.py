@@ -265,3 +265,12 @@ def test_max_num_steps_names_time_reached():
             atol=1e-12,
             max_num_steps=5,
         )
+
+
+def test_dto_under_xla_is_a_clear_error():
+    @tf.function(jit_compile=True)
+    def solve(y0):
+        return tf_ode.odeint(lambda t, y: -y, y0, [0.0, 1.0], method="dopri5", gradient="dto")
+
+    with pytest.raises(ValueError, match="XLA cannot compile"):
+        solve(tf.constant([1.0], F64))
