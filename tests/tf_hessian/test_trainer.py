@@ -93,8 +93,10 @@ def test_robust_training_two_replicas_equal_one_device(
     default_strategy, mirrored_strategy, attack, num_adversarial, fraction
 ):
     # Micro-batches of 4 (global): one device replaces the first `num_adversarial` examples of
-    # each; two replicas (micro-batches of 2 each) must replace the same ones, not 0 and 2,
-    # and for 3 the first replica attacks both its examples and the second one of its two.
+    # each. Two replicas hold 4 examples each, split into micro-batches of 2; they must replace
+    # the same global positions (for 2: 0, 1, not 0 and 2; for 3, which does not split over
+    # the replicas: 0, 1, 2, i.e. both examples of a replica's first micro-batch and one of
+    # its second).
     keras.utils.set_random_seed(2)
     weights = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(6), keras.layers.Dense(3)]
