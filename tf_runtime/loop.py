@@ -49,10 +49,14 @@ def _skipping_dataset_fn(dataset_fn, start_step):
 
 
 HISTORY_NAME = "history.json"
+STOPPED_KEY = "stopped_early_at"
 
 
 def load_history(workdir, up_to_step=None):
     """The run's logged history `{"train": [[step, logs], ...], "eval": [[step, logs], ...]}`.
+
+    A run that stopped early (`run_training(stop_when=...)` or `model.stop_training`) also has
+    `"stopped_early_at": step`.
 
     `run_training` writes it atomically just before each checkpoint, so after a resume it covers
     the whole run: entries later than the restored checkpoint (`up_to_step`) are dropped, because
@@ -62,10 +66,13 @@ def load_history(workdir, up_to_step=None):
       ValueError: naming the file if it is not valid JSON.
     """
     path = os.path.join(os.fspath(workdir), HISTORY_NAME)
-    history = files.read_json(path) if os.path.exists(path) else {}
-    history = {split: [list(e) for e in history.get(split, [])] for split in ("train", "eval")}
+    stored = files.read_json(path) if os.path.exists(path) else {}
+    history = {split: [list(e) for e in stored.get(split, [])] for split in ("train", "eval")}
     if up_to_step is not None:
         history = {k: [e for e in v if e[0] <= up_to_step] for k, v in history.items()}
+    stopped = stored.get(STOPPED_KEY)
+    if stopped is not None and (up_to_step is None or int(stopped) <= up_to_step):
+        history[STOPPED_KEY] = int(stopped)
     return history
 
 
@@ -94,6 +101,7 @@ def run_training(
     hparams=None,
     profile_steps=None,
     seed=0,
+    stop_when=None,
 ):
     """Trains `model` with its own `train_step` under `strategy` until `num_steps`.
 
@@ -114,9 +122,16 @@ def run_training(
       hparams: optional (nested) dict recorded in TensorBoard's HParams tab.
       profile_steps: optional `(first, last)` step range traced by the TensorFlow profiler.
       seed: seed of the checkpointed `tf.random.Generator` (available as `model.rng` if unset).
+      stop_when: optional `callable(logs) -> bool` called after every step with that step's
+        training logs (floats, reduced over replicas, so every worker decides alike). When it
+        returns True, or when `model.stop_training` has been set True (the Keras convention, e.g.
+        from `eval_fn`), that step becomes the run's last: it is evaluated, logged and
+        checkpointed, and the history records `stopped_early_at`. A re-run of a stopped run
+        restores that checkpoint and trains no further (even with a larger `num_steps`).
 
     Returns:
-      Dict with the last training logs (floats), the eval logs prefixed `eval_`, and `step`.
+      Dict with the last training logs (floats), the eval logs prefixed `eval_`, and `step`;
+      after an early stop also `stopped_early_at` (equal to `step`).
       The logs of the whole run (also across resumes) are in `load_history(workdir)`.
 
     Raises:
@@ -148,8 +163,10 @@ def run_training(
     history = load_history(workdir, up_to_step=start_step)
     if hparams:
         writers.hparams(flatten_dict(hparams))
-    if start_step >= num_steps:
-        # Killed after the final checkpoint: the logs of that step are in the history.
+    stopped_at = history.get(STOPPED_KEY)
+    if start_step >= num_steps or stopped_at is not None:
+        # Killed after the final checkpoint, or a run that stopped early: nothing more to train;
+        # the logs of that step are in the history.
         logs = dict(history["train"][-1][1]) if history["train"] else {}
         if history["eval"] and history["eval"][-1][0] == start_step:
             eval_logs = dict(history["eval"][-1][1])
@@ -157,7 +174,10 @@ def run_training(
             eval_logs = {k: float(v) for k, v in eval_fn(start_step).items()}
         else:
             eval_logs = {}
-        return {**logs, **{f"eval_{k}": v for k, v in eval_logs.items()}, "step": start_step}
+        result = {**logs, **{f"eval_{k}": v for k, v in eval_logs.items()}, "step": start_step}
+        if stopped_at is not None:
+            result[STOPPED_KEY] = stopped_at
+        return result
 
     dataset = strategy.distribute_datasets_from_function(
         _skipping_dataset_fn(dataset_fn, start_step)
@@ -171,6 +191,8 @@ def run_training(
 
     logs, eval_logs = {}, {}
     profiling = False
+    model.stop_training = False
+    last_step = num_steps
     for step in range(start_step + 1, num_steps + 1):
         if profile_steps and step == profile_steps[0] and chief:
             tf.profiler.experimental.start(f"{workdir}/tensorboard/profile")
@@ -180,25 +202,43 @@ def run_training(
         if profiling and step >= profile_steps[1]:
             tf.profiler.experimental.stop()
             profiling = False
-        saving = step % checkpoint_every == 0 or step == num_steps
-        if step % summary_every == 0 or saving:
-            history["train"].append([step, logs])
-        if step % summary_every == 0 or step == num_steps:
-            writers.scalars("train", step, logs)
-            model.reset_metrics()
-        progress.update(step, logs)
-        if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == num_steps):
+        stopping = step < num_steps and (
+            (stop_when is not None and bool(stop_when(dict(logs)))) or bool(model.stop_training)
+        )
+        if eval_fn is not None and (
+            (eval_every and step % eval_every == 0) or step == num_steps or stopping
+        ):
             eval_logs = {k: float(v) for k, v in eval_fn(step).items()}
             writers.scalars("eval", step, eval_logs)
             history["eval"].append([step, eval_logs])
+            # eval_fn may ask for the stop too (Keras' model.stop_training).
+            stopping = stopping or (step < num_steps and bool(model.stop_training))
+        final = step == num_steps or stopping
+        saving = step % checkpoint_every == 0 or final
+        if step % summary_every == 0 or saving:
+            history["train"].append([step, logs])
+        if step % summary_every == 0 or final:
+            writers.scalars("train", step, logs)
+            model.reset_metrics()
+        progress.update(step, logs)
+        if stopping:
+            history[STOPPED_KEY] = step
         if saving:
             # History first: a kill between the two resumes from the previous checkpoint and
             # drops the newer history entries (see load_history).
             if chief:
                 files.atomic_write_json(os.path.join(workdir, HISTORY_NAME), history)
             ckpt.save(step)
+        if stopping:
+            last_step = step
+            if chief:
+                print(f"Stopped early at step {step} of {num_steps}.", flush=True)
+            break
     if profiling:
         tf.profiler.experimental.stop()
     writers.flush()
     writers.close()
-    return {**logs, **{f"eval_{k}": v for k, v in eval_logs.items()}, "step": num_steps}
+    result = {**logs, **{f"eval_{k}": v for k, v in eval_logs.items()}, "step": last_step}
+    if STOPPED_KEY in history:
+        result[STOPPED_KEY] = history[STOPPED_KEY]
+    return result

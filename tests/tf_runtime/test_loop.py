@@ -190,3 +190,125 @@ def test_profiler_trace_on_request(tmp_path, default_strategy):
             num_steps=3,
             profile_steps=(3, 2),
         )
+
+
+class FlaggingClassifier(TinyClassifier):
+    """Logs `give_up` = 1.0 from its `stop_at`-th step on (as MADAN's `no_suitable_discriminator`)."""
+
+    def __init__(self, stop_at, **kwargs):
+        super().__init__(**kwargs)
+        self.stop_at = stop_at
+
+    def train_step(self, batch):
+        logs = super().train_step(batch)
+        # optimizer.iterations already counts this step.
+        logs["give_up"] = tf.cast(self.optimizer.iterations >= self.stop_at, tf.float32)
+        return logs
+
+
+def _train_flagging(strategy, workdir, num_steps=6, stop_at=3, **kwargs):
+    with strategy.scope():
+        model = FlaggingClassifier(stop_at)
+        model(tf.zeros((1, 8, 8, 1)))
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        model.optimizer.build(model.trainable_variables)
+    logs = tf_runtime.run_training(
+        model,
+        _dataset_fn,
+        strategy=strategy,
+        workdir=str(workdir),
+        num_steps=num_steps,
+        checkpoint_every=2,
+        summary_every=2,
+        log_every=0,
+        stop_when=lambda logs: logs["give_up"] >= 1.0,
+        **kwargs,
+    )
+    return model, logs
+
+
+def _checkpoint_names(workdir):
+    return sorted(os.path.basename(p) for p in glob.glob(f"{workdir}/checkpoints/ckpt-*.index"))
+
+
+def test_stop_when_stops_at_the_step_checkpoints_it_and_rerun_trains_no_further(
+    tmp_path, default_strategy, mirrored_strategy
+):
+    evals = []
+    model, logs = _train_flagging(
+        default_strategy, tmp_path / "one", eval_fn=lambda step: evals.append(step) or {"s": step}
+    )
+    assert logs["step"] == 3 and logs["stopped_early_at"] == 3
+    assert logs["eval_s"] == 3 and evals == [3]  # the stop step is evaluated like a last step
+    assert int(model.optimizer.iterations.numpy()) == 3
+    assert _checkpoint_names(tmp_path / "one") == ["ckpt-2.index", "ckpt-3.index"]
+    history = tf_runtime.load_history(tmp_path / "one")
+    assert history["stopped_early_at"] == 3
+    assert [step for step, _ in history["train"]] == [2, 3]
+    assert history["train"][-1][1]["give_up"] == 1.0
+    weights = model.get_weights()
+
+    # Re-run (even asking for more steps): restores step 3 and trains no further.
+    again, again_logs = _train_flagging(default_strategy, tmp_path / "one", num_steps=8)
+    assert again_logs["step"] == 3 and again_logs["stopped_early_at"] == 3
+    assert again_logs["loss"] == logs["loss"]
+    assert int(again.optimizer.iterations.numpy()) == 3
+    for a, b in zip(weights, again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert _checkpoint_names(tmp_path / "one") == ["ckpt-2.index", "ckpt-3.index"]
+    assert tf_runtime.load_history(tmp_path / "one") == history
+
+    # Two replicas stop at the same step with the same weights.
+    two, two_logs = _train_flagging(mirrored_strategy, tmp_path / "two")
+    assert two_logs["stopped_early_at"] == 3
+    assert _checkpoint_names(tmp_path / "two") == ["ckpt-2.index", "ckpt-3.index"]
+    for a, b in zip(weights, two.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_stop_resumes_exactly_after_a_kill_before_the_stop(tmp_path, default_strategy):
+    straight, _ = _train_flagging(default_strategy, tmp_path / "straight", stop_at=4)
+    _train(default_strategy, tmp_path / "resumed", 2)  # a run killed after its step-2 checkpoint
+    resumed, logs = _train_flagging(default_strategy, tmp_path / "resumed", stop_at=4)
+    assert logs["stopped_early_at"] == 4
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_stop_recorded_only_up_to_the_restored_checkpoint(tmp_path):
+    # A kill between history.json and the stop step's checkpoint resumes from the previous one.
+    tf_runtime.atomic_write_json(
+        tmp_path / "history.json",
+        {"train": [[2, {"l": 1.0}], [3, {"l": 0.5}]], "eval": [], "stopped_early_at": 3},
+    )
+    assert "stopped_early_at" not in tf_runtime.load_history(tmp_path, up_to_step=2)
+    assert tf_runtime.load_history(tmp_path, up_to_step=3)["stopped_early_at"] == 3
+
+
+def test_model_stop_training_set_by_eval_fn_stops(tmp_path, default_strategy):
+    model = _build(default_strategy)
+
+    def eval_fn(step):
+        model.stop_training = step >= 2
+        return {"s": step}
+
+    logs = tf_runtime.run_training(
+        model,
+        _dataset_fn,
+        strategy=default_strategy,
+        workdir=str(tmp_path),
+        num_steps=5,
+        checkpoint_every=5,
+        log_every=0,
+        eval_fn=eval_fn,
+        eval_every=1,
+    )
+    assert logs["stopped_early_at"] == 2 and logs["eval_s"] == 2
+    assert _checkpoint_names(tmp_path) == ["ckpt-2.index"]
+    assert [s for s, _ in tf_runtime.load_history(tmp_path)["train"]] == [2]
+
+
+def test_no_stop_key_without_a_stop(tmp_path, default_strategy):
+    _, logs = _train_flagging(default_strategy, tmp_path, num_steps=2, stop_at=5)
+    assert "stopped_early_at" not in logs and logs["step"] == 2
+    assert "stopped_early_at" not in tf_runtime.load_history(tmp_path)
