@@ -145,16 +145,57 @@ def load_arrays(
     return images, labels
 
 
-def normalize_image(image, info, normalize="unit", dtype=tf.float32):
-    """uint8 [..., H, W, C] -> `dtype`: "unit" in [0, 1], "standard" (x - mean) / std, "none" 0..255."""
+# Published per-channel statistics (of images in [0, 1]) some reference codes normalise with
+# instead of the dataset's own; pass them as `mean=`/`std=` with `normalize="standard"`.
+ANODE_CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # ANODE's train.py transforms.Normalize
+ANODE_CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+
+
+def normalization_statistics(info, normalize="standard", mean=None, std=None):
+    """`(mean, std)` tuples `normalize_image` uses: the overrides if given, else the dataset's.
+
+    Raises:
+      ValueError: naming the argument when `mean`/`std` are given without the other, with a
+        normalisation other than "standard", with a length other than the image channels, or
+        with a non-positive std.
+    """
+    if mean is None and std is None:
+        return tuple(info.mean), tuple(info.std)
+    if mean is None or std is None:
+        raise ValueError(
+            f"Pass both mean and std (or neither). Received: mean={mean!r}, std={std!r}"
+        )
+    if normalize != "standard":
+        raise ValueError(
+            f"mean/std apply only to normalize='standard'. Received: normalize={normalize!r}"
+        )
+    channels = info.image_shape[-1]
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"mean and std need one value per channel of {info.name} ({channels}). "
+            f"Received: mean={mean}, std={std}"
+        )
+    if min(std) <= 0:
+        raise ValueError(f"std must be > 0. Received: std={std}")
+    return mean, std
+
+
+def normalize_image(image, info, normalize="unit", dtype=tf.float32, *, mean=None, std=None):
+    """uint8 [..., H, W, C] -> `dtype`: "unit" in [0, 1], "standard" (x - mean) / std, "none" 0..255.
+
+    `mean`/`std` (per channel, of images in [0, 1]) override the dataset's statistics for
+    "standard" (e.g. `ANODE_CIFAR10_MEAN`/`ANODE_CIFAR10_STD`).
+    """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}. Received: {normalize!r}")
+    mean, std = normalization_statistics(info, normalize, mean, std)
     image = tf.cast(image, dtype)
     if normalize == "none":
         return image
     image = image / tf.constant(255.0, dtype)
     if normalize == "standard":
-        image = (image - tf.constant(info.mean, dtype)) / tf.constant(info.std, dtype)
+        image = (image - tf.constant(mean, dtype)) / tf.constant(std, dtype)
     return image
 
 
@@ -217,6 +258,8 @@ def build_dataset(
     limit=None,
     shuffle_buffer=10_000,
     data_dir_flag="data_dir",
+    mean=None,
+    std=None,
 ):
     """A batched, prefetched dataset of `(image, label)`.
 
@@ -230,6 +273,8 @@ def build_dataset(
       augment: CIFAR pad-4 crop + flip (default: True for "train" of cifar10/cifar100).
       drop_remainder: drop the last short batch.
       normalize: "unit" ([0, 1]), "standard" (dataset mean/std) or "none" (0..255).
+      mean, std: optional per-channel statistics (of images in [0, 1]) replacing the dataset's
+        for "standard", e.g. ANODE's CIFAR-10 constants `ANODE_CIFAR10_MEAN`/`ANODE_CIFAR10_STD`.
       dtype: image dtype (tf.float32 or tf.float64).
       shuffle_buffer: shuffle buffer size (a full shuffle when >= the split size).
       data_dir_flag: as in `load_arrays`.
@@ -244,6 +289,9 @@ def build_dataset(
     info = dataset_info(name)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}. Received: {normalize!r}")
+    normalization_statistics(info, normalize, mean, std)  # bad mean/std: error before loading
     images, labels = load_arrays(
         name,
         split,
@@ -287,7 +335,7 @@ def build_dataset(
         image, label = example
         if augment:
             image = augment_cifar(image, tf.stack([tf.cast(seed, tf.int64), index]))
-        return normalize_image(image, info, normalize, dtype), label
+        return normalize_image(image, info, normalize, dtype, mean=mean, std=std), label
 
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(per_replica_batch, drop_remainder=drop_remainder)

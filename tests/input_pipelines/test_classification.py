@@ -336,3 +336,65 @@ def test_real_cifar10_sample(shared_data_dir):
         classification.build_dataset("cifar10", "test", batch_size=500, data_dir=str(folder))
     )
     assert [int(b[1].shape[0]) for b in batches] == [500, 346]
+
+
+def test_explicit_mean_std_replace_the_dataset_statistics():
+    info = classification.dataset_info("cifar10")
+    image = tf.constant(np.array([[[[0, 255, 51]]]], np.uint8))  # one pixel, R G B
+    anode = classification.normalize_image(
+        image,
+        info,
+        "standard",
+        tf.float64,
+        mean=classification.ANODE_CIFAR10_MEAN,
+        std=classification.ANODE_CIFAR10_STD,
+    )
+    # ANODE's train.py: mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010), by hand:
+    # (0 - 0.4914) / 0.2023, (1 - 0.4822) / 0.1994, (0.2 - 0.4465) / 0.2010.
+    np.testing.assert_allclose(
+        anode.numpy().ravel(), [-2.4290657439, 2.5967903711, -1.2263681592], atol=1e-9
+    )
+    # Default "standard": the dataset's own std 0.2470 on the red channel: (0 - 0.4914) / 0.2470.
+    default = classification.normalize_image(image, info, "standard", tf.float64)
+    assert float(default[0, 0, 0, 0]) == pytest.approx(-1.9894736842, abs=1e-9)
+    with pytest.raises(ValueError, match=r"one value per channel of cifar10 \(3\)"):
+        classification.normalize_image(image, info, "standard", mean=(0.5,), std=(0.2,))
+    with pytest.raises(ValueError, match="Pass both mean and std"):
+        classification.normalize_image(image, info, "standard", mean=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="only to normalize='standard'"):
+        classification.normalize_image(image, info, "unit", mean=(0, 0, 0), std=(1, 1, 1))
+    with pytest.raises(ValueError, match="std must be > 0"):
+        classification.normalize_image(image, info, "standard", mean=(0, 0, 0), std=(1, 0, 1))
+
+
+def test_build_dataset_passes_mean_std_through(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    images[1] = 255
+    cifar.write_batch(folder / "test_batch", images, [0, 1])
+    (x, _) = next(
+        iter(
+            classification.build_dataset(
+                "cifar10",
+                "test",
+                batch_size=2,
+                data_dir=str(tmp_path),
+                normalize="standard",
+                dtype=tf.float64,
+                mean=classification.ANODE_CIFAR10_MEAN,
+                std=classification.ANODE_CIFAR10_STD,
+            )
+        )
+    )
+    # Black: -mean / std; white: (1 - mean) / std, per channel (ANODE's constants, by hand).
+    np.testing.assert_allclose(
+        x.numpy()[0, 5, 7], [-2.4290657439, -2.4182547643, -2.2213930348], atol=1e-9
+    )
+    np.testing.assert_allclose(
+        x.numpy()[1, 5, 7], [2.5140879881, 2.5967903711, 2.7537313433], atol=1e-9
+    )
+    with pytest.raises(ValueError, match="one value per channel of digits"):
+        classification.build_dataset(
+            "digits", "test", batch_size=2, normalize="standard", mean=(0, 0, 0), std=(1, 1, 1)
+        )
