@@ -12,6 +12,21 @@ from input_pipelines import classification
 from tf_ode import integrate, models
 
 
+def solver_num_steps(config):
+    """`config.num_steps` for fixed-step methods, None for adaptive ones (which take none)."""
+    return None if integrate.is_adaptive(config.method) else config.num_steps
+
+
+def normalization(config):
+    """`{"mean": ..., "std": ...}` overrides of the pipeline's "standard" statistics (or None).
+
+    `config.normalize_mean`/`config.normalize_std` (per channel, images in [0, 1]); empty = the
+    dataset's own statistics. The `:cifar10` comparison preset sets ANODE's CIFAR-10 constants.
+    """
+    mean, std = tuple(config.normalize_mean), tuple(config.normalize_std)
+    return {"mean": mean or None, "std": std or None}
+
+
 def validate_config(config):
     """Raises ValueError naming the first invalid config field."""
     checks = [
@@ -22,7 +37,7 @@ def validate_config(config):
         ("gradient", config.gradient in integrate.GRADIENTS, integrate.GRADIENTS),
         ("batch_size", config.batch_size >= 1, ">= 1"),
         ("eval_batch_size", config.eval_batch_size >= 1, ">= 1"),
-        ("num_steps", config.method == "dopri5" or config.num_steps >= 1, ">= 1"),
+        ("num_steps", integrate.is_adaptive(config.method) or config.num_steps >= 1, ">= 1"),
         ("width", config.width >= 1, ">= 1"),
         ("num_epochs", config.num_epochs >= 1 or config.num_train_steps >= 1, ">= 1"),
         ("learning_rate", config.learning_rate > 0, "> 0"),
@@ -31,11 +46,18 @@ def validate_config(config):
     for field, ok, expected in checks:
         if not ok:
             raise ValueError(f"Invalid config.{field}={config[field]!r}; expected {expected}.")
-    if config.method == "dopri5" and config.gradient != "adjoint":
+    try:
+        integrate.validate_options(config.method, solver_num_steps(config), config.gradient)
+    except ValueError as e:
         raise ValueError(
-            "config.method='dopri5' (TFP) supports only config.gradient='adjoint'. "
-            f"Received: {config.gradient!r}"
+            f"Invalid config.method={config.method!r} / config.gradient={config.gradient!r}: {e}"
+        ) from e
+    try:
+        classification.normalization_statistics(
+            classification.dataset_info(config.dataset), "standard", **normalization(config)
         )
+    except ValueError as e:
+        raise ValueError(f"Invalid config.normalize_mean / config.normalize_std: {e}") from e
 
 
 DATA_DIR_FLAG = "--config.data_dir"
@@ -54,7 +76,7 @@ def build_model(config, num_classes, input_shape):
         input_shape=input_shape,
         width=config.width,
         method=config.method,
-        num_steps=None if config.method == "dopri5" else config.num_steps,
+        num_steps=solver_num_steps(config),
         gradient=config.gradient,
         weight_dynamics=config.weight_dynamics,
         dynamics_config=dict(config.dynamics_config),
@@ -86,6 +108,7 @@ def evaluate(model, config, split=None):
         batch_size=config.eval_batch_size,
         data_dir=_data_dir(config),
         normalize="standard",
+        **normalization(config),
         limit=config.eval_limit or None,
         data_dir_flag=DATA_DIR_FLAG,
     )
@@ -189,6 +212,7 @@ def train_and_evaluate(config, workdir, strategy, *, allow_config_change=False):
                 repeat=True,
                 drop_remainder=True,
                 normalize="standard",
+                **normalization(config),
                 limit=config.train_limit or None,
                 data_dir_flag=DATA_DIR_FLAG,
             )

@@ -72,16 +72,72 @@ def test_train_binary_writes_config_checkpoints_events_and_saved_model(tmp_workd
         ("variant", "node", "config.variant"),
         ("method", "heun", "config.method"),
         ("batch_size", 0, "config.batch_size"),
-        ("gradient", "dto", "supports only config.gradient='adjoint'"),
+        ("gradient", "dto", r"config.method='tfp_dopri5'.*only gradient is the continuous adjoint"),
+        ("num_steps", 0, "config.num_steps"),
+        ("normalize_mean", (0.5, 0.5, 0.5), "config.normalize_mean .*Pass both mean and std"),
+        ("normalize_std", (0.2, 0.2, 0.2), "config.normalize_mean .*Pass both mean and std"),
     ],
 )
 def test_invalid_config_raises(field, value, match):
     config = default_config.get_config("smoke")
     config[field] = value
     if field == "gradient":
-        config.method = "dopri5"
+        config.method = "tfp_dopri5"  # TFP's DormandPrince: continuous adjoint only
     with pytest.raises(ValueError, match=match):
         train_lib.validate_config(config)
+
+
+def test_normalization_constants_must_fit_the_channels():
+    config = default_config.get_config("smoke")  # digits: one channel
+    config.normalize_mean, config.normalize_std = (0.5, 0.5, 0.5), (0.2, 0.2, 0.2)
+    with pytest.raises(ValueError, match=r"config.normalize_mean.*one value per channel of digits"):
+        train_lib.validate_config(config)
+    config.normalize_mean, config.normalize_std = (0.5,), (0.25,)
+    train_lib.validate_config(config)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "tsit5", "tfp_dopri5"])
+def test_adaptive_methods_take_no_num_steps(method):
+    # Adaptive methods (ours and TFP's) ignore config.num_steps (it used to be passed on to
+    # every method but "dopri5", so bosh3/tsit5 failed when the model was built).
+    config = default_config.get_config("smoke")
+    config.method, config.num_steps = method, 2
+    config.gradient = "adjoint" if method == "tfp_dopri5" else "dto"
+    train_lib.validate_config(config)
+    assert train_lib.solver_num_steps(config) is None
+    config.method = "rk4"
+    assert train_lib.solver_num_steps(config) == 2
+
+
+def test_cifar10_compare_preset_uses_anode_normalisation():
+    config = compare_config.get_config("cifar10")
+    assert train_lib.normalization(config) == {
+        "mean": (0.4914, 0.4822, 0.4465),
+        "std": (0.2023, 0.1994, 0.2010),
+    }
+    train_lib.validate_config(config)
+    # The other presets keep the dataset's own statistics.
+    assert train_lib.normalization(default_config.get_config()) == {"mean": None, "std": None}
+
+
+def test_training_and_evaluation_read_the_configured_normalisation(
+    tmp_workdir, default_strategy, monkeypatch
+):
+    seen = []
+    real = classification.build_dataset
+
+    def spy(name, split, **kwargs):
+        seen.append((split, kwargs.get("normalize"), kwargs.get("mean"), kwargs.get("std")))
+        return real(name, split, **kwargs)
+
+    monkeypatch.setattr(classification, "build_dataset", spy)
+    config = default_config.get_config("smoke")
+    config.normalize_mean, config.normalize_std = (0.5,), (0.25,)
+    config.export, config.log_every, config.num_train_steps = False, 0, 1
+    train_lib.train_and_evaluate(config, str(tmp_workdir), default_strategy)
+    assert ("train", "standard", (0.5,), (0.25,)) in seen
+    assert (config.eval_split, "standard", (0.5,), (0.25,)) in seen
+    assert all(entry[2:] == ((0.5,), (0.25,)) for entry in seen)
 
 
 def test_compare_binary_writes_table(tmp_workdir):
@@ -139,9 +195,27 @@ def test_gradcheck_model_kind_is_float64_exact():
 
 def test_train_with_tfp_dopri5_adjoint(tmp_workdir, default_strategy):
     config = default_config.get_config("smoke")
-    config.method, config.gradient, config.export = "dopri5", "adjoint", False
+    config.method, config.gradient, config.export = "tfp_dopri5", "adjoint", False
     config.num_train_steps = 1
     results = train_lib.train_and_evaluate(config, str(tmp_workdir), default_strategy)
     assert results["step"] == 1
     # Adaptive forward + adjoint solves: 6 evaluations per DormandPrince step, many steps.
     assert results["nfe"] >= 24 and np.isfinite(results["loss"])
+
+
+def test_train_with_our_dopri5_dto(tmp_workdir, default_strategy):
+    # Our embedded Dormand-Prince with backprop through the accepted steps (TFP has no DTO).
+    config = default_config.get_config("smoke")
+    config.method, config.gradient, config.export = "dopri5", "dto", False
+    config.log_every = 0
+    results = train_lib.train_and_evaluate(config, str(tmp_workdir), default_strategy)
+    assert (
+        results["step"] == 2 and np.isfinite(results["loss"]) and np.isfinite(results["eval_loss"])
+    )
+    assert (tmp_workdir / "checkpoints" / "ckpt-2.index").exists()
+    # Each ODE block takes at least one accepted Dormand-Prince step (7 evaluations, FSAL):
+    # adaptive, not the smoke config's fixed Nt = 2 (config.num_steps is ignored).
+    model = train_lib.build_model(config, 10, (8, 8, 1))
+    model(np.zeros((1, 8, 8, 1), np.float32))
+    assert len(model.ode_blocks()) >= 1
+    assert results["nfe"] >= 7 * len(model.ode_blocks())

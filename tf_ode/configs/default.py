@@ -24,6 +24,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.train_limit = 0  # 0 = whole split
     c.eval_split = "test"
     c.eval_limit = 0
+    # "standard" normalisation statistics per channel (images in [0, 1]); () = the dataset's own
+    # (CIFAR-10: std 0.2470, 0.2435, 0.2616). ANODE's train.py uses mean (0.4914, 0.4822, 0.4465),
+    # std (0.2023, 0.1994, 0.2010): compare.py:cifar10 sets them.
+    c.normalize_mean = ()
+    c.normalize_std = ()
     # Model.
     c.architecture = "resnet10"  # alexnet | resnet4 | resnet10
     c.variant = "anodev2"  # baseline | anode | anodev2
@@ -31,7 +36,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.norm = "group"  # inside f: group | batch (official code; double updates) | none
     c.activation = "relu"
     # ODE solver and gradient.
-    c.method = "euler"  # euler | rk2 | rk4 (fixed) | dopri5 | bosh3 | tsit5 (ours, adaptive) | tfp_dopri5
+    c.method = (
+        "euler"  # euler | rk2 | rk4 (fixed) | dopri5 | bosh3 | tsit5 (ours, adaptive) | tfp_dopri5
+    )
     c.num_steps = 2  # Nt (ignored for adaptive methods)
     c.gradient = "checkpoint"  # checkpoint (ANODE) | dto | adjoint
     c.rtol = 1e-3
