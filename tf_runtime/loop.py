@@ -102,6 +102,7 @@ def run_training(
     profile_steps=None,
     seed=0,
     stop_when=None,
+    after_step=None,
 ):
     """Trains `model` with its own `train_step` under `strategy` until `num_steps`.
 
@@ -128,6 +129,10 @@ def run_training(
         from `eval_fn`), that step becomes the run's last: it is evaluated, logged and
         checkpointed, and the history records `stopped_early_at`. A re-run of a stopped run
         restores that checkpoint and trains no further (even with a larger `num_steps`).
+      after_step: optional `callable(step, logs)` called on every worker after each step (after
+        its evaluation, before its checkpoint) for periodic side work such as spectrum tracking;
+        its result is ignored. A resumed run calls it again for the steps after the restored
+        checkpoint, so it should key what it writes by step (replace, not append).
 
     Returns:
       Dict with the last training logs (floats), the eval logs prefixed `eval_`, and `step`;
@@ -221,6 +226,8 @@ def run_training(
             writers.scalars("train", step, logs)
             model.reset_metrics()
         progress.update(step, logs)
+        if after_step is not None:
+            after_step(step, dict(logs))
         if stopping:
             history[STOPPED_KEY] = step
         if saving:

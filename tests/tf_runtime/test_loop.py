@@ -312,3 +312,17 @@ def test_no_stop_key_without_a_stop(tmp_path, default_strategy):
     _, logs = _train_flagging(default_strategy, tmp_path, num_steps=2, stop_at=5)
     assert "stopped_early_at" not in logs and logs["step"] == 2
     assert "stopped_early_at" not in tf_runtime.load_history(tmp_path)
+
+
+def test_after_step_sees_every_step_once_and_again_after_a_resume(tmp_path, default_strategy):
+    calls = []
+    _train(default_strategy, tmp_path, 3, after_step=lambda step, logs: calls.append((step, logs)))
+    assert [s for s, _ in calls] == [1, 2, 3]
+    assert calls[-1][1]["loss"] == tf_runtime.load_history(tmp_path)["train"][-1][1]["loss"]
+    # Resumed from the step-3 checkpoint: steps 4, 5 are seen; re-running the finished run none.
+    calls.clear()
+    _train(default_strategy, tmp_path, 5, after_step=lambda step, logs: calls.append(step))
+    assert calls == [4, 5]
+    calls.clear()
+    _train(default_strategy, tmp_path, 5, after_step=lambda step, logs: calls.append(step))
+    assert calls == []
