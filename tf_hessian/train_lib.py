@@ -16,9 +16,13 @@ import tf_runtime
 from input_pipelines import classification
 from tf_hessian import adversarial, models
 from tf_hessian import data as data_lib
+from tf_hessian.tracking import SpectrumTracker
 from tf_hessian.trainer import ClassifierTrainer
 
 METRICS_NAME = "metrics.json"
+SPECTRUM_NAME = "spectrum.json"  # the tracked spectrum (config.track_spectrum_every > 0)
+SPECTRUM_LOG_DIR = os.path.join("tensorboard", "spectrum")
+SPECTRUM_DTYPES = ("float32", "float64")
 
 
 def build_network(config, dtype: str | None = None) -> keras.Model:
@@ -145,6 +149,92 @@ def build_trainer(config, strategy, schedule: dict) -> ClassifierTrainer:
     return trainer
 
 
+def check_spectrum_tracking(config) -> None:
+    """Raises ValueError naming the field when the spectrum-tracking settings are invalid."""
+    every = config.track_spectrum_every
+    if not isinstance(every, int) or every < 0:
+        raise ValueError(
+            f"config.track_spectrum_every must be an int >= 0 (0 = off). Received: {every!r}."
+        )
+    if not every:
+        return
+    opts = config.track_spectrum
+    if opts.dtype not in SPECTRUM_DTYPES:
+        raise ValueError(
+            f"config.track_spectrum.dtype must be one of {SPECTRUM_DTYPES}. Received: {opts.dtype!r}."
+        )
+    for field in ("examples", "max_iter", "trace_probes"):
+        if opts[field] < 1:
+            raise ValueError(
+                f"config.track_spectrum.{field} must be >= 1. Received: {opts[field]}."
+            )
+    if not opts.tol > 0:
+        raise ValueError(f"config.track_spectrum.tol must be > 0. Received: {opts.tol}.")
+    available = data_lib.num_examples(config, opts.split)
+    if opts.examples > available:
+        raise ValueError(
+            f"config.track_spectrum.examples={opts.examples} exceeds the {available} examples of "
+            f"{config.data.name} {opts.split} (config.track_spectrum.split)."
+        )
+
+
+class TrainingSpectrum:
+    """``run_training``'s ``after_step`` hook: the data-loss Hessian spectrum while training.
+
+    Every ``config.track_spectrum_every`` steps and at the last step, the trained network's
+    weights are copied into a copy built in ``config.track_spectrum.dtype`` (on the current
+    strategy, so every worker computes the same numbers) and ``SpectrumTracker`` records
+    lambda_max (Lanczos) and the Hutchinson trace over a fixed subset of
+    ``config.track_spectrum.examples`` examples (``data.fixed_batch``, seed ``config.seed``).
+    Only the chief writes ``spectrum.json`` (atomically) and ``tensorboard/spectrum`` events.
+    Resume: records are keyed by step; the first step a (resumed) process runs drops the
+    records of that step and later ones (they belong to a killed run past its last checkpoint)
+    and the run tracks them again, so entries are neither duplicated nor lost.
+    """
+
+    def __init__(self, config, network: keras.Model, workdir: str, num_steps: int, chief: bool):
+        opts = config.track_spectrum
+        dtype = tf.as_dtype(opts.dtype)
+        info = classification.dataset_info(config.data.name)
+        self.every = config.track_spectrum_every
+        self.num_steps = num_steps
+        self.source = network
+        self.copy = build_network(config, dtype=opts.dtype)
+        self.copy(tf.zeros((1, *info.image_shape), dtype))
+        data = data_lib.fixed_batch(
+            config, opts.split, opts.examples, dtype=dtype, seed=config.seed
+        )
+        self.tracker = SpectrumTracker(
+            data,
+            every_steps=self.every,
+            network=self.copy,
+            loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype),
+            log_dir=os.path.join(workdir, SPECTRUM_LOG_DIR) if chief else None,
+            json_path=os.path.join(workdir, SPECTRUM_NAME) if chief else None,
+            max_iter=opts.max_iter,
+            tol=opts.tol,
+            trace_probes=opts.trace_probes,
+            seed=config.seed,
+        )
+        self._first_step = True
+
+    def __call__(self, step: int, logs=None) -> None:
+        if self._first_step:
+            self._first_step = False
+            self.tracker.records = [r for r in self.tracker.records if r["step"] < step]
+        if step % self.every == 0 or step == self.num_steps:
+            dtype = self.copy.trainable_variables[0].dtype
+            self.copy.set_weights([np.asarray(w, dtype) for w in self.source.get_weights()])
+            self.tracker.track(step)
+
+    @property
+    def records(self) -> list:
+        return list(self.tracker.records)
+
+    def close(self) -> None:
+        self.tracker.on_train_end()
+
+
 def evaluate(network: keras.Model, config) -> dict:
     """Clean and FGSM accuracy on ``config.eval.split`` (FGSM radius ``eval.fgsm_epsilon`` in pixel units)."""
     dataset = data_lib.build(
@@ -167,7 +257,8 @@ def train_and_evaluate(
     """Trains ``config.model`` at ``config.batch_size``; evaluates; exports a SavedModel.
 
     Writes into ``workdir``: config.json (after validation), checkpoints/, tensorboard/,
-    history.json, saved_model/ (if ``config.export``), metrics.json and DONE. Re-running a
+    history.json, saved_model/ (if ``config.export``), spectrum.json (if
+    ``config.track_spectrum_every``; see ``TrainingSpectrum``), metrics.json and DONE. Re-running a
     finished run changes nothing and returns the stored metrics; a killed run resumes exactly.
 
     Args:
@@ -178,7 +269,8 @@ def train_and_evaluate(
 
     Returns:
       Dict with ``step``, ``train`` (last training logs), ``test_accuracy``,
-      ``fgsm_accuracy`` (on ``config.eval.split``), ``schedule`` and ``saved_model``.
+      ``fgsm_accuracy`` (on ``config.eval.split``), ``schedule``, ``saved_model`` and, when
+      the spectrum is tracked, ``spectrum`` (``{"path", "steps", "last"}``: the last record).
 
     Raises:
       ValueError: naming the config field at fault, before anything is written.
@@ -186,6 +278,7 @@ def train_and_evaluate(
       tf_runtime.WorkdirLockedError: when another process trains in ``workdir``.
     """
     check_data(config)
+    check_spectrum_tracking(config)
     num_train = data_lib.num_examples(config, "train", limit=config.data.train_limit)
     schedule = resolve_schedule(config, num_train, strategy.num_replicas_in_sync)
     with tf_runtime.open_run(
@@ -210,20 +303,30 @@ def train_and_evaluate(
                 drop_remainder=True,
             )
 
-        logs = tf_runtime.run_training(
-            trainer,
-            dataset_fn,
-            strategy=strategy,
-            workdir=workdir,
-            num_steps=schedule["num_steps"],
-            checkpoint_every=tf_runtime.run_setting(config, "checkpoint_every"),
-            summary_every=tf_runtime.run_setting(config, "summary_every"),
-            log_every=tf_runtime.run_setting(config, "log_every"),
-            eval_fn=lambda step: evaluate(trainer.network, config),
-            hparams=tf_runtime.config_to_dict(config),
-            seed=config.seed,
-            profile_steps=tuple(tf_runtime.run_setting(config, "profile_steps")) or None,
-        )
+        spectrum = None
+        if config.track_spectrum_every:
+            spectrum = TrainingSpectrum(
+                config, trainer.network, workdir, schedule["num_steps"], run.chief
+            )
+        try:
+            logs = tf_runtime.run_training(
+                trainer,
+                dataset_fn,
+                strategy=strategy,
+                workdir=workdir,
+                num_steps=schedule["num_steps"],
+                checkpoint_every=tf_runtime.run_setting(config, "checkpoint_every"),
+                summary_every=tf_runtime.run_setting(config, "summary_every"),
+                log_every=tf_runtime.run_setting(config, "log_every"),
+                eval_fn=lambda step: evaluate(trainer.network, config),
+                hparams=tf_runtime.config_to_dict(config),
+                seed=config.seed,
+                profile_steps=tuple(tf_runtime.run_setting(config, "profile_steps")) or None,
+                after_step=spectrum,
+            )
+        finally:
+            if spectrum is not None:
+                spectrum.close()
         results = {
             "step": logs["step"],
             "train": {k: v for k, v in logs.items() if k != "step" and not k.startswith("eval_")},
@@ -231,6 +334,12 @@ def train_and_evaluate(
             "fgsm_accuracy": logs["eval_fgsm_accuracy"],
             "schedule": schedule,
         }
+        if spectrum is not None and spectrum.records:
+            results["spectrum"] = {
+                "path": SPECTRUM_NAME,
+                "steps": [r["step"] for r in spectrum.records],
+                "last": spectrum.records[-1],
+            }
         if config.export:
             results["saved_model"] = export(
                 trainer.network, config, os.path.join(workdir, "saved_model")

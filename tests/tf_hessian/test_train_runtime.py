@@ -1,5 +1,6 @@
 """tf_hessian.train on the shared run folder: re-run no-op, checks, checkpoint errors, binary."""
 
+import glob
 import json
 import os
 import subprocess
@@ -12,8 +13,10 @@ import pytest
 import tensorflow as tf
 
 import tf_runtime
-from tf_hessian import train, train_lib
+from tf_hessian import HessianOperator, train, train_lib
+from tf_hessian import data as data_lib
 from tf_hessian.configs import default
+from tf_hessian.testing import loss64
 
 
 def _config(**overrides):
@@ -161,3 +164,123 @@ def test_killed_mid_step_in_checkpoint_write_and_in_export_resumes_to_the_same_r
         json.loads((victim / "metrics.json").read_text())["test_accuracy"]
         == straight["test_accuracy"]
     )
+
+
+def _spectrum_config(**overrides):
+    config = _config(**overrides)
+    config.track_spectrum_every = 1
+    config.track_spectrum.examples = 32
+    config.track_spectrum.dtype = "float64"
+    config.track_spectrum.max_iter = 200
+    config.track_spectrum.tol = 1e-10
+    config.track_spectrum.trace_probes = 4
+    return config
+
+
+def _tensorboard_scalars(log_dir, tag):
+    values = {}
+    for path in sorted(glob.glob(f"{log_dir}/events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values.setdefault(event.step, []).append(float(tf.make_ndarray(value.tensor)))
+    return values
+
+
+def _exact_lambda_max(workdir, config):
+    # Independent of the tracker: the final checkpoint's weights in float64, the explicit
+    # Hessian of the data loss over the same 32 examples, numpy's eigvalsh.
+    network, _, path = train_lib.restore_network(workdir, dtype="float64")
+    data = data_lib.fixed_batch(config, "train", 32, dtype=tf.float64, seed=config.seed)
+    hessian = HessianOperator(network, loss64(), data).full_hessian()
+    return float(np.linalg.eigvalsh(hessian)[-1]), path
+
+
+def test_spectrum_tracked_every_step_to_json_and_tensorboard(finished_run, tmp_workdir):
+    config = _spectrum_config()
+    metrics = train_lib.train_and_evaluate(config, str(tmp_workdir), tf.distribute.get_strategy())
+    records = json.loads((tmp_workdir / "spectrum.json").read_text())
+    assert [r["step"] for r in records] == [1, 2]
+    assert metrics["spectrum"]["steps"] == [1, 2] and metrics["spectrum"]["last"] == records[-1]
+    exact, path = _exact_lambda_max(str(tmp_workdir), config)
+    assert path.endswith("ckpt-2")
+    assert records[-1]["lambda_max"] == pytest.approx(exact, rel=1e-6)
+    assert records[-1]["lambda_max_converged"]
+    assert records[0]["lambda_max"] != pytest.approx(records[1]["lambda_max"], rel=1e-6)
+    scalars = _tensorboard_scalars(tmp_workdir / "tensorboard" / "spectrum", "hessian/lambda_max")
+    assert sorted(scalars) == [1, 2]
+    assert scalars[2] == [pytest.approx(records[-1]["lambda_max"], rel=1e-6)]
+    # Tracking does not change training: the same metrics as the untracked run.
+    _, untracked = finished_run
+    for key in ("step", "train", "test_accuracy", "fgsm_accuracy"):
+        assert metrics[key] == untracked[key], key
+
+
+def test_spectrum_tracking_resumes_without_duplicates_or_stale_records(tmp_path):
+    strategy = tf.distribute.get_strategy()
+    config = _spectrum_config(num_steps=3, checkpoint_every=2)
+    straight = tmp_path / "straight"
+    train_lib.train_and_evaluate(config, str(straight), strategy)
+    expected = json.loads((straight / "spectrum.json").read_text())
+    assert [r["step"] for r in expected] == [1, 2, 3]
+    # A run killed after tracking step 3 but before its checkpoint: ckpt-2 is the latest and
+    # spectrum.json holds a (stale) step-3 record.
+    victim = tmp_path / "victim"
+    subprocess.run(["cp", "-r", str(straight), str(victim)], check=True)
+    for name in ("metrics.json", "DONE"):
+        (victim / name).unlink()
+    for stale in (victim / "checkpoints").glob("ckpt-3.*"):
+        stale.unlink()
+    tf.compat.v1.train.update_checkpoint_state(
+        str(victim / "checkpoints"), str(victim / "checkpoints" / "ckpt-2")
+    )
+    records = json.loads((victim / "spectrum.json").read_text())
+    records[-1]["lambda_max"] = -1.0
+    # And one of a step past the run's end (left by a longer run of an earlier config).
+    records.append(dict(records[-1], step=4))
+    tf_runtime.atomic_write_json(victim / "spectrum.json", records)
+    resumed = train_lib.train_and_evaluate(config, str(victim), strategy)
+    again = json.loads((victim / "spectrum.json").read_text())
+    assert [r["step"] for r in again] == [1, 2, 3]
+    # The resumed process tracked only step 3 (its events are beside the first process's).
+    scalars = _tensorboard_scalars(victim / "tensorboard" / "spectrum", "hessian/lambda_max")
+    assert {step: len(v) for step, v in scalars.items()} == {1: 1, 2: 1, 3: 2}
+    for a, b in zip(expected, again):
+        assert a["lambda_max"] == pytest.approx(b["lambda_max"], rel=1e-9)
+        assert a["trace"] == pytest.approx(b["trace"], rel=1e-9)
+    assert resumed["spectrum"]["steps"] == [1, 2, 3]
+    # Re-running the finished run changes nothing.
+    text = (victim / "spectrum.json").read_text()
+    train_lib.train_and_evaluate(config, str(victim), strategy)
+    assert (victim / "spectrum.json").read_text() == text
+
+
+def test_spectrum_under_two_replicas_equals_one_device(tmp_path, mirrored_strategy):
+    config = _spectrum_config()
+    train_lib.train_and_evaluate(config, str(tmp_path / "one"), tf.distribute.get_strategy())
+    train_lib.train_and_evaluate(config, str(tmp_path / "two"), mirrored_strategy)
+    one = json.loads((tmp_path / "one" / "spectrum.json").read_text())
+    two = json.loads((tmp_path / "two" / "spectrum.json").read_text())
+    assert [r["step"] for r in two] == [1, 2]
+    for a, b in zip(one, two):
+        assert a["lambda_max"] == pytest.approx(b["lambda_max"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("track_spectrum_every", -1, r"config.track_spectrum_every must be an int >= 0"),
+        ("examples", 100000, r"config.track_spectrum.examples=100000 exceeds the \d+ examples"),
+        ("dtype", "float16", r"config.track_spectrum.dtype must be one of"),
+        ("trace_probes", 0, r"config.track_spectrum.trace_probes must be >= 1"),
+    ],
+)
+def test_bad_spectrum_settings_fail_before_anything_is_written(tmp_workdir, field, value, match):
+    config = _spectrum_config()
+    if field == "track_spectrum_every":
+        config.track_spectrum_every = value
+    else:
+        config.track_spectrum[field] = value
+    with pytest.raises(ValueError, match=match):
+        train_lib.train_and_evaluate(config, str(tmp_workdir), tf.distribute.get_strategy())
+    assert list(tmp_workdir.iterdir()) == []

@@ -68,6 +68,20 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict(
         dict(split="test", batch_size=500, limit=config_dict.placeholder(int), fgsm_epsilon=0.02)
     )
+    # The data-loss Hessian spectrum during training (spec: "compute its spectrum during
+    # training"): lambda_max (Lanczos) and the Hutchinson trace every K steps and at the last
+    # step, into spectrum.json and tensorboard/spectrum (train_lib.TrainingSpectrum). 0 = off.
+    c.track_spectrum_every = 0
+    c.track_spectrum = ml_collections.ConfigDict(
+        dict(
+            split="train",
+            examples=256,  # fixed random subset (seed config.seed), unaugmented
+            max_iter=30,  # Lanczos steps at most
+            tol=1e-3,  # relative Ritz residual
+            trace_probes=10,  # Rademacher probes of the Hutchinson trace
+            dtype="float32",  # float64: exact spectra, slow on GPUs
+        )
+    )
     c.checkpoint_every = 1000
     c.summary_every = 50
     c.log_every = 100
