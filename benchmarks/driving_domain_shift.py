@@ -29,6 +29,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from input_pipelines import driving, synthetic_driving
+from tf_madan.models.small_segmenter import build_small_segmenter
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "/tmp/driving_shift", "Where data is generated.")
 _NUM = flags.DEFINE_integer("num_per_domain", 200, "Training examples per domain.")
@@ -52,20 +53,7 @@ RUN_NAMES = ("gta5_only", "synthia_only", "source_only", "source_colour_transfer
 
 
 def build_segmenter(filters):
-    """The tf_madan small segmenter, or a local 4-layer FCN if tf_madan is absent."""
-    try:
-        from tf_madan.models.small_segmenter import build_small_segmenter
-    except ImportError:
-        inputs = keras.Input((None, None, 3))
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(inputs)
-        x = keras.layers.Conv2D(2 * filters, 3, strides=2, padding="same", activation="relu")(x)
-        x = keras.layers.Conv2D(2 * filters, 3, dilation_rate=2, padding="same", activation="relu")(
-            x
-        )
-        x = keras.layers.Conv2D(driving.NUM_CLASSES, 1)(x)
-        return keras.Model(
-            inputs, keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
-        ), "local_fcn"
+    """The tf_madan small segmenter and its name (for the JSON report)."""
     return build_small_segmenter(driving.NUM_CLASSES, filters=filters), "tf_madan.small_segmenter"
 
 

@@ -155,7 +155,6 @@ class MadanGAN(keras.Model):
         self.trackers = {}
         for name in self._loss_names():
             self.trackers[name] = keras.metrics.Mean(name=name)
-        self._optimizer_names = []
         # Every sub-network is a built functional model.
         self.built = True
 
@@ -189,7 +188,6 @@ class MadanGAN(keras.Model):
             raise ValueError(
                 f"optimizers needs keys {sorted(nets)}. Received: {sorted(optimizers)}"
             )
-        self._optimizer_names = sorted(optimizers)
         for name, optimizer in optimizers.items():
             # Plain attributes so that checkpoints and tf_runtime.collect_optimizers find them.
             setattr(self, f"{name}_optimizer", optimizer)

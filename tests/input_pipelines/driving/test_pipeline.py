@@ -109,11 +109,27 @@ def test_epochs_differ_when_repeating(synthetic_root):
 
 
 def test_eval_batches_pad_with_ignore(synthetic_root, tmp_path):
-    ds = driving.build_dataset(
-        "cityscapes", "val", data_dir=str(synthetic_root / "cityscapes"), batch_size=2
-    )
-    shapes = [tuple(b[1].shape) for b in ds]
-    assert shapes == [(2, 64, 128), (1, 64, 128)]  # full val split, no cut-off
+    import shutil
+
+    from PIL import Image
+
+    # Shrink the first val frame (image and label) to 40x100, so the batch of mixed sizes
+    # must be padded to the 64x128 of the second one.
+    root = tmp_path / "cityscapes"
+    shutil.copytree(synthetic_root / "cityscapes", root)
+    image_path = sorted((root / "leftImg8bit" / "val").rglob("*_leftImg8bit.png"))[0]
+    label_path = sorted((root / "gtFine" / "val").rglob("*_gtFine_labelIds.png"))[0]
+    Image.open(image_path).resize((100, 40), Image.BILINEAR).save(image_path)
+    Image.open(label_path).resize((100, 40), Image.NEAREST).save(label_path)
+    ds = driving.build_dataset("cityscapes", "val", data_dir=str(root), batch_size=2)
+    batches = list(ds)
+    assert [tuple(b[1].shape) for b in batches] == [(2, 64, 128), (1, 64, 128)]  # no cut-off
+    image, label = batches[0][0].numpy(), batches[0][1].numpy()
+    # Padding: label 255 (ignored), image 0, outside the 40x100 frame; inside, real labels.
+    assert (label[0, 40:, :] == 255).all() and (label[0, :, 100:] == 255).all()
+    assert (image[0, 40:, :] == 0).all() and (image[0, :, 100:] == 0).all()
+    assert (label[0, :40, :100] != 255).mean() > 0.5
+    assert (label[1] != 255).mean() > 0.5  # the full-size frame is not padded
 
 
 def test_sharding_by_input_context(synthetic_root):
