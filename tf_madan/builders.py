@@ -138,6 +138,7 @@ def build_madan_gan(
         lambda_ccd=config.ccd.weight if use_ccd else 0.0,
         ccd_start_step=config.ccd.start_epoch * epoch,
         pool_size=config.gan.pool_size,
+        pool_seed=config.seed,
     )
     model.compile(optimizers={name: gan_optimizer(config) for name in model.networks()})
     model.build_optimizers()
@@ -172,6 +173,7 @@ def build_segmenter_trainer(config, segmenter, *, fla, source_indices=None):
         lambda_discriminator=config.fla.lambda_d,
         gate_threshold=config.fla.gate_threshold,
         gate_window=config.fla.gate_window,
+        patience=config.fla.get("patience", 0),
         source_indices=source_indices,
         ignore_label=config.ignore_label,
     )

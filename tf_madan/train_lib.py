@@ -42,7 +42,15 @@ import numpy as np
 import tensorflow as tf
 
 import tf_runtime
-from tf_madan import builders, color_transfer, data, evaluation, export_lib, fcn_score
+from tf_madan import (
+    builders,
+    color_transfer,
+    data,
+    evaluation,
+    export_lib,
+    fcn_score,
+    pretrained,
+)
 from tf_runtime import files as rt_files
 from tf_runtime.run import RUN_SETTING_KEYS
 
@@ -106,6 +114,9 @@ def validate_config(config):
             "--init_checkpoint / config.segmenter.init_checkpoint "
             f"{config.segmenter.init_checkpoint} not found."
         )
+    if config.segmenter.get("init", "random") == "imagenet":
+        # Fails now (offline, no cached VGG16 file) rather than after the first stages.
+        pretrained.imagenet_vgg16_path()
 
 
 def stage_seed(seed, name):
@@ -132,19 +143,18 @@ def _new_segmenter(config, name="segmenter", weights=None):
     path = weights or config.segmenter.init_checkpoint
     if path:
         segmenter.load_weights(path)
+    else:
+        # `segmenter.init="imagenet"`: ImageNet VGG16 converted into FCN8s (no-op for "random").
+        pretrained.initialize_segmenter(segmenter, config)
     return segmenter
-
-
-def _save_weights_atomic(model, path):
-    """`model.save_weights(path)` through a temporary name (Keras needs the suffix)."""
-    tmp = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def _write_timing(stage_dir, seconds):
     rt_files.atomic_write_json(os.path.join(stage_dir, TIMING), {"seconds": round(seconds, 2)})
+
+
+def _no_suitable_discriminator(logs):
+    return logs.get("no_suitable_discriminator", 0.0) >= 1.0
 
 
 # ----------------------------------------------------------------- segmenter
@@ -184,6 +194,9 @@ def train_segmenter(
         num_steps=num_steps,
         seed=stage_seed(config.seed, name),
         hparams={"stage": name, **tf_runtime.config_to_dict(config)},
+        # ADDA's "No suitable discriminator found": FLA stops once F went `fla.patience` steps
+        # without an update (the trainer's log turns 1.0; patience 0 never stops).
+        stop_when=_no_suitable_discriminator if fla else None,
         **_run_kwargs(config),
     )
     # Every worker writes its files (workers of a multi-worker run may have their own workdir);
@@ -192,7 +205,7 @@ def train_segmenter(
         _write_overlay(config, segmenter, stage_dir, num_steps)
     export_lib.export_segmenter(segmenter, os.path.join(stage_dir, "saved_model"))
     _write_timing(stage_dir, time.time() - start)
-    _save_weights_atomic(segmenter, weights)
+    tf_runtime.save_weights_atomic(segmenter, weights)
     print(f"[{name}] {num_steps} steps in {time.time() - start:.0f}s: {logs}", flush=True)
     return weights
 

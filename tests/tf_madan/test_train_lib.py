@@ -186,3 +186,32 @@ def test_train_binary_evaluate_stage_writes_config_and_results(smoke_run, tmp_pa
     with open(os.path.join(workdir, "results.json")) as handle:
         again = json.load(handle)
     assert again["+SAD+CCD+DSC"]["miou_19"] == pytest.approx(results["+SAD+CCD+DSC"]["miou_19"])
+
+
+def test_fla_stops_when_no_suitable_discriminator_and_config_reaches_trainers(smoke_run, tmp_path):
+    config, workdir, _ = smoke_run
+    config = config.copy_and_resolve_references()
+    # A gate that never opens (accuracy never exceeds 1.01): F is never updated, so with
+    # patience 2 ADDA's "no suitable discriminator" stop ends the stage at step 2 of 6.
+    config.fla.gate_threshold = 1.01
+    config.fla.gate_window = 1
+    config.fla.patience = 2
+    config.seed = 3
+    strategy = tf.distribute.get_strategy()
+    dirs = [os.path.join(workdir, "adapted_ada", s) for s in config.data.sources]
+    dataset_fn = data.adapted_multi_domain_fn(
+        config, dirs, batch_size=config.seg.batch_size, crop_size=config.data.seg_crop_size
+    )
+    train_lib.train_segmenter(
+        config, str(tmp_path), strategy, name="fla", dataset_fn=dataset_fn, num_steps=6, fla=True
+    )
+    with open(tmp_path / "fla" / "history.json") as handle:
+        assert json.load(handle)["stopped_early_at"] == 2
+    assert sorted(os.listdir(tmp_path / "fla" / "checkpoints"))[-1].startswith("ckpt-2")
+    with strategy.scope():
+        trainer = builders.build_segmenter_trainer(
+            config, builders.build_segmenter(config), fla=True
+        )
+        gan = builders.build_madan_gan(config, num_sources=2, variant="daig")
+    assert trainer.patience == 2
+    assert {pool.seed for pool in gan.pools_target + gan.pools_source} == {3}

@@ -44,7 +44,17 @@ def get_config():
     )
     c.discriminator = ml_collections.ConfigDict(dict(filters=64, num_layers=3))
     c.segmenter = ml_collections.ConfigDict(
-        dict(name="fcn8s", filters=16, fc_width=4096, width_multiplier=1.0, init_checkpoint="")
+        dict(
+            name="fcn8s",
+            filters=16,
+            fc_width=4096,
+            width_multiplier=1.0,
+            init_checkpoint="",
+            # "imagenet": keras.applications VGG16 converted into FCN8s (tf_madan.pretrained;
+            # Keras downloads it once, offline it names the file to pass); "random": no init.
+            init="random",
+            vgg_preprocessing="caffe",  # fold Keras VGG16's BGR/0-255 input transform into conv1_1
+        )
     )
 
     c.gan = ml_collections.ConfigDict()
@@ -85,6 +95,8 @@ def get_config():
     c.fla.lambda_d = 1.0
     c.fla.gate_threshold = 0.6
     c.fla.gate_window = 100
+    # Code: stop when F was not updated for 3 * len(loader) iterations (GTA5, batch 8); 0 = never.
+    c.fla.patience = 3 * (24966 // 8)
     c.fla.hidden = (1024, 512)
     c.fla.dropout_rate = 0.5
     c.fla.optimizer = "sgd"

@@ -9,6 +9,10 @@ state, stays at the code's values, spec §1.7):
   gan.learning_rate 2e-4 -> 1e-4     (paper: Adam, lr 1e-4)
   gan.batch_size 4 -> 8              (paper: batch 8)
   data.gan_resize_shorter 500 -> 600 (paper: resize to 600 x 1080, crop 400 x 400)
+ImageNet init (spec §2.3) is not switched on here, so that loading the preset never downloads:
+add `--config.segmenter.init=imagenet` (Keras fetches VGG16 once; offline the run stops before
+stage 1 naming the file), or convert a local file with `python -m tf_madan.convert_weights
+--source=keras_vgg16` and pass `--config.segmenter.init_checkpoint=OUT.weights.h5`.
 Kept because `default` already follows the paper there: gan.mode "bce" (Eq. 1's log form),
 20 epochs per pixel stage, SAD/CCD G-terms from epoch 5/10, symmetric SAD over M
 discriminators, CCD reusing D_i, DSC as KL(F_A(G(x)) || F_i(x)) with F_i source-only and F_A
