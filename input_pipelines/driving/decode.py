@@ -24,10 +24,32 @@ def _assert(condition, *message):
     return tf.debugging.Assert(condition, [tf.strings.join(list(message))], summarize=64)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every PNG ends with
+
+
+def check_intact(data, path):
+    """Assert op: `data` (a file's bytes) is a whole PNG (signature + IEND) or JPEG (SOI + EOI).
+
+    TF's decoders report a truncated or overwritten file without its name ("Invalid PNG data");
+    this check fails first, naming the file, also mid-training.
+    """
+    size = tf.strings.length(data)
+    is_png = tf.equal(tf.strings.substr(data, 0, 8), _PNG_SIGNATURE)
+    png_whole = tf.logical_and(
+        size >= 20, tf.equal(tf.strings.substr(data, tf.maximum(size - 12, 0), 12), _PNG_TRAILER)
+    )
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8")
+    jpeg_whole = tf.equal(tf.strings.substr(data, tf.maximum(size - 2, 0), 2), b"\xff\xd9")
+    intact = tf.logical_or(tf.logical_and(is_png, png_whole), tf.logical_and(is_jpeg, jpeg_whole))
+    return _assert(intact, "corrupt or truncated image file (not a whole PNG/JPEG): ", path)
+
+
 def decode_image(image_path):
     """Decodes an RGB PNG/JPEG file into uint8 [H, W, 3]."""
     data = tf.io.read_file(image_path)
-    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    with tf.control_dependencies([check_intact(data, image_path)]):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])
     return image
 
@@ -47,6 +69,8 @@ def decode_raw_label(label_path, label_format):
         raw.set_shape([None, None])
         return raw
     data = tf.io.read_file(label_path)
+    with tf.control_dependencies([check_intact(data, label_path)]):
+        data = tf.identity(data)
     color_type = tf.strings.substr(data, 25, 1)
     if label_format == "png16_first_channel":
         bit_depth = tf.strings.substr(data, 24, 1)

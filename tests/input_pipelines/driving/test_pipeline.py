@@ -278,3 +278,22 @@ def test_multi_domain_under_mirrored_strategy(synthetic_root, mirrored_strategy)
     assert [tuple(t.shape) for t in per_replica] == [(2, 16, 16), (2, 16, 16)]
     sources = mirrored_strategy.experimental_local_results(batch["sources"][1][0])
     assert [tuple(t.shape) for t in sources] == [(2, 16, 16, 3), (2, 16, 16, 3)]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_corrupt_image_body_error_names_the_file(synthetic_root, tmp_path, damage):
+    import shutil
+
+    root = tmp_path / "gta5"
+    shutil.copytree(synthetic_root / "gta5", root)
+    path = sorted((root / "images").glob("*.png"))[1]
+    data = path.read_bytes()
+    # Headers stay valid (the file list is built from them); only the body is broken.
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.write_bytes(data[:64] + b"\x00" * (len(data) - 64))
+    ds = driving.build_dataset("gta5", "all", data_dir=str(root), batch_size=2, shuffle=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"corrupt or truncated.*{path.name}"):
+        for _ in ds:
+            pass
