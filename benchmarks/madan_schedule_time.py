@@ -58,14 +58,7 @@ def _pixel(config, sources, steps, *, variant="daig", dsc=False, sad=False, ccd=
         adapted_segmenter=adapted,
         dsc_mode="cycada" if sc else "dsc",
     )
-    fn = data.multi_domain_fn(
-        config,
-        normalization="generator",
-        batch_size=config.gan.batch_size,
-        crop_size=config.data.gan_crop_size,
-        resize_shorter=config.data.gan_resize_shorter,
-        sources=sources,
-    )
+    fn = data.pixel_stage_fn(config, sources=sources)
     return _time(model, fn(None), steps)
 
 

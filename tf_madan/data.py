@@ -156,6 +156,19 @@ def eval_dataset(config, *, batch_size=None, split=None, normalization="segmente
     )
 
 
+def pixel_stage_fn(config, *, sources=None, merged=False):
+    """The pixel stages' dataset_fn: [-1, 1] crops at `config.gan` batch and `config.data` sizes."""
+    return multi_domain_fn(
+        config,
+        normalization="generator",
+        batch_size=config.gan.batch_size,
+        crop_size=config.data.gan_crop_size,
+        resize_shorter=config.data.gan_resize_shorter,
+        sources=sources,
+        merged=merged,
+    )
+
+
 def source_dataset(config, name, *, batch_size, normalization="generator"):
     """Every image of source `name`, in order, at translation resolution."""
     return driving.build_dataset(

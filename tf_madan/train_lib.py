@@ -300,15 +300,7 @@ def train_pixel_stage(
                 path = os.path.join(_network_dir(init_from), f"{net_name}.weights.h5")
                 if os.path.exists(path):
                     net.load_weights(path)
-    dataset_fn = data.multi_domain_fn(
-        config,
-        normalization="generator",
-        batch_size=config.gan.batch_size,
-        crop_size=config.data.gan_crop_size,
-        resize_shorter=config.data.gan_resize_shorter,
-        sources=sources,
-        merged=merged,
-    )
+    dataset_fn = data.pixel_stage_fn(config, sources=sources, merged=merged)
     start = time.time()
     logs = tf_runtime.run_training(
         model,
