@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_hessian.eigen import lanczos
+from tf_hessian.eigen import lanczos_runs
 
 
 def slq(
-    operator, *, num_iter: int = 100, num_runs: int = 1, seed: int = 0
+    operator, *, num_iter: int = 100, num_runs: int = 1, seed: int = 0, block_size: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gauss quadrature nodes and weights of the spectral measure.
 
@@ -27,7 +27,11 @@ def slq(
       num_iter: Lanczos steps per run (capped at ``dim``: then the nodes are
         the exact eigenvalues).
       num_runs: Independent probe vectors.
-      seed: Seed of the probes.
+      seed: Seed of the probes (run r uses ``seed + r``).
+      block_size: Runs advanced in lockstep, sharing one batched product per
+        Lanczos step (``eigen.lanczos_runs``; ``HessianOperator.hvp_flat_batch``
+        computes the primal pass once for them). Same result as 1 (sequential
+        runs) up to the rounding of the product.
 
     Returns:
       ``(nodes, weights)``, float64 [num_runs, m], m = min(num_iter, dim).
@@ -35,8 +39,14 @@ def slq(
     if num_runs < 1:
         raise ValueError(f"num_runs must be >= 1. Received: num_runs={num_runs}.")
     nodes, weights = [], []
-    for run in range(num_runs):
-        result = lanczos(operator, num_iter=num_iter, seed=seed + run, start_kind="rademacher")
+    results = lanczos_runs(
+        operator,
+        num_iter=num_iter,
+        seeds=[seed + run for run in range(num_runs)],
+        start_kind="rademacher",
+        block_size=block_size,
+    )
+    for result in results:
         theta, s = np.linalg.eigh(result.tridiagonal())
         nodes.append(theta)
         weights.append(s[0, :] ** 2)

@@ -126,6 +126,75 @@ class LanczosResult:
         return np.diag(self.alphas) + np.diag(self.betas, 1) + np.diag(self.betas, -1)
 
 
+def apply_batch(operator, vectors: np.ndarray) -> np.ndarray:
+    """The operator applied to each row of ``vectors`` [k, dim] -> float64 [k, dim].
+
+    Uses ``operator.matvec_batch`` when it has one (``HessianOperator``: one
+    batched Hessian product whose primal pass is shared by the k vectors),
+    else one ``matvec`` per row.
+    """
+    vectors = np.asarray(vectors, np.float64)
+    batched = getattr(operator, "matvec_batch", None)
+    if batched is not None and len(vectors) > 1:
+        return np.asarray(batched(vectors), np.float64)
+    return np.stack([np.asarray(operator.matvec(v), np.float64) for v in vectors])
+
+
+class _LanczosRun:
+    """One Lanczos run as a stepper: ``vector`` is the next operator input, ``feed`` its product.
+
+    Splitting the loop this way lets several independent runs share one
+    batched product per step (``lanczos_runs``) with exactly the arithmetic of
+    a run on its own (``lanczos``).
+    """
+
+    def __init__(self, dim, *, num_iter, seed, start, start_kind, stop_fn):
+        if num_iter < 1:
+            raise ValueError(f"num_iter must be >= 1. Received: num_iter={num_iter}.")
+        self.dim = dim
+        self.rng = np.random.default_rng(seed)
+        self.steps = min(num_iter, dim)
+        q = (
+            random_unit_vector(dim, self.rng, start_kind)
+            if start is None
+            else np.asarray(start, np.float64)
+        )
+        self.vector = q / np.linalg.norm(q)
+        self.stop_fn = stop_fn
+        self.basis, self.alphas, self.betas = [], [], []
+        self.beta = 0.0
+        self.done = False
+
+    def feed(self, w: np.ndarray):
+        q = self.vector
+        j = len(self.basis)
+        self.basis.append(q)
+        alpha = float(q @ w)
+        self.alphas.append(alpha)
+        w = w - alpha * q - (self.beta * self.basis[-2] if j > 0 else 0.0)
+        w = orthogonalize(w, self.basis)
+        self.beta = float(np.linalg.norm(w))
+        stop = self.stop_fn is not None and self.stop_fn(
+            np.array(self.alphas), np.array(self.betas), self.beta
+        )
+        if stop or j == self.steps - 1:
+            self.done = True
+            return
+        if self.beta <= 1e-10 * max(1.0, np.max(np.abs(self.alphas))):
+            q = orthogonalize(random_unit_vector(self.dim, self.rng), self.basis)
+            q /= np.linalg.norm(q)
+            self.beta = 0.0
+        else:
+            q = w / self.beta
+        self.betas.append(self.beta)
+        self.vector = q
+
+    def result(self) -> LanczosResult:
+        return LanczosResult(
+            np.array(self.alphas), np.array(self.betas), np.array(self.basis), self.beta
+        )
+
+
 def lanczos(
     operator,
     *,
@@ -152,37 +221,65 @@ def lanczos(
     Returns:
       A ``LanczosResult`` with m' <= m steps.
     """
-    if num_iter < 1:
-        raise ValueError(f"num_iter must be >= 1. Received: num_iter={num_iter}.")
-    rng = np.random.default_rng(seed)
-    steps = min(num_iter, operator.dim)
-    q = (
-        random_unit_vector(operator.dim, rng, start_kind)
-        if start is None
-        else np.asarray(start, np.float64)
+    run = _LanczosRun(
+        operator.dim,
+        num_iter=num_iter,
+        seed=seed,
+        start=start,
+        start_kind=start_kind,
+        stop_fn=stop_fn,
     )
-    q = q / np.linalg.norm(q)
-    basis, alphas, betas = [], [], []
-    beta = 0.0
-    for j in range(steps):
-        basis.append(q)
-        w = operator.matvec(q)
-        alpha = float(q @ w)
-        alphas.append(alpha)
-        w = w - alpha * q - (beta * basis[-2] if j > 0 else 0.0)
-        w = orthogonalize(w, basis)
-        beta = float(np.linalg.norm(w))
-        stop = stop_fn is not None and stop_fn(np.array(alphas), np.array(betas), beta)
-        if stop or j == steps - 1:
-            break
-        if beta <= 1e-10 * max(1.0, np.max(np.abs(alphas))):
-            q = orthogonalize(random_unit_vector(operator.dim, rng), basis)
-            q /= np.linalg.norm(q)
-            beta = 0.0
-        else:
-            q = w / beta
-        betas.append(beta)
-    return LanczosResult(np.array(alphas), np.array(betas), np.array(basis), beta)
+    while not run.done:
+        run.feed(operator.matvec(run.vector))
+    return run.result()
+
+
+def lanczos_runs(
+    operator,
+    *,
+    num_iter: int,
+    seeds,
+    start_kind: str = "normal",
+    block_size: int = 1,
+) -> list[LanczosResult]:
+    """Independent Lanczos runs (one per seed) advanced in lockstep.
+
+    Every step applies the operator to the current vectors of up to
+    ``block_size`` runs at once (``apply_batch``); each run's arithmetic is
+    that of ``lanczos(operator, num_iter=num_iter, seed=seed)``, so the results
+    equal the sequential runs (up to the rounding of the batched product).
+
+    Args:
+      operator: Symmetric operator with ``dim`` and ``matvec`` (and optionally ``matvec_batch``).
+      num_iter: Lanczos steps per run.
+      seeds: One seed per run.
+      start_kind: ``"normal"`` or ``"rademacher"`` random start.
+      block_size: Runs that share one batched product (1 = sequential products).
+
+    Returns:
+      One ``LanczosResult`` per seed, in order.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1. Received: block_size={block_size}.")
+    runs = [
+        _LanczosRun(
+            operator.dim,
+            num_iter=num_iter,
+            seed=seed,
+            start=None,
+            start_kind=start_kind,
+            stop_fn=None,
+        )
+        for seed in seeds
+    ]
+    for first in range(0, len(runs), block_size):
+        group = runs[first : first + block_size]
+        while not all(run.done for run in group):
+            active = [run for run in group if not run.done]
+            products = apply_batch(operator, np.stack([run.vector for run in active]))
+            for run, w in zip(active, products):
+                run.feed(w)
+    return [run.result() for run in runs]
 
 
 def _select(values: np.ndarray, which: str) -> np.ndarray:

@@ -8,12 +8,14 @@ exact product at the cost of about one extra backward pass.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_hessian import _pfor_conv
 from tf_hessian import density as density_lib
 from tf_hessian import eigen as eigen_lib
 from tf_hessian import trace as trace_lib
@@ -22,6 +24,10 @@ from tf_hessian.linear_operator import ParameterLayout
 HVP_MODES = ("forward_over_reverse", "reverse_over_reverse")
 # Keras loss reductions the operator reproduces exactly over any batching and replica split.
 REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
+# How hvp_batch maps the per-vector product over the k vectors.
+BATCH_METHODS = ("vectorized_map", "map_fn")
+# Errors with which pfor (tf.vectorized_map with fallback_to_while_loop=False) rejects an op.
+_PFOR_ERRORS = (ValueError, NotImplementedError, TypeError, tf.errors.InvalidArgumentError)
 
 
 def _resolve_reduction(loss_fn):
@@ -83,11 +89,21 @@ class HessianOperator:
       strategy: A ``tf.distribute.Strategy``; the model must have been built in
         its scope. ``None`` means the current (default) strategy.
       jit_compile: Compile the per-replica product with XLA.
+      batch_method: How ``hvp_batch`` maps the product over its k vectors:
+        ``"vectorized_map"`` (default: pfor, which computes the vector-independent
+        primal forward and backward once and batches only the tangent work) or
+        ``"map_fn"`` (a ``tf.while_loop``, one full product per vector). If pfor
+        has no converter for an op of the model, the operator falls back to
+        ``"map_fn"`` with a warning and records why in ``batch_fallback_reason``.
 
     Attributes:
       data: The data as given.
       dim: Number of scalar parameters.
-      num_hvps: Hessian-vector products computed so far (one per data pass).
+      num_hvps: Hessian-vector products computed so far (a product with k
+        vectors counts k; each product is one data pass for ``hvp`` and one
+        pass per batch of vectors for ``hvp_batch``).
+      batch_method: The method ``hvp_batch`` uses (after any fallback).
+      batch_fallback_reason: ``None``, or the pfor error that caused the fallback.
     """
 
     def __init__(
@@ -100,9 +116,17 @@ class HessianOperator:
         mode: str = "forward_over_reverse",
         strategy: tf.distribute.Strategy | None = None,
         jit_compile: bool = False,
+        batch_method: str = "vectorized_map",
     ):
         if mode not in HVP_MODES:
             raise ValueError(f"mode must be one of {HVP_MODES}. Received: mode={mode!r}.")
+        if batch_method not in BATCH_METHODS:
+            raise ValueError(
+                f"batch_method must be one of {BATCH_METHODS}. Received: batch_method={batch_method!r}."
+            )
+        self.batch_method = batch_method
+        self.batch_fallback_reason = None
+        self._jit_compile = jit_compile
         self.model = model
         self.loss_fn = loss_fn
         self.mode = mode
@@ -131,6 +155,7 @@ class HessianOperator:
             self._weighted_grad, jit_compile=jit_compile, reduce_retracing=True
         )
         self._step_hvp = tf.function(self._distributed_hvp, reduce_retracing=True)
+        self._build_batch_functions()
         self._step_grad = tf.function(self._distributed_grad, reduce_retracing=True)
         self._step_hessian = tf.function(self._distributed_hessian, reduce_retracing=True)
 
@@ -286,6 +311,38 @@ class HessianOperator:
         hv = outer.gradient(grad_dot_v, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return hv, norm
 
+    def _weighted_hvp_batch(self, batch, vectors):
+        """Returns ``(H_S V, W)`` of one (per-replica) batch for k stacked vectors.
+
+        ``vectors`` are tensors [k, *variable shape]. Under ``vectorized_map``
+        pfor leaves every op whose inputs do not depend on the vector (the
+        primal forward and backward, the normaliser) unconverted, so they run
+        once for all k vectors; only the tangent ops get a leading k axis.
+        """
+        vectors = [tf.cast(t, self.dtype) for t in vectors]
+
+        def one(vector):
+            return self._weighted_hvp(batch, vector)
+
+        if self.batch_method == "vectorized_map":
+            hv, norm = tf.vectorized_map(one, vectors, fallback_to_while_loop=False)
+        else:
+            signature = (
+                [tf.TensorSpec(h.shape[1:], self.dtype) for h in vectors],
+                tf.TensorSpec([], self.dtype),
+            )
+            hv, norm = tf.map_fn(one, vectors, fn_output_signature=signature)
+        # norm comes back [k] (the same value k times); it does not depend on the vector.
+        return hv, norm[0]
+
+    def _build_batch_functions(self):
+        if self.batch_method == "vectorized_map":
+            _pfor_conv.install()
+        self._replica_hvp_batch = tf.function(
+            self._weighted_hvp_batch, jit_compile=self._jit_compile, reduce_retracing=True
+        )
+        self._step_hvp_batch = tf.function(self._distributed_hvp_batch, reduce_retracing=True)
+
     def _weighted_hessian(self, batch, use_pfor=True):
         """Returns ``(explicit Hessian of S [dim, dim], W)`` of one (per-replica) batch."""
         sources = self._sources()
@@ -316,6 +373,10 @@ class HessianOperator:
 
     def _distributed_hvp(self, batch, vector):
         hv, norm = self.strategy.run(self._replica_hvp, args=(batch, vector))
+        return self._reduce(hv), self._reduce([norm])[0]
+
+    def _distributed_hvp_batch(self, batch, vectors):
+        hv, norm = self.strategy.run(self._replica_hvp_batch, args=(batch, vectors))
         return self._reduce(hv), self._reduce([norm])[0]
 
     def _distributed_grad(self, batch):
@@ -356,6 +417,75 @@ class HessianOperator:
         return total / self._normaliser(norm)
 
     matvec = hvp_flat
+
+    def hvp_flat_batch(self, vectors: np.ndarray) -> np.ndarray:
+        """Hessian times k flat vectors at once: float64 [k, dim] -> float64 [k, dim].
+
+        Exactly ``np.stack([hvp_flat(v) for v in vectors])`` (same per-batch
+        products, replica reductions and normaliser), but the vector-independent
+        primal forward and backward run once per data batch for all k vectors
+        (see ``batch_method``). Memory grows with k: the tangent activations of
+        k vectors are held at once.
+        """
+        vectors = np.asarray(vectors, np.float64)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim or vectors.shape[0] < 1:
+            raise ValueError(
+                f"Expected k >= 1 flat vectors of shape (k, {self.dim}). "
+                f"Received: shape={vectors.shape}."
+            )
+        k = vectors.shape[0]
+        stacked = [
+            tf.constant(vectors[:, a:b].reshape((k, *s)), dtype=self.dtype)
+            for a, b, s in zip(
+                self.layout.offsets[:-1], self.layout.offsets[1:], self.layout.shapes
+            )
+        ]
+        total = np.zeros([k, self.dim], np.float64)
+        norm = 0.0
+        seen = False
+        for batch in self._data:
+            hv, n = self._batch_step(batch, stacked)
+            total += np.concatenate([np.reshape(h.numpy(), (k, -1)) for h in hv], axis=1)
+            norm += float(n)
+            seen = True
+        if not seen:
+            raise ValueError("The data given to HessianOperator is empty.")
+        self.num_hvps += k
+        return total / self._normaliser(norm)
+
+    def _batch_step(self, batch, stacked):
+        if self.batch_method != "vectorized_map":
+            return self._step_hvp_batch(batch, stacked)
+        try:
+            return self._step_hvp_batch(batch, stacked)
+        except _PFOR_ERRORS as error:
+            # pfor has no converter for some op of this model: a while loop over the
+            # vectors is exact too (one full product per vector, no shared primal).
+            # A tf.function error reads "in user code: <traceback> <the error>": keep the error.
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = f"{type(error).__name__}: {lines[-1] if lines else ''}"
+            warnings.warn(
+                "HessianOperator.hvp_batch: tf.vectorized_map failed, falling back to "
+                f"tf.map_fn (no shared primal pass). Reason: {reason}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.batch_method = "map_fn"
+            self.batch_fallback_reason = reason
+            self._build_batch_functions()
+            return self._step_hvp_batch(batch, stacked)
+
+    matvec_batch = hvp_flat_batch
+
+    def hvp_batch(self, vectors: Sequence[Sequence]) -> list[list[tf.Tensor]]:
+        """H times k vectors, each a list of tensors shaped like the variables.
+
+        Returns k products in the same structure (see ``hvp_flat_batch``).
+        """
+        if len(vectors) < 1:
+            raise ValueError("hvp_batch needs at least one vector. Received: 0 vectors.")
+        flat = np.stack([self.layout.flatten(v) for v in vectors])
+        return [self.layout.unflatten(row) for row in self.hvp_flat_batch(flat)]
 
     def hvp(self, vector: Sequence) -> list[tf.Tensor]:
         """Hessian times v, v a list of tensors shaped like the variables (same structure back)."""
@@ -423,10 +553,21 @@ class HessianOperator:
         return (values, vectors, result) if return_result else (values, vectors)
 
     def trace(
-        self, max_iter: int = 100, tol: float = 1e-3, *, seed: int = 0, return_result: bool = False
+        self,
+        max_iter: int = 100,
+        tol: float = 1e-3,
+        *,
+        seed: int = 0,
+        return_result: bool = False,
+        block_size: int = 1,
     ):
-        """Hutchinson estimate of tr(H) with Rademacher probes (see ``trace.hutchinson_trace``)."""
-        result = trace_lib.hutchinson_trace(self, max_iter=max_iter, tol=tol, seed=seed)
+        """Hutchinson estimate of tr(H) with Rademacher probes (see ``trace.hutchinson_trace``).
+
+        ``block_size`` probes share one batched product (``hvp_flat_batch``); same samples.
+        """
+        result = trace_lib.hutchinson_trace(
+            self, max_iter=max_iter, tol=tol, seed=seed, block_size=block_size
+        )
         return (result.trace, result) if return_result else result.trace
 
     def density(
@@ -437,13 +578,19 @@ class HessianOperator:
         seed: int = 0,
         num_bins: int = 10000,
         sigma_squared: float = 1e-5,
+        block_size: int = 1,
     ):
         """Smoothed spectral density by stochastic Lanczos quadrature.
+
+        ``block_size`` of the ``num_runs`` Lanczos runs advance in lockstep with
+        one batched product per step (``hvp_flat_batch``); same result.
 
         Returns:
           ``(grid, density)``: float64 arrays [num_bins]; the density integrates to 1.
         """
-        nodes, weights = density_lib.slq(self, num_iter=num_iter, num_runs=num_runs, seed=seed)
+        nodes, weights = density_lib.slq(
+            self, num_iter=num_iter, num_runs=num_runs, seed=seed, block_size=block_size
+        )
         return density_lib.smooth_density(
             nodes, weights, num_bins=num_bins, sigma_squared=sigma_squared
         )

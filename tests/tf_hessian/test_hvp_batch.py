@@ -1,0 +1,205 @@
+"""HessianOperator.hvp_batch (k vectors, one shared primal pass) and its use by trace / SLQ.
+
+float64; every product is checked against an explicit Hessian from nested tapes, and the
+batched trace / density against the sequential path with the same seeds.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_hessian
+from tf_hessian import eigen
+from tf_hessian.linear_operator import DenseOperator
+from tf_hessian.testing import classification_data, loss64, random_spd, tiny_cnn, tiny_mlp
+
+
+def _explicit_hessian(model, objective):
+    """d^2 objective / d theta^2 on one device by nested tapes (float64 [dim, dim])."""
+    variables = [v.value for v in model.trainable_variables]
+    with tf.GradientTape(persistent=True) as outer:
+        with tf.GradientTape() as inner:
+            loss = objective()
+        grads = inner.gradient(loss, variables)
+        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
+    blocks = outer.jacobian(flat, variables)
+    return np.concatenate([np.reshape(b, (flat.shape[0], -1)) for b in blocks], axis=1)
+
+
+def _per_example(model, x, y):
+    logits = model(tf.constant(x), training=False)
+    return keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+
+
+@pytest.fixture(scope="module")
+def cnn_problem():
+    """tiny_cnn (conv, ReLU, BN with moving statistics, max pool, dense): 81 parameters."""
+    model = tiny_cnn(seed=21)
+    x, y = classification_data(5, (6, 6, 1), seed=21)
+    w = np.array([0.5, 2.0, 1.0, 3.0, 0.25])
+    truth = {
+        "sum_over_batch_size": _explicit_hessian(
+            model, lambda: tf.reduce_mean(_per_example(model, x, y))
+        ),
+        "mean_with_sample_weight": _explicit_hessian(
+            model, lambda: tf.reduce_sum(w * _per_example(model, x, y)) / np.sum(w)
+        ),
+    }
+    return model, x, y, w, truth
+
+
+@pytest.mark.parametrize(
+    "mode,batch_method",
+    [
+        ("forward_over_reverse", "vectorized_map"),
+        ("reverse_over_reverse", "vectorized_map"),
+        ("forward_over_reverse", "map_fn"),
+    ],
+)
+def test_hvp_batch_equals_explicit_hessian_products(cnn_problem, mode, batch_method):
+    model, x, y, _, truth = cnn_problem
+    op = tf_hessian.HessianOperator(model, loss64(), (x, y), mode=mode, batch_method=batch_method)
+    vectors = np.random.default_rng(22).standard_normal((3, op.dim))
+    products = op.hvp_flat_batch(vectors)
+    assert products.shape == (3, 81)
+    np.testing.assert_allclose(products, vectors @ truth["sum_over_batch_size"].T, atol=1e-10)
+    # pfor ran (no silent fallback): the conv / max-pool converters of _pfor_conv held.
+    assert op.batch_method == batch_method and op.batch_fallback_reason is None
+    assert op.num_hvps == 3
+
+
+def test_hvp_batch_parameter_structure_and_single_vector(cnn_problem):
+    model, x, y, _, truth = cnn_problem
+    op = tf_hessian.HessianOperator(model, loss64(), (x, y))
+    rng = np.random.default_rng(23)
+    vectors = [[rng.standard_normal(v.shape) for v in model.trainable_variables] for _ in range(2)]
+    products = op.hvp_batch(vectors)
+    assert len(products) == 2
+    # conv kernel, conv bias, BN gamma, BN beta, dense kernel, dense bias.
+    assert [tuple(t.shape) for t in products[1]] == [(3, 3, 1, 2), (2,), (2,), (2,), (18, 3), (3,)]
+    for vector, product in zip(vectors, products):
+        flat = op.layout.flatten(vector)
+        expected = truth["sum_over_batch_size"] @ flat
+        np.testing.assert_allclose(op.layout.flatten(product), expected, atol=1e-10)
+    # k = 1 is the plain product.
+    one = op.hvp_flat_batch(op.layout.flatten(vectors[0])[None, :])
+    np.testing.assert_allclose(one[0], op.hvp_flat(op.layout.flatten(vectors[0])), atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean_with_sample_weight"])
+def test_two_replica_hvp_batch_equals_explicit_hessian(cnn_problem, mirrored_strategy, reduction):
+    model, x, y, w, truth = cnn_problem
+    net = tiny_cnn(seed=21, strategy=mirrored_strategy)
+    net.set_weights(model.get_weights())
+    tensors = (x, y, w) if reduction == "mean_with_sample_weight" else (x, y)
+    # Batches 2, 2, 1: uneven, and the last one leaves a replica empty.
+    data = tf.data.Dataset.from_tensor_slices(tensors).batch(2)
+    loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction=reduction, dtype="float64"
+    )
+    op = tf_hessian.HessianOperator(net, loss, data, strategy=mirrored_strategy)
+    vectors = np.random.default_rng(24).standard_normal((4, op.dim))
+    expected = vectors @ truth[reduction].T
+    scale = np.max(np.abs(truth[reduction]))
+    np.testing.assert_allclose(
+        op.hvp_flat_batch(vectors), expected, atol=1e-8 * scale * np.sqrt(op.dim)
+    )
+    assert op.batch_fallback_reason is None
+
+
+def test_pfor_failure_falls_back_to_map_fn_with_a_warning(cnn_problem, monkeypatch):
+    model, x, y, _, truth = cnn_problem
+    op = tf_hessian.HessianOperator(model, loss64(), (x, y))
+
+    def no_converter(*args, **kwargs):
+        raise ValueError("No pfor vectorization defined for FakeOp")
+
+    monkeypatch.setattr(tf, "vectorized_map", no_converter)
+    vectors = np.random.default_rng(25).standard_normal((2, op.dim))
+    with pytest.warns(RuntimeWarning, match="falling back to tf.map_fn.*FakeOp"):
+        products = op.hvp_flat_batch(vectors)
+    assert op.batch_method == "map_fn"
+    assert "No pfor vectorization defined for FakeOp" in op.batch_fallback_reason
+    np.testing.assert_allclose(products, vectors @ truth["sum_over_batch_size"].T, atol=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, not on every call
+        op.hvp_flat_batch(vectors)
+
+
+def test_hvp_batch_validation(cnn_problem):
+    model, x, y, _, _ = cnn_problem
+    with pytest.raises(ValueError, match="batch_method must be one of"):
+        tf_hessian.HessianOperator(model, loss64(), (x, y), batch_method="loop")
+    op = tf_hessian.HessianOperator(model, loss64(), (x, y))
+    with pytest.raises(ValueError, match=r"shape \(k, 81\).*shape=\(81,\)"):
+        op.hvp_flat_batch(np.zeros(81))
+    with pytest.raises(ValueError, match="at least one vector"):
+        op.hvp_batch([])
+
+
+@pytest.fixture(scope="module")
+def mlp_operator():
+    model, data = tiny_mlp(seed=26), classification_data(6, (3,), num_classes=2, seed=26)
+    return tf_hessian.HessianOperator(model, loss64(), data)
+
+
+def test_blocked_hutchinson_equals_sequential(mlp_operator):
+    op = mlp_operator
+    sequential = op.trace(max_iter=23, tol=1e-12, seed=3, return_result=True)[1]
+    blocked = op.trace(max_iter=23, tol=1e-12, seed=3, return_result=True, block_size=5)[1]
+    assert len(sequential.samples) == len(blocked.samples) == 23
+    np.testing.assert_allclose(blocked.samples, sequential.samples, rtol=1e-12, atol=1e-12)
+    assert blocked.num_products == sequential.num_products == 23
+    # With a stop inside a block the samples still match; the rest of the block is counted.
+    dense = DenseOperator(random_spd(12, seed=4))
+    stop_seq = tf_hessian.hutchinson_trace(dense, max_iter=100, tol=0.05, seed=5)
+    stop_blk = tf_hessian.hutchinson_trace(dense, max_iter=100, tol=0.05, seed=5, block_size=7)
+    assert stop_seq.converged and stop_blk.converged
+    np.testing.assert_array_equal(stop_blk.samples, stop_seq.samples)
+    assert stop_blk.num_products == 7 * -(-len(stop_seq.samples) // 7)
+    assert dense.num_matvecs == len(stop_seq.samples) + stop_blk.num_products
+
+
+def test_blocked_hutchpp_equals_sequential(mlp_operator):
+    op = mlp_operator
+    sequential = tf_hessian.hutchpp_trace(op, num_matvecs=12, seed=6)
+    blocked = tf_hessian.hutchpp_trace(op, num_matvecs=12, seed=6, block_size=3)
+    np.testing.assert_allclose(blocked.samples, sequential.samples, rtol=1e-10)
+    # Exact for rank <= m / 3: a rank-4 matrix with 12 products.
+    basis, _ = np.linalg.qr(np.random.default_rng(7).standard_normal((10, 4)))
+    low_rank = DenseOperator((basis * [5.0, -2.0, 1.5, 0.5]) @ basis.T)
+    assert tf_hessian.hutchpp_trace(low_rank, num_matvecs=12, block_size=2).trace == pytest.approx(
+        5.0
+    )
+
+
+def test_lockstep_slq_equals_sequential_runs(mlp_operator):
+    op = mlp_operator
+    sequential = tf_hessian.slq(op, num_iter=12, num_runs=3, seed=8)
+    before = op.num_hvps
+    blocked = tf_hessian.slq(op, num_iter=12, num_runs=3, seed=8, block_size=3)
+    assert op.num_hvps - before == 36
+    for a, b in zip(sequential, blocked):
+        assert a.shape == b.shape == (3, 12)
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-11)
+    grid_a, phi_a = op.density(num_iter=12, num_runs=3, seed=8, num_bins=500)
+    grid_b, phi_b = op.density(num_iter=12, num_runs=3, seed=8, num_bins=500, block_size=2)
+    np.testing.assert_allclose(grid_b, grid_a, rtol=1e-10)
+    np.testing.assert_allclose(phi_b, phi_a, rtol=1e-7, atol=1e-9 * np.max(phi_a))
+
+
+def test_lanczos_runs_reproduce_lanczos_including_restarts():
+    # Rank 3 in dimension 8: the Krylov space is exhausted after 3 steps and the run restarts.
+    basis, _ = np.linalg.qr(np.random.default_rng(9).standard_normal((8, 3)))
+    dense = DenseOperator((basis * [3.0, 2.0, 1.0]) @ basis.T)
+    runs = eigen.lanczos_runs(dense, num_iter=8, seeds=[1, 2, 3], block_size=2)
+    for seed, run in zip([1, 2, 3], runs):
+        alone = eigen.lanczos(dense, num_iter=8, seed=seed)
+        np.testing.assert_array_equal(run.alphas, alone.alphas)
+        np.testing.assert_array_equal(run.betas, alone.betas)
+        assert 0.0 in run.betas  # the restart happened
+    with pytest.raises(ValueError, match="block_size must be >= 1"):
+        eigen.lanczos_runs(dense, num_iter=3, seeds=[0], block_size=0)

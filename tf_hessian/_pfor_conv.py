@@ -1,0 +1,170 @@
+"""pfor converters for 2-D convolutions whose FILTER varies over the vectorised axis.
+
+``HessianOperator.hvp_batch`` maps the Hessian-vector product over k vectors
+with ``tf.vectorized_map``. The tangent of a convolution with respect to its
+kernel is ``conv(x, dW)``, and its backward pass needs
+``conv2d_backprop_input(dW, dy)`` and ``conv2d_backprop_filter(dx, dy)``, where
+dW, dx differ per vector while x, dy are the (shared) primal values. TF 2.21's
+pfor rejects the first two ("Input "filter" of op 'Conv2D' expected to be loop
+invariant") and runs the third as a ``while_loop``. All three are one larger
+convolution: convolutions are independent per output channel (Conv2D) or per
+input channel (the two backward ops), so the k filters (or k inputs) are merged
+into the channel axis, run as one op and split again. Every other case is left
+to TF's own converter.
+
+This patches TF's private converter registry
+(``tensorflow.python.ops.parallel_for.pfor._pfor_converter_registry``); if the
+registry is not found the patch is skipped and pfor keeps its behaviour
+(``hvp_batch`` then falls back to ``tf.map_fn`` with a warning, never a wrong
+result). Tested against explicit Hessians in tests/tf_hessian/test_hvp_batch.py.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+try:  # A private TF module: guard it, the batched HVP degrades to map_fn without it.
+    from tensorflow.python.ops.parallel_for import pfor as _pfor
+except ImportError:  # pragma: no cover - depends on the TF build
+    _pfor = None
+
+_MARK = "_tf_hessian_filter_stacked"
+
+
+def _conv2d(original):
+    def convert(pfor_input):
+        x, x_stacked, _ = pfor_input.input(0)
+        kernel, kernel_stacked, _ = pfor_input.input(1)
+        if not kernel_stacked or x_stacked or pfor_input.get_attr("data_format") != b"NHWC":
+            return original(pfor_input)
+        # kernel [k, kh, kw, cin, cout] -> [kh, kw, cin, k * cout]: k output-channel groups.
+        shape = tf.shape(kernel)
+        merged = tf.reshape(
+            tf.transpose(kernel, [1, 2, 3, 0, 4]),
+            tf.stack([shape[1], shape[2], shape[3], shape[0] * shape[4]]),
+        )
+        out = _pfor._create_op(
+            "Conv2D", [x, merged], [x.dtype], attrs=pfor_input.op.node_def.attr
+        ).outputs[0]
+        out_shape = tf.shape(out)  # [B, Ho, Wo, k * cout]
+        out = tf.reshape(
+            out, tf.stack([out_shape[0], out_shape[1], out_shape[2], shape[0], shape[4]])
+        )
+        return _pfor.wrap(tf.transpose(out, [3, 0, 1, 2, 4]), True)
+
+    return convert
+
+
+def _conv2d_backprop_input(original):
+    def convert(pfor_input):
+        sizes = pfor_input.input(0)
+        kernel, kernel_stacked, _ = pfor_input.input(1)
+        grads, grads_stacked, _ = pfor_input.input(2)
+        if (
+            not kernel_stacked
+            or grads_stacked
+            or sizes[1]
+            or pfor_input.get_attr("data_format") != b"NHWC"
+        ):
+            return original(pfor_input)
+        # kernel [k, kh, kw, cin, cout] -> [kh, kw, k * cin, cout]: k input-channel groups.
+        shape = tf.shape(kernel)
+        merged = tf.reshape(
+            tf.transpose(kernel, [1, 2, 0, 3, 4]),
+            tf.stack([shape[1], shape[2], shape[0] * shape[3], shape[4]]),
+        )
+        input_sizes = sizes[0] * tf.stack([1, 1, 1, tf.cast(shape[0], sizes[0].dtype)])
+        out = _pfor._create_op(
+            "Conv2DBackpropInput",
+            [input_sizes, merged, grads],
+            [grads.dtype],
+            attrs=pfor_input.op.node_def.attr,
+        ).outputs[0]
+        out_shape = tf.shape(out)  # [B, H, W, k * cin]
+        out = tf.reshape(
+            out, tf.stack([out_shape[0], out_shape[1], out_shape[2], shape[0], shape[3]])
+        )
+        return _pfor.wrap(tf.transpose(out, [3, 0, 1, 2, 4]), True)
+
+    return convert
+
+
+def _conv2d_backprop_filter(original):
+    def convert(pfor_input):
+        x, x_stacked, _ = pfor_input.input(0)
+        sizes = pfor_input.input(1)
+        grads, grads_stacked, _ = pfor_input.input(2)
+        if (
+            not x_stacked
+            or grads_stacked
+            or sizes[1]
+            or pfor_input.get_attr("data_format") != b"NHWC"
+        ):
+            return original(pfor_input)
+        # x [k, B, H, W, cin] -> [B, H, W, k * cin]; the filter gradient splits the same way.
+        shape = tf.shape(x)
+        merged = tf.reshape(
+            tf.transpose(x, [1, 2, 3, 0, 4]),
+            tf.stack([shape[1], shape[2], shape[3], shape[0] * shape[4]]),
+        )
+        filter_sizes = sizes[0] * tf.stack([1, 1, tf.cast(shape[0], sizes[0].dtype), 1])
+        out = _pfor._create_op(
+            "Conv2DBackpropFilter",
+            [merged, filter_sizes, grads],
+            [grads.dtype],
+            attrs=pfor_input.op.node_def.attr,
+        ).outputs[0]
+        fs = sizes[0]  # [kh, kw, cin, cout]
+        out = tf.reshape(out, tf.stack([fs[0], fs[1], tf.cast(shape[0], fs.dtype), fs[2], fs[3]]))
+        return _pfor.wrap(tf.transpose(out, [2, 0, 1, 3, 4]), True)
+
+    return convert
+
+
+def _max_pool_grad(original):
+    def convert(pfor_input):
+        x, x_stacked, _ = pfor_input.input(0)
+        y_stacked = pfor_input.input(1)[1]
+        grads, grads_stacked, _ = pfor_input.input(2)
+        if x_stacked or y_stacked or not grads_stacked:
+            return original(pfor_input)
+        # TF's converter tiles x and y to k * B; its MaxPoolGrad then runs on the plain Eigen
+        # kernel (10x slower on CPU than oneDNN's, which needs the workspace of its own forward
+        # pool). Re-running the forward pool on the tiled x lets the oneDNN rewrite pair the two.
+        k = pfor_input.pfor.loop_len_vector
+        tiled = tf.tile(x, tf.concat([k, tf.ones([tf.rank(x) - 1], k.dtype)], 0))
+        attrs = {
+            name: pfor_input.op.node_def.attr[name]
+            for name in ("ksize", "strides", "padding", "data_format", "T")
+        }
+        pooled = _pfor._create_op("MaxPool", [tiled], [x.dtype], attrs=attrs).outputs[0]
+        out = _pfor._create_op(
+            "MaxPoolGrad",
+            [tiled, pooled, _pfor._flatten_first_two_dims(grads)],
+            [x.dtype],
+            attrs=pfor_input.op.node_def.attr,
+        ).outputs[0]
+        return _pfor.wrap(_pfor._unflatten_first_dim(out, k), True)
+
+    return convert
+
+
+_PATCHES = {
+    "MaxPoolGrad": _max_pool_grad,
+    "Conv2D": _conv2d,
+    "Conv2DBackpropInput": _conv2d_backprop_input,
+    "Conv2DBackpropFilter": _conv2d_backprop_filter,
+}
+
+
+def install() -> bool:
+    """Installs the converters once; returns whether pfor now has them."""
+    registry = getattr(_pfor, "_pfor_converter_registry", None)
+    if registry is None or not all(name in registry for name in _PATCHES):
+        return False
+    for name, make in _PATCHES.items():
+        if not getattr(registry[name], _MARK, False):
+            convert = make(registry[name])
+            setattr(convert, _MARK, True)
+            registry[name] = convert
+    return True
