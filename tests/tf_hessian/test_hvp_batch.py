@@ -14,6 +14,7 @@ import tensorflow as tf
 import tf_hessian
 from tf_hessian import eigen
 from tf_hessian.linear_operator import DenseOperator
+from tf_hessian.models.layers import PaddedMaxPool2D
 from tf_hessian.testing import classification_data, loss64, random_spd, tiny_cnn, tiny_mlp
 
 
@@ -49,6 +50,48 @@ def cnn_problem():
         ),
     }
     return model, x, y, w, truth
+
+
+def _two_conv_net(seed=27, strategy=None):
+    """Conv -> ReLU -> Conv -> C1's overlapping 3/2/1 max pool -> Dense: 115 float64 parameters.
+
+    The second conv sees parameter-dependent activations, so its tangent needs the
+    conv(dx, W), conv_backprop_input(dW, dy) and conv_backprop_filter(dx, dy) converters.
+    """
+    keras.utils.set_random_seed(seed)
+
+    def build():
+        image = keras.Input((6, 6, 1), dtype="float64")
+        h = keras.layers.Conv2D(2, 3, padding="same", activation="relu", dtype="float64")(image)
+        h = keras.layers.Conv2D(2, 3, padding="same", dtype="float64")(h)
+        h = keras.layers.Flatten(dtype="float64")(PaddedMaxPool2D(3, 2, 1, dtype="float64")(h))
+        return keras.Model(image, keras.layers.Dense(3, dtype="float64")(h))
+
+    if strategy is None:
+        return build()
+    with strategy.scope():
+        return build()
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+@pytest.mark.parametrize("mode", ["forward_over_reverse", "reverse_over_reverse"])
+def test_hvp_batch_of_two_conv_net_equals_explicit_hessian(mirrored_strategy, mode, replicas):
+    model = _two_conv_net()
+    x, y = classification_data(5, (6, 6, 1), seed=27)
+    hessian = _explicit_hessian(model, lambda: tf.reduce_mean(_per_example(model, x, y)))
+    assert hessian.shape == (115, 115)
+    if replicas == 2:
+        net = _two_conv_net(strategy=mirrored_strategy)
+        net.set_weights(model.get_weights())
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)  # 3 (split 2/1), 2 (1/1)
+        op = tf_hessian.HessianOperator(net, loss64(), data, mode=mode, strategy=mirrored_strategy)
+    else:
+        op = tf_hessian.HessianOperator(model, loss64(), (x, y), mode=mode)
+    vectors = np.random.default_rng(28).standard_normal((4, op.dim))
+    scale = np.max(np.abs(hessian))
+    atol = 1e-10 if replicas == 1 else 1e-8 * scale
+    np.testing.assert_allclose(op.hvp_flat_batch(vectors), vectors @ hessian.T, atol=atol)
+    assert op.batch_fallback_reason is None
 
 
 @pytest.mark.parametrize(
