@@ -1,8 +1,17 @@
 r"""HVP cost relative to one gradient for C1 at batch 128 (both HVP modes; eager, tf.function, XLA).
 
 Run:  nice -n 10 python benchmarks/hessian_hvp.py [--repeats 9] [--executions tf.function]
+      [--batch_ks 1,4,8,16]
 (a few minutes on 2 CPU cores). Prints JSON. Goal (issue 14): HVP / gradient <= 2.0 with
-`tf.function` for the default HVP mode (`default_hvp_mode`, `goal_met`).
+`tf.function` for the default HVP mode (`default_hvp_mode`, `goal_met`): a SINGLE product.
+
+Batched products (`hvp_batch`, tf.function only): `hvp_batch_per_vector_over_gradient[k]` is
+the time of one `HessianOperator._replica_hvp_batch` call with k vectors (tf.vectorized_map:
+the primal forward and backward run once for all k) divided by k and by the gradient of the
+same round, for each k of `--batch_ks`; called in the same interleaved rounds as the single
+products. It is a different quantity from the headline (k products at once, which only
+applies where k independent vectors are available: Hutchinson / Hutch++ probes, SLQ runs)
+and does not replace it; `goal_met` is always the single-product ratio.
 
 Like with like: per execution (eager / tf.function / XLA) the gradient and BOTH HVP modes
 are the library's own per-replica functions (HessianOperator internals) on the same model,
@@ -22,6 +31,9 @@ Where the time goes:
   HVP adds the tangent forward (conv(x, dW), plus conv(dx, W) past the first layer), and the
   tangent of each backward product (two products each). Reverse-over-reverse needs the same
   count. This is the floor of the ratio if those layers took all the time at equal speed.
+  `tangent_only` is the part of the HVP that depends on the vector (everything but the primal
+  forward and backward): the per-vector floor of a k-vector batch is
+  (tangent_only + gradient / k) / gradient (`batched_per_vector_over_gradient`).
 """
 
 import argparse
@@ -78,13 +90,13 @@ def _parts(op, x, y, vector):
     }
 
 
-def linear_layer_macs(model, batch_size):
+def linear_layer_macs(model, batch_size, batch_ks=(1, 4, 8, 16)):
     """Multiply-adds of the model's Conv2D/Dense layers in a gradient and in an exact HVP.
 
     Assumes a chain (C1): the first parametrised layer sees the data (no input gradient, no
     input tangent); every later one sees parameter-dependent activations.
     """
-    gradient = hvp = 0
+    gradient = hvp = tangent = 0
     first = True
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -102,7 +114,27 @@ def linear_layer_macs(model, batch_size):
         # forward, tangent forward (1 + d), backward (1 + d), tangent of the kernel
         # gradient (1 + d) and of the input gradient (2 d).
         hvp += forward * (4 + 5 * dependent)
-    return {"gradient": gradient, "hvp": hvp, "hvp_over_gradient": hvp / gradient}
+        # Vector-dependent part: the tangent forward, kernel-gradient and input-gradient tangents.
+        tangent += forward * (2 + 4 * dependent)
+    return {
+        "gradient": gradient,
+        "hvp": hvp,
+        "hvp_over_gradient": hvp / gradient,
+        "tangent_only": tangent,
+        "tangent_only_over_gradient": tangent / gradient,
+        "batched_per_vector_over_gradient": {
+            str(k): (tangent + gradient / k) / gradient for k in batch_ks
+        },
+    }
+
+
+def _stacked(op, vectors):
+    """k flat vectors [k, dim] as per-variable tensors [k, *shape] (hvp_batch's device form)."""
+    k = vectors.shape[0]
+    return [
+        tf.constant(vectors[:, a:b].reshape((k, *shape)), op.dtype)
+        for a, b, shape in zip(op.layout.offsets[:-1], op.layout.offsets[1:], op.layout.shapes)
+    ]
 
 
 def _summary(gradient, hvp):
@@ -123,7 +155,11 @@ def main():
     parser.add_argument(
         "--executions", default="eager,tf.function,xla", help="Comma-separated subset to time."
     )
+    parser.add_argument(
+        "--batch_ks", default="1,4,8,16", help="Vectors per hvp_batch call (tf.function)."
+    )
     args = parser.parse_args()
+    batch_ks = [int(k) for k in args.batch_ks.split(",") if k]
     model, x, y, source = c1_batch(args.batch_size)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     default_mode = inspect.signature(tf_hessian.HessianOperator).parameters["mode"].default
@@ -138,7 +174,7 @@ def main():
         "load_average_at_start": os.getloadavg(),
         "default_hvp_mode": default_mode,
         "goal": f"hvp_over_gradient <= {GOAL} with tf.function for {default_mode}",
-        "linear_layer_macs": linear_layer_macs(model, args.batch_size),
+        "linear_layer_macs": linear_layer_macs(model, args.batch_size, batch_ks),
         "timings": {},
     }
     batch = (x, y)
@@ -161,6 +197,11 @@ def main():
             flat = rng.standard_normal(default_op.dim)
             functions["hvp_flat"] = lambda op=default_op, f=flat: op.hvp_flat(f)
             functions.update(_parts(default_op, x, y, vector))
+            for k in batch_ks:
+                stacked = _stacked(default_op, rng.standard_normal((k, default_op.dim)))
+                functions[f"hvp_batch_{k}"] = lambda op=default_op, s=stacked: [
+                    t.numpy() for t in op._replica_hvp_batch(batch, s)[0]
+                ]
         first, samples = _interleaved(functions, args.repeats)
         row = {"first_call_seconds": first}
         for mode in ops:
@@ -168,6 +209,15 @@ def main():
         if execution == "tf.function":
             gradient = np.asarray(samples["gradient"])
             row["hvp_flat_seconds_median"] = float(np.median(samples["hvp_flat"]))
+            row["hvp_batch_method"] = default_op.batch_method
+            row["hvp_batch_fallback_reason"] = default_op.batch_fallback_reason
+            row["hvp_batch_per_vector_over_gradient"] = {
+                str(k): float(np.median(np.asarray(samples[f"hvp_batch_{k}"]) / k / gradient))
+                for k in batch_ks
+            }
+            row["hvp_batch_seconds_median"] = {
+                str(k): float(np.median(samples[f"hvp_batch_{k}"])) for k in batch_ks
+            }
             row["profile_over_gradient"] = {
                 part: float(np.median(np.asarray(samples[part]) / gradient))
                 for part in ("forward", "forward_plus_tangent")

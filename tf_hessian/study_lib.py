@@ -72,10 +72,22 @@ def _analyse(network, train_config, config) -> dict:
         seed=analysis.seed,
         return_result=True,
     )
+    # Probes in blocks share one batched HVP (primal pass once per block); same samples.
+    block_size = analysis.get("hvp_block_size", 1)
     trace_value, trace_result = op.trace(
-        analysis.trace_max_iter, analysis.trace_tol, seed=analysis.seed, return_result=True
+        analysis.trace_max_iter,
+        analysis.trace_tol,
+        seed=analysis.seed,
+        return_result=True,
+        block_size=block_size,
     )
-    nodes, weights = slq(op, num_iter=analysis.density_num_iter, num_runs=1, seed=analysis.seed)
+    nodes, weights = slq(
+        op,
+        num_iter=analysis.density_num_iter,
+        num_runs=1,
+        seed=analysis.seed,
+        block_size=block_size,
+    )
     alphas = np.linspace(
         -analysis.landscape_radius, analysis.landscape_radius, analysis.landscape_points
     )
@@ -89,6 +101,7 @@ def _analyse(network, train_config, config) -> dict:
         "trace": trace_value,
         "trace_stderr": trace_result.standard_error,
         "trace_probes": trace_result.num_matvecs,
+        "trace_hvps": trace_result.num_products,
         "ritz_top": ritz[: config.spectrum_top_k].tolist(),
         "lambda_min_ritz": float(ritz[-1]),
         "slq_nodes": nodes[0].tolist(),

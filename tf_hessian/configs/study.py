@@ -57,6 +57,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.analysis.top_n = 1
     c.analysis.lambda_min = False  # taken from the SLQ run instead
     c.analysis.trace_max_iter = 30
+    # Hutchinson probes per batched HVP (HessianOperator.hvp_flat_batch); the samples are those
+    # of block_size 1, a block cut short by the stopping test wastes its remaining products.
+    c.analysis.hvp_block_size = 5
     c.analysis.density_num_iter = 30
     c.analysis.landscape_points = 21
     c.analysis.landscape_radius = 0.5
