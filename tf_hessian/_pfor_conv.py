@@ -1,4 +1,4 @@
-"""pfor converters for 2-D convolutions whose FILTER varies over the vectorised axis.
+"""pfor converters for per-vector conv filters and for a batched max-pool gradient.
 
 ``HessianOperator.hvp_batch`` maps the Hessian-vector product over k vectors
 with ``tf.vectorized_map``. The tangent of a convolution with respect to its
@@ -9,14 +9,21 @@ pfor rejects the first two ("Input "filter" of op 'Conv2D' expected to be loop
 invariant") and runs the third as a ``while_loop``. All three are one larger
 convolution: convolutions are independent per output channel (Conv2D) or per
 input channel (the two backward ops), so the k filters (or k inputs) are merged
-into the channel axis, run as one op and split again. Every other case is left
-to TF's own converter.
+into the channel axis, run as one op and split again. ``MaxPoolGrad`` of k
+per-vector gradients with a shared input is run on the tiled input after
+re-running the forward pool on it, so that the oneDNN rewrite pairs the two
+(TF's converter tiles too, but its lone ``MaxPoolGrad`` then runs on the Eigen
+kernel, about 10x slower on CPU for C1's shapes). Every other case is left to
+TF's own converter.
 
 This patches TF's private converter registry
 (``tensorflow.python.ops.parallel_for.pfor._pfor_converter_registry``); if the
 registry is not found the patch is skipped and pfor keeps its behaviour
 (``hvp_batch`` then falls back to ``tf.map_fn`` with a warning, never a wrong
-result). Tested against explicit Hessians in tests/tf_hessian/test_hvp_batch.py.
+result). The patch is process-wide once a ``HessianOperator`` is built, so other pfor users
+(``tape.jacobian``, ``full_hessian``) get the same converters: they only handle cases TF
+rejected, looped over, or ran on its slow kernel, and compute the same values. Tested
+against explicit Hessians in tests/tf_hessian/test_hvp_batch.py.
 """
 
 from __future__ import annotations

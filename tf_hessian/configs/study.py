@@ -22,7 +22,7 @@ CIFAR presets (`c1_cifar10`, `c2_cifar10`, `resnet20_cifar10`, `c1_cifar100`,
 
 Variants: `demo` (3 sizes + 2 robust radii, 2 seeds, 4 epochs: 10 models, measured 1,054 s at
 load 7-14 on 2 shared cores; with --config.seeds='(0,1,2)' --config.robust_epsilons='(0.05,0.1,0.2)'
-18 models, measured 918 s at load 3-7), `smoke` (tests).
+18 models, measured 918 s at load 7 falling to 3), `smoke` (tests).
 """
 
 import ml_collections
