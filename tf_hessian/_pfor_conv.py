@@ -38,6 +38,13 @@ except ImportError:  # pragma: no cover - depends on the TF build
 _MARK = "_tf_hessian_filter_stacked"
 
 
+def _channels_to_vectors(out, k, channels):
+    """[B, H, W, k * channels] -> [k, B, H, W, channels]: splits the k merged channel groups."""
+    shape = tf.shape(out)
+    out = tf.reshape(out, tf.stack([shape[0], shape[1], shape[2], k, channels]))
+    return tf.transpose(out, [3, 0, 1, 2, 4])
+
+
 def _conv2d(original):
     def convert(pfor_input):
         x, x_stacked, _ = pfor_input.input(0)
@@ -53,11 +60,7 @@ def _conv2d(original):
         out = _pfor._create_op(
             "Conv2D", [x, merged], [x.dtype], attrs=pfor_input.op.node_def.attr
         ).outputs[0]
-        out_shape = tf.shape(out)  # [B, Ho, Wo, k * cout]
-        out = tf.reshape(
-            out, tf.stack([out_shape[0], out_shape[1], out_shape[2], shape[0], shape[4]])
-        )
-        return _pfor.wrap(tf.transpose(out, [3, 0, 1, 2, 4]), True)
+        return _pfor.wrap(_channels_to_vectors(out, shape[0], shape[4]), True)
 
     return convert
 
@@ -87,11 +90,7 @@ def _conv2d_backprop_input(original):
             [grads.dtype],
             attrs=pfor_input.op.node_def.attr,
         ).outputs[0]
-        out_shape = tf.shape(out)  # [B, H, W, k * cin]
-        out = tf.reshape(
-            out, tf.stack([out_shape[0], out_shape[1], out_shape[2], shape[0], shape[3]])
-        )
-        return _pfor.wrap(tf.transpose(out, [3, 0, 1, 2, 4]), True)
+        return _pfor.wrap(_channels_to_vectors(out, shape[0], shape[3]), True)
 
     return convert
 

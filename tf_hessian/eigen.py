@@ -148,7 +148,7 @@ class _LanczosRun:
     a run on its own (``lanczos``).
     """
 
-    def __init__(self, dim, *, num_iter, seed, start, start_kind, stop_fn):
+    def __init__(self, dim, *, num_iter, seed, start=None, start_kind="normal", stop_fn=None):
         if num_iter < 1:
             raise ValueError(f"num_iter must be >= 1. Received: num_iter={num_iter}.")
         self.dim = dim
@@ -262,14 +262,7 @@ def lanczos_runs(
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1. Received: block_size={block_size}.")
     runs = [
-        _LanczosRun(
-            operator.dim,
-            num_iter=num_iter,
-            seed=seed,
-            start=None,
-            start_kind=start_kind,
-            stop_fn=None,
-        )
+        _LanczosRun(operator.dim, num_iter=num_iter, seed=seed, start_kind=start_kind)
         for seed in seeds
     ]
     for first in range(0, len(runs), block_size):

@@ -71,3 +71,26 @@ def tiny_cnn(seed=0, strategy=None):
 def classification_data(n, input_shape, num_classes=3, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, *input_shape)), rng.integers(0, num_classes, n).astype(np.int32)
+
+
+def explicit_hessian(model, objective):
+    """d^2 objective / d theta^2 on one device by nested tapes (float64 [dim, dim]).
+
+    `objective` is a no-argument callable returning the scalar loss of `model`; the
+    Hessian is built column block by column block with `GradientTape.jacobian`, with no
+    Hessian-vector product involved, so tests can check HVPs against it.
+    """
+    variables = [v.value for v in model.trainable_variables]
+    with tf.GradientTape(persistent=True) as outer:
+        with tf.GradientTape() as inner:
+            loss = objective()
+        grads = inner.gradient(loss, variables)
+        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
+    blocks = outer.jacobian(flat, variables)
+    return np.concatenate([np.reshape(b, (flat.shape[0], -1)) for b in blocks], axis=1)
+
+
+def per_example_crossentropy(model, x, y):
+    """Per-example sparse cross-entropy of `model`'s logits (inference mode) [n]."""
+    logits = model(tf.constant(x), training=False)
+    return keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)

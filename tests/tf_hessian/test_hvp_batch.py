@@ -15,24 +15,15 @@ import tf_hessian
 from tf_hessian import eigen
 from tf_hessian.linear_operator import DenseOperator
 from tf_hessian.models.layers import PaddedMaxPool2D
-from tf_hessian.testing import classification_data, loss64, random_spd, tiny_cnn, tiny_mlp
-
-
-def _explicit_hessian(model, objective):
-    """d^2 objective / d theta^2 on one device by nested tapes (float64 [dim, dim])."""
-    variables = [v.value for v in model.trainable_variables]
-    with tf.GradientTape(persistent=True) as outer:
-        with tf.GradientTape() as inner:
-            loss = objective()
-        grads = inner.gradient(loss, variables)
-        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
-    blocks = outer.jacobian(flat, variables)
-    return np.concatenate([np.reshape(b, (flat.shape[0], -1)) for b in blocks], axis=1)
-
-
-def _per_example(model, x, y):
-    logits = model(tf.constant(x), training=False)
-    return keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+from tf_hessian.testing import (
+    classification_data,
+    explicit_hessian,
+    loss64,
+    per_example_crossentropy,
+    random_spd,
+    tiny_cnn,
+    tiny_mlp,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +33,11 @@ def cnn_problem():
     x, y = classification_data(5, (6, 6, 1), seed=21)
     w = np.array([0.5, 2.0, 1.0, 3.0, 0.25])
     truth = {
-        "sum_over_batch_size": _explicit_hessian(
-            model, lambda: tf.reduce_mean(_per_example(model, x, y))
+        "sum_over_batch_size": explicit_hessian(
+            model, lambda: tf.reduce_mean(per_example_crossentropy(model, x, y))
         ),
-        "mean_with_sample_weight": _explicit_hessian(
-            model, lambda: tf.reduce_sum(w * _per_example(model, x, y)) / np.sum(w)
+        "mean_with_sample_weight": explicit_hessian(
+            model, lambda: tf.reduce_sum(w * per_example_crossentropy(model, x, y)) / np.sum(w)
         ),
     }
     return model, x, y, w, truth
@@ -75,10 +66,10 @@ def _two_conv_net(seed=27, strategy=None):
 
 @pytest.mark.parametrize("replicas", [1, 2])
 @pytest.mark.parametrize("mode", ["forward_over_reverse", "reverse_over_reverse"])
-def test_hvp_batch_of_two_conv_net_equals_explicit_hessian(mirrored_strategy, mode, replicas):
+def test_hvp_batch_of_two_conv_net_equalsexplicit_hessian(mirrored_strategy, mode, replicas):
     model = _two_conv_net()
     x, y = classification_data(5, (6, 6, 1), seed=27)
-    hessian = _explicit_hessian(model, lambda: tf.reduce_mean(_per_example(model, x, y)))
+    hessian = explicit_hessian(model, lambda: tf.reduce_mean(per_example_crossentropy(model, x, y)))
     assert hessian.shape == (115, 115)
     if replicas == 2:
         net = _two_conv_net(strategy=mirrored_strategy)
@@ -133,7 +124,7 @@ def test_hvp_batch_parameter_structure_and_single_vector(cnn_problem):
 
 
 @pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean_with_sample_weight"])
-def test_two_replica_hvp_batch_equals_explicit_hessian(cnn_problem, mirrored_strategy, reduction):
+def test_two_replica_hvp_batch_equalsexplicit_hessian(cnn_problem, mirrored_strategy, reduction):
     model, x, y, w, truth = cnn_problem
     net = tiny_cnn(seed=21, strategy=mirrored_strategy)
     net.set_weights(model.get_weights())

@@ -6,24 +6,12 @@ import pytest
 import tensorflow as tf
 
 import tf_hessian
-from tf_hessian.testing import classification_data, tiny_cnn
-
-
-def _explicit_hessian(model, objective):
-    """d^2 objective / d theta^2 on one device by nested tapes (float64 [dim, dim])."""
-    variables = [v.value for v in model.trainable_variables]
-    with tf.GradientTape(persistent=True) as outer:
-        with tf.GradientTape() as inner:
-            loss = objective()
-        grads = inner.gradient(loss, variables)
-        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
-    blocks = outer.jacobian(flat, variables)
-    return np.concatenate([np.reshape(b, (flat.shape[0], -1)) for b in blocks], axis=1)
-
-
-def _per_example(model, x, y):
-    logits = model(tf.constant(x), training=False)
-    return keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+from tf_hessian.testing import (
+    classification_data,
+    explicit_hessian,
+    per_example_crossentropy,
+    tiny_cnn,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +20,15 @@ def problem():
     x, y = classification_data(5, (6, 6, 1), seed=11)
     w = np.array([0.5, 2.0, 1.0, 3.0, 0.25])
     truth = {
-        "sum_over_batch_size": _explicit_hessian(
-            model, lambda: tf.reduce_mean(_per_example(model, x, y))
+        "sum_over_batch_size": explicit_hessian(
+            model, lambda: tf.reduce_mean(per_example_crossentropy(model, x, y))
         ),
-        "mean_with_sample_weight": _explicit_hessian(
-            model, lambda: tf.reduce_sum(w * _per_example(model, x, y)) / np.sum(w)
+        "mean_with_sample_weight": explicit_hessian(
+            model, lambda: tf.reduce_sum(w * per_example_crossentropy(model, x, y)) / np.sum(w)
         ),
-        "sum": _explicit_hessian(model, lambda: tf.reduce_sum(_per_example(model, x, y))),
+        "sum": explicit_hessian(
+            model, lambda: tf.reduce_sum(per_example_crossentropy(model, x, y))
+        ),
     }
     return model, x, y, w, truth
 
