@@ -403,17 +403,27 @@ class HessianOperator:
         Per-batch products are accumulated in float64 on the host.
         """
         vector = self.layout.unflatten(vector)
-        total = np.zeros([self.dim], np.float64)
-        norm = 0.0
-        seen = False
+        product = self._over_data(
+            lambda batch: self._step_hvp(batch, vector),
+            lambda hv: self.layout.flatten([h.numpy() for h in hv]),
+        )
+        self.num_hvps += 1
+        return product
+
+    def _over_data(self, step, flatten):
+        """sum over batches of flatten(step(batch)[0]), divided by the data's normaliser.
+
+        `step(batch)` returns (per-batch product, its weight W); products are summed
+        in float64 on the host.
+        """
+        total, norm, seen = 0.0, 0.0, False
         for batch in self._data:
-            hv, n = self._step_hvp(batch, vector)
-            total += self.layout.flatten([h.numpy() for h in hv])
+            hv, n = step(batch)
+            total = total + flatten(hv)
             norm += float(n)
             seen = True
         if not seen:
             raise ValueError("The data given to HessianOperator is empty.")
-        self.num_hvps += 1
         return total / self._normaliser(norm)
 
     matvec = hvp_flat
@@ -440,18 +450,14 @@ class HessianOperator:
                 self.layout.offsets[:-1], self.layout.offsets[1:], self.layout.shapes
             )
         ]
-        total = np.zeros([k, self.dim], np.float64)
-        norm = 0.0
-        seen = False
-        for batch in self._data:
-            hv, n = self._batch_step(batch, stacked)
-            total += np.concatenate([np.reshape(h.numpy(), (k, -1)) for h in hv], axis=1)
-            norm += float(n)
-            seen = True
-        if not seen:
-            raise ValueError("The data given to HessianOperator is empty.")
+        products = self._over_data(
+            lambda batch: self._batch_step(batch, stacked),
+            lambda hv: np.concatenate(
+                [np.reshape(h.numpy(), (k, -1)).astype(np.float64) for h in hv], axis=1
+            ),
+        )
         self.num_hvps += k
-        return total / self._normaliser(norm)
+        return products
 
     def _batch_step(self, batch, stacked):
         if self.batch_method != "vectorized_map":
