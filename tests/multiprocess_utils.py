@@ -118,3 +118,46 @@ def run_killed_then_resumed(trainer, workdir, kills, timeout=300):
         )
     final = [line for line in process.stdout.splitlines() if line.startswith("FINAL ")]
     return outputs, latest, json.loads(final[-1][len("FINAL ") :])
+
+
+class LockHolder:
+    """A forked child process that holds `tf_runtime.WorkdirLock(workdir)` until killed.
+
+    Forked (not spawned) so no TensorFlow import is paid; the child only takes the lock and sleeps.
+    Use as a context manager: `with LockHolder(path) as holder: ... holder.pid ... holder.kill()`.
+    """
+
+    def __init__(self, workdir):
+        import multiprocessing
+
+        from tf_runtime import run
+
+        def hold(ready):
+            run._HELD.clear()  # the parent's locks are not this process's
+            run.WorkdirLock(workdir).acquire()
+            ready.set()
+            import time
+
+            time.sleep(600)
+
+        context = multiprocessing.get_context("fork")
+        self._ready = context.Event()
+        self._process = context.Process(target=hold, args=(self._ready,), daemon=True)
+
+    def __enter__(self):
+        self._process.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("The lock holder did not take the lock within 30 s.")
+        return self
+
+    @property
+    def pid(self):
+        return self._process.pid
+
+    def kill(self):
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+
+    def __exit__(self, *exc):
+        self.kill()

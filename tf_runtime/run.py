@@ -15,7 +15,7 @@ matched; a different config in an existing run folder is an error naming the dif
 """
 
 import contextlib
-import errno
+import fcntl
 import json
 import os
 import socket
@@ -47,23 +47,33 @@ class ConfigMismatchError(ValueError):
     """The config differs from the one recorded in the workdir."""
 
 
-def _pid_alive(pid):
+_HELD = {}  # lock path -> [open file descriptor, re-entry count] in this process
+
+
+def _read_holder(path):
+    """`(pid, host)` written into the lock file by its holder, or None (absent or being written)."""
     try:
-        os.kill(pid, 0)
-    except OSError as error:
-        return error.errno == errno.EPERM
-    return True
-
-
-_HELD = {}  # lock path -> re-entry count in this process
+        info = files.read_json(path)
+        return int(info["pid"]), str(info.get("host", ""))
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 class WorkdirLock:
-    """An exclusive lock file `workdir/.lock` holding the owner's pid and host.
+    """An exclusive `fcntl.flock` on `workdir/.lock`; the file also records the holder's pid and host.
 
-    A second run in the same workdir fails with an error naming the workdir and the holder's pid;
-    a lock left by a dead process on this host is taken over. Re-entrant within one process
-    (a study that trains its rows in sub-folders may also lock the parent).
+    The kernel owns the lock: it is released when the holder's file descriptor closes, so a process
+    that dies in any way (SIGKILL, OOM killer, power loss of a container) frees it, and a pid that
+    is reused by an unrelated process afterwards blocks nothing. Taking the lock is one atomic
+    `flock(LOCK_EX | LOCK_NB)`, so of any number of processes racing for it exactly one wins.
+    The holder deletes the file before it unlocks; a process that locked a file which was deleted
+    or replaced meanwhile (compared by inode) retries on the current file, so two holders of two
+    different `.lock` inodes are impossible (flock(2): a lock belongs to the open file).
+
+    A second run in the same workdir fails at once with an error naming the workdir, the holder's
+    pid and host. Re-entrant within one process (a study that trains its rows in sub-folders may
+    also lock the parent). The lock is local to one machine's kernel: run folders on a network
+    file system shared by several hosts need one host per folder.
     """
 
     def __init__(self, workdir):
@@ -72,54 +82,57 @@ class WorkdirLock:
         self.path = os.path.join(os.path.realpath(self.workdir), LOCK_NAME)
 
     def _holder(self):
-        try:
-            info = files.read_json(self.path)
-            return int(info["pid"]), str(info.get("host", ""))
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            return None
+        return _read_holder(self.path)
+
+    def _refuse(self):
+        holder = self._holder()
+        who = f"pid {holder[0]} on {holder[1] or 'unknown host'}" if holder else "pid unknown"
+        return WorkdirLockedError(
+            f"Workdir {self.workdir} is in use by another run ({who}; lock file {self.path}). "
+            "Wait for it to finish or use another --workdir."
+        )
 
     def acquire(self):
-        if _HELD.get(self.path):
-            _HELD[self.path] += 1
+        held = _HELD.get(self.path)
+        if held:
+            held[1] += 1
             return self
         os.makedirs(self.workdir, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-        for _ in range(3):
+        for _ in range(100):
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is None:  # being written right now, or garbage: look again
-                    time.sleep(0.05)
-                    holder = self._holder()
-                if holder is not None:
-                    pid, host = holder
-                    if pid == os.getpid() and host == me["host"]:
-                        pass  # our own lock left by an earlier, unreleased open_run
-                    elif host != me["host"] or _pid_alive(pid):
-                        raise WorkdirLockedError(
-                            f"Workdir {self.workdir} is in use by another run (pid {pid} on "
-                            f"{host or 'unknown host'}; lock file {self.path}). Wait for it to "
-                            "finish or use another --workdir."
-                        ) from None
-                # A dead holder (or an unreadable lock file): take it over.
-                files.remove_marker(self.path)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self._refuse() from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is None or current.st_ino != os.fstat(fd).st_ino:
+                os.close(fd)  # locked a file its holder deleted meanwhile: lock the current one
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            _HELD[self.path] = 1
+            me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+            _HELD[self.path] = [fd, 1]
             return self
         raise WorkdirLockedError(f"Could not take the lock {self.path} (contended).")
 
     def release(self):
-        count = _HELD.get(self.path, 0)
-        if count > 1:
-            _HELD[self.path] = count - 1
+        held = _HELD.get(self.path)
+        if held is None:
             return
-        _HELD.pop(self.path, None)
-        holder = self._holder()
-        if holder is not None and holder[0] == os.getpid():
-            files.remove_marker(self.path)
+        if held[1] > 1:
+            held[1] -= 1
+            return
+        del _HELD[self.path]
+        # Delete while still locked: a waiter that locks the deleted inode sees it and retries.
+        files.remove_marker(self.path)
+        os.close(held[0])
 
     def __enter__(self):
         return self.acquire()

@@ -1,9 +1,6 @@
 """tf_ode.train on the shared run folder: re-run no-op, whole-run results after resume, checks."""
 
-import json
 import os
-import socket
-import subprocess
 import sys
 
 import multiprocess_utils as mp
@@ -74,17 +71,11 @@ def test_invalid_config_writes_nothing(tmp_workdir, default_strategy):
 
 
 def test_second_run_in_the_same_workdir_is_refused(tmp_workdir, default_strategy):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        lock = {"pid": holder.pid, "host": socket.gethostname()}
-        (tmp_workdir / ".lock").write_text(json.dumps(lock))
+    with mp.LockHolder(tmp_workdir) as holder:
         with pytest.raises(
             tf_runtime.WorkdirLockedError, match=rf"{tmp_workdir} is in use .*pid {holder.pid}"
         ):
             train_lib.train_and_evaluate(_config(), str(tmp_workdir), default_strategy)
-    finally:
-        holder.kill()
-        holder.wait()
     assert sorted(p.name for p in tmp_workdir.iterdir()) == [".lock"]  # nothing else written
 
 

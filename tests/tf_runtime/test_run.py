@@ -1,15 +1,19 @@
 """Run folder: atomic files, merged results, workdir lock, config check on resume, flags."""
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
+import time
 
 import ml_collections
+import multiprocess_utils as mp
 import pytest
 from absl import flags
 
 import tf_runtime
+from tf_runtime import run as run_lib
 
 
 def _config(**overrides):
@@ -85,19 +89,65 @@ def test_merge_results_keeps_stored_values_over_missing_ones(tmp_path):
 # ---- workdir lock
 
 
-def test_lock_names_workdir_and_live_pid(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (tmp_path / ".lock").write_text(json.dumps({"pid": holder.pid, "host": os.uname()[1]}))
+def test_lock_names_workdir_and_live_pid_and_frees_itself_when_the_holder_dies(tmp_path):
+    with mp.LockHolder(tmp_path) as holder:
         with pytest.raises(tf_runtime.WorkdirLockedError, match=rf"{tmp_path}.*pid {holder.pid}"):
             tf_runtime.WorkdirLock(tmp_path).acquire()
-    finally:
-        holder.kill()
-        holder.wait()
-    # The holder is dead now: its stale lock is taken over, and released afterwards.
-    with tf_runtime.WorkdirLock(tmp_path):
-        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+        holder.kill()  # SIGKILL: no clean-up code runs, the kernel drops the flock
+        with tf_runtime.WorkdirLock(tmp_path):
+            assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     assert not (tmp_path / ".lock").exists()
+
+
+def test_lock_file_of_a_reused_or_dead_pid_does_not_block(tmp_path):
+    # The pid recorded by a dead holder now belongs to an unrelated live process (pid 1 after a
+    # container restart): only a held flock counts, not the file's content.
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": unrelated.pid, "host": os.uname()[1]}
+        (tmp_path / ".lock").write_text(json.dumps(lock))
+        with tf_runtime.WorkdirLock(tmp_path):
+            assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
+def _race_for_lock(workdir, barrier, holders, most):
+    run_lib._HELD.clear()
+    barrier.wait()
+    try:
+        lock = tf_runtime.WorkdirLock(workdir).acquire()
+    except tf_runtime.WorkdirLockedError:
+        return
+    with holders.get_lock():
+        holders.value += 1
+        most.value = max(most.value, holders.value)
+    time.sleep(0.3)
+    with holders.get_lock():
+        holders.value -= 1
+    lock.release()
+
+
+def test_lock_is_never_held_twice_when_eight_processes_race_over_a_stale_file(tmp_path):
+    context = multiprocessing.get_context("fork")
+    for trial in range(8):
+        workdir = tmp_path / f"trial{trial}"
+        workdir.mkdir()
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        (workdir / ".lock").write_text(json.dumps({"pid": dead.pid, "host": os.uname()[1]}))
+        barrier = context.Barrier(8)
+        holders, most = context.Value("i", 0), context.Value("i", 0)
+        racers = [
+            context.Process(target=_race_for_lock, args=(workdir, barrier, holders, most))
+            for _ in range(8)
+        ]
+        for p in racers:
+            p.start()
+        for p in racers:
+            p.join(60)
+        assert most.value == 1, f"trial {trial}: {most.value} processes held the lock at once"
 
 
 def test_lock_is_reentrant_in_one_process(tmp_path):
