@@ -28,6 +28,9 @@ class CheckpointHelper:
       max_to_keep: number of checkpoints kept.
       strategy: the strategy the trackables live under (decides chief vs scratch folder).
       seed: seed of the tracked `tf.random.Generator` (`self.rng`).
+      optional_trackables: dict of more objects that are saved like `trackables` but restored
+        only when the checkpoint holds them (checkpoints written before they were added still
+        resume; e.g. the Keras metric trackers' running sums).
       **trackables: models, optimizers, variables to save (keyword = checkpoint key).
 
     Example:
@@ -37,8 +40,23 @@ class CheckpointHelper:
       ckpt.save(step)
     """
 
-    def __init__(self, workdir, *, max_to_keep=3, strategy=None, seed=0, **trackables):
-        reserved = {"step", "rng"} & set(trackables)
+    def __init__(
+        self,
+        workdir,
+        *,
+        max_to_keep=3,
+        strategy=None,
+        seed=0,
+        optional_trackables=None,
+        **trackables,
+    ):
+        optional_trackables = dict(optional_trackables or {})
+        reserved = {"step", "rng"} & (set(trackables) | set(optional_trackables))
+        if set(trackables) & set(optional_trackables):
+            raise ValueError(
+                f"Names {sorted(set(trackables) & set(optional_trackables))} are given both as "
+                "trackables and optional_trackables."
+            )
         if reserved:
             raise ValueError(
                 f"Trackable names {sorted(reserved)} are reserved by CheckpointHelper."
@@ -48,7 +66,13 @@ class CheckpointHelper:
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.rng = tf.random.Generator.from_seed(seed)
-        self.checkpoint = tf.train.Checkpoint(step=self.step, rng=self.rng, **trackables)
+        # Saved: everything. Restored and checked: the required part, then the optional part
+        # when the checkpoint has it.
+        self._required = tf.train.Checkpoint(step=self.step, rng=self.rng, **trackables)
+        self._optional = optional_trackables
+        self.checkpoint = tf.train.Checkpoint(
+            step=self.step, rng=self.rng, **trackables, **optional_trackables
+        )
         directory = os.path.join(workdir, "checkpoints")
         if not self._chief:
             directory = os.path.join(workdir, f"_worker_scratch_{strategy_lib.task_id(strategy)}")
@@ -119,7 +143,7 @@ class CheckpointHelper:
         failures = []
         for path in candidates:
             try:
-                status = self.checkpoint.restore(path)
+                status = self._required.restore(path)
             except (AssertionError, ValueError) as error:  # shapes/objects of another model
                 raise ValueError(
                     f"Cannot restore checkpoint {path}: it does not match this model ({error}). "
@@ -140,6 +164,8 @@ class CheckpointHelper:
                     f"Cannot restore checkpoint {path}: it does not match this model ({error}). "
                     "Use a fresh --workdir or the same config."
                 ) from error
+            if self._optional:
+                self._restore_optional(path)
             if failures or repair:
                 self._rewrite_state(path, candidates)
             return int(self.step.numpy())
@@ -148,6 +174,12 @@ class CheckpointHelper:
             f"No readable checkpoint in {self._read_directory}: {detail}. Delete the folder to "
             "start afresh (nothing was overwritten)."
         )
+
+    def _restore_optional(self, path):
+        saved = {name for name, _ in tf.train.list_variables(path)}
+        for name, trackable in self._optional.items():
+            if any(key.startswith(f"{name}/") for key in saved):
+                tf.train.Checkpoint(**{name: trackable}).restore(path).assert_existing_objects_matched()
 
     def _rewrite_state(self, restored, candidates):
         if not self._chief:

@@ -48,6 +48,16 @@ def _skipping_dataset_fn(dataset_fn, start_step):
     return fn
 
 
+def _metric_variables(model):
+    """The variables of `model.metrics` (Keras' trackers are not in the model's checkpoint)."""
+    found = []
+    for metric in getattr(model, "metrics", None) or ():
+        for variable in metric.variables:
+            if all(variable is not v for v in found):
+                found.append(variable)
+    return found
+
+
 HISTORY_NAME = "history.json"
 STOPPED_KEY = "stopped_early_at"
 
@@ -115,7 +125,8 @@ def run_training(
       workdir: run folder for checkpoints and TensorBoard events.
       num_steps: last training step (global steps, counted from 0 on a fresh run).
       checkpoint_every: checkpoint interval in steps (a final checkpoint is always written).
-      summary_every: interval of TensorBoard scalars (metrics are reset after each write).
+      summary_every: interval of TensorBoard scalars (metrics are reset after each write on this
+        grid; their running state is checkpointed, so a resume continues the same averages).
       log_every: interval of progress lines (0 for none).
       extra_trackables: dict of more objects to checkpoint (e.g. an image pool, EMA weights).
       eval_fn: optional `callable(step) -> dict of floats`, written under the `eval` split.
@@ -159,7 +170,13 @@ def run_training(
         )
     chief = strategy_lib.is_chief(strategy)
     trackables = dict(model=model, **collect_optimizers(model), **(extra_trackables or {}))
-    ckpt = CheckpointHelper(workdir, strategy=strategy, seed=seed, **trackables)
+    # The trackers' running sums (e.g. a Mean's total and count) are state too: a resume from a
+    # checkpoint taken between two summaries continues the same averages as the uninterrupted run.
+    metric_variables = _metric_variables(model)
+    metric_state = {"metric_state": metric_variables} if metric_variables else {}
+    ckpt = CheckpointHelper(
+        workdir, strategy=strategy, seed=seed, optional_trackables=metric_state, **trackables
+    )
     if getattr(model, "rng", None) is None:
         model.rng = ckpt.rng
     writers = SummaryWriters(workdir, enabled=chief)
@@ -224,6 +241,9 @@ def run_training(
             history["train"].append([step, logs])
         if step % summary_every == 0 or final:
             writers.scalars("train", step, logs)
+        if step % summary_every == 0:
+            # Not at a final step off the summary grid: a later run with a larger num_steps
+            # continues those averages like the uninterrupted run.
             model.reset_metrics()
         progress.update(step, logs)
         if after_step is not None:

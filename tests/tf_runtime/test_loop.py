@@ -96,6 +96,62 @@ def test_resume_gives_the_uninterrupted_weights(tmp_path, default_strategy):
     assert glob.glob(str(tmp_path / "resumed/tensorboard/train/events.out.tfevents.*"))
 
 
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(kill_step):
+    def after_step(step, logs):
+        if step == kill_step:
+            raise _Killed()  # before this step's checkpoint, like a SIGKILL mid-run
+
+    return after_step
+
+
+@pytest.mark.parametrize("kill_step", [4, 5])
+def test_train_logs_after_a_resume_equal_the_uninterrupted_run(
+    tmp_path, default_strategy, kill_step
+):
+    # checkpoint_every=3 is off the summary grid (2): the trackers hold the running mean of
+    # step 3 (kill at 4, resume from ckpt-3) or of steps 3-4 (kill at 5, resume from ckpt-3
+    # after a summary reset at 4) when the checkpoint is taken.
+    _, straight_logs = _train(default_strategy, tmp_path / "straight", 7, checkpoint_every=3)
+    with pytest.raises(_Killed):
+        _train(
+            default_strategy,
+            tmp_path / "resumed",
+            7,
+            checkpoint_every=3,
+            after_step=_kill_after(kill_step),
+        )
+    _, resumed_logs = _train(default_strategy, tmp_path / "resumed", 7, checkpoint_every=3)
+    straight = tf_runtime.load_history(tmp_path / "straight")["train"]
+    resumed = tf_runtime.load_history(tmp_path / "resumed")["train"]
+    assert [s for s, _ in resumed] == [s for s, _ in straight] == [2, 3, 4, 6, 7]
+    for (_, a), (_, b) in zip(straight, resumed):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
+    np.testing.assert_allclose(straight_logs["loss"], resumed_logs["loss"], rtol=1e-6)
+
+
+def test_train_logs_of_an_extended_run_equal_the_uninterrupted_run(tmp_path, default_strategy):
+    # A finished 3-step run extended to 7 steps continues the tracker means of step 3.
+    _train(default_strategy, tmp_path / "straight", 7, checkpoint_every=3)
+    _train(default_strategy, tmp_path / "extended", 3, checkpoint_every=3)
+    _train(default_strategy, tmp_path / "extended", 7, checkpoint_every=3)
+    straight = tf_runtime.load_history(tmp_path / "straight")["train"]
+    extended = tf_runtime.load_history(tmp_path / "extended")["train"]
+    for (_, a), (_, b) in zip(straight, extended):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
+
+
+def test_checkpoints_without_metric_state_still_resume(tmp_path, default_strategy):
+    model = _build(default_strategy)
+    helper = tf_runtime.CheckpointHelper(str(tmp_path), model=model, optimizer=model.optimizer)
+    helper.save(2)  # as written before the trackers were checkpointed
+    _, logs = _train(default_strategy, tmp_path, 4)
+    assert logs["step"] == 4
+
+
 def test_optimizer_state_is_restored(tmp_path, default_strategy):
     with default_strategy.scope():
         model = TinyClassifier()
