@@ -179,7 +179,9 @@ class CheckpointHelper:
         saved = {name for name, _ in tf.train.list_variables(path)}
         for name, trackable in self._optional.items():
             if any(key.startswith(f"{name}/") for key in saved):
-                tf.train.Checkpoint(**{name: trackable}).restore(path).assert_existing_objects_matched()
+                tf.train.Checkpoint(**{name: trackable}).restore(
+                    path
+                ).assert_existing_objects_matched()
 
     def _rewrite_state(self, restored, candidates):
         if not self._chief:

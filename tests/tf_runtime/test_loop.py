@@ -96,14 +96,14 @@ def test_resume_gives_the_uninterrupted_weights(tmp_path, default_strategy):
     assert glob.glob(str(tmp_path / "resumed/tensorboard/train/events.out.tfevents.*"))
 
 
-class _Killed(Exception):
+class _KilledError(Exception):
     pass
 
 
 def _kill_after(kill_step):
     def after_step(step, logs):
         if step == kill_step:
-            raise _Killed()  # before this step's checkpoint, like a SIGKILL mid-run
+            raise _KilledError()  # before this step's checkpoint, like a SIGKILL mid-run
 
     return after_step
 
@@ -116,7 +116,7 @@ def test_train_logs_after_a_resume_equal_the_uninterrupted_run(
     # step 3 (kill at 4, resume from ckpt-3) or of steps 3-4 (kill at 5, resume from ckpt-3
     # after a summary reset at 4) when the checkpoint is taken.
     _, straight_logs = _train(default_strategy, tmp_path / "straight", 7, checkpoint_every=3)
-    with pytest.raises(_Killed):
+    with pytest.raises(_KilledError):
         _train(
             default_strategy,
             tmp_path / "resumed",
