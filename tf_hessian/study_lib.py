@@ -156,35 +156,115 @@ def robustness_measures(network, train_config, config) -> dict:
     }
 
 
-def run_one(config, workdir: str, run: tuple, strategy) -> dict:
-    """Trains and analyses one model; a finished ``row.json`` in its folder is reused.
-
-    The row is written atomically and last, so a kill at any point leaves
-    either no row (the re-run finishes the training or reuses the finished
-    run's stored metrics, then analyses the same weights) or the complete row.
-    """
+def _train_config(config, run: tuple):
+    """The training config of one model of the study."""
     batch_size, robust, epsilon, seed = run
-    run_dir = os.path.join(workdir, _run_name(batch_size, robust, epsilon, seed))
-    row_path = os.path.join(run_dir, "row.json")
     train_config = copy.deepcopy(config.train)
     train_config.batch_size = batch_size
     train_config.seed = seed
     train_config.robust.enabled = robust
     if robust:
         train_config.robust.epsilon = epsilon
+    return train_config
+
+
+def row_config(config, train_config) -> dict:
+    """What a row depends on: its training config and the study's analysis settings.
+
+    Stored in ``row.json`` under ``"config"``, so a re-run reuses a row only when it was produced
+    by the same settings (run settings such as ``log_every`` excluded, see
+    ``tf_runtime.config_differences``).
+    """
+    return {
+        "train": tf_runtime.config_to_dict(train_config),
+        "analysis": tf_runtime.config_to_dict(config.analysis),
+        "evaluation": tf_runtime.config_to_dict(config.evaluation),
+        "spectrum_top_k": config.spectrum_top_k,
+    }
+
+
+def _trained_under(run_dir: str, row: dict | None):
+    """The training config a row (or, for rows without one, the run folder) was produced by."""
+    if row is not None and isinstance(row.get("config"), dict):
+        return row["config"].get("train", {})
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return None
+    stored = tf_runtime.read_json(path)
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path} holds a JSON {type(stored).__name__}, not a config object.")
+    return stored
+
+
+def check_rows(config, workdir: str) -> None:
+    """Refuses, before anything is trained, models trained under another training config.
+
+    A stored model (a ``row.json``, or a run folder with a ``config.json``) whose training
+    config differs from the one the study now asks for cannot be reused: its weights answer
+    another question. Retraining in place would discard them, so the study stops and names each
+    folder with its differing keys; delete those folders to retrain them (or use a fresh
+    ``--workdir``). Rows whose analysis settings changed are recomputed from the same weights.
+
+    Raises:
+      tf_runtime.ConfigMismatchError: naming every stale folder and its differing keys.
+    """
+    stale = []
+    for run in _runs(config):
+        run_dir = os.path.join(workdir, _run_name(*run))
+        row_path = os.path.join(run_dir, "row.json")
+        row = tf_runtime.read_json(row_path) if os.path.exists(row_path) else None
+        if row is not None and not isinstance(row, dict):
+            raise ValueError(f"{row_path} holds a JSON {type(row).__name__}, not a study row.")
+        trained = _trained_under(run_dir, row)
+        if trained is None:
+            continue
+        diffs = tf_runtime.config_differences(trained, _train_config(config, run))
+        if diffs:
+            stale.append(f"{run_dir} ({', '.join(diffs[:6])}{', ...' if len(diffs) > 6 else ''})")
+    if stale:
+        raise tf_runtime.ConfigMismatchError(
+            f"{len(stale)} model(s) of the study were trained under another training config and "
+            f"cannot be reused: {'; '.join(stale)}. Delete these folders to retrain them under "
+            "the new config, or use a fresh --workdir."
+        )
+
+
+def _analysis_row(network, train_config, config) -> dict:
+    row = {
+        **_analyse(network, train_config, config),
+        **robustness_measures(network, train_config, config),
+    }
+    if config.analysis.input_examples:
+        row.update(input_space_summary(network, train_config, config.analysis))
+    return row
+
+
+def run_one(config, workdir: str, run: tuple, strategy) -> dict:
+    """Trains and analyses one model; a ``row.json`` of the same settings is reused.
+
+    The row is written atomically and last, so a kill at any point leaves either no row (the
+    re-run finishes the training or reuses the finished run's stored metrics, then analyses the
+    same weights) or the complete row. A row records the settings it was computed under
+    (``row_config``); a row of other analysis settings, or of an older study version without
+    them, is recomputed from the same weights (call ``check_rows`` first: it refuses models
+    trained under another training config).
+    """
+    batch_size, robust, epsilon, seed = run
+    run_dir = os.path.join(workdir, _run_name(batch_size, robust, epsilon, seed))
+    row_path = os.path.join(run_dir, "row.json")
+    train_config = _train_config(config, run)
+    produced_by = row_config(config, train_config)
     if tf.io.gfile.exists(row_path):
         row = tf_runtime.read_json(row_path)
-        missing = "pgd_accuracy" not in row or (
-            config.analysis.input_examples and "input_hessian_lambda_min" not in row
-        )
-        if missing:
-            # A row of an older study version: completed in place from the same weights.
-            network, _, _ = train_lib.restore_network(run_dir)
-            row.update(robust_epsilon=epsilon, seed=seed)
-            row.update(robustness_measures(network, train_config, config))
-            if config.analysis.input_examples:
-                row.update(input_space_summary(network, train_config, config.analysis))
-            tf_runtime.atomic_write_json(row_path, row)
+        stored = row.get("config")
+        if stored is not None and not tf_runtime.config_differences(stored, produced_by):
+            return row
+        # Another analysis setting, or a row of an older version: recompute from the weights.
+        network, _, _ = train_lib.restore_network(run_dir)
+        row.update(robust_epsilon=epsilon, seed=seed)
+        row.update(_analysis_row(network, train_config, config))
+        row["config"] = produced_by
+        tf_runtime.atomic_write_json(row_path, row)
         return row
     start = time.perf_counter()
     trained = train_lib.train_and_evaluate(train_config, run_dir, strategy)
@@ -200,11 +280,9 @@ def run_one(config, workdir: str, run: tuple, strategy) -> dict:
         "test_accuracy": trained["test_accuracy"],
         "fgsm_accuracy": trained["fgsm_accuracy"],
         "train_seconds": train_seconds,
-        **_analyse(network, train_config, config),
-        **robustness_measures(network, train_config, config),
+        **_analysis_row(network, train_config, config),
+        "config": produced_by,
     }
-    if config.analysis.input_examples:
-        row.update(input_space_summary(network, train_config, config.analysis))
     tf_runtime.atomic_write_json(row_path, row)
     return row
 
@@ -327,6 +405,7 @@ def run_study(config, workdir: str, strategy) -> dict:
     """
     if len(config.batch_sizes) < 1:
         raise ValueError("config.batch_sizes must list at least one batch size.")
+    check_rows(config, workdir)
     start = time.perf_counter()
     rows = []
     for run in _runs(config):

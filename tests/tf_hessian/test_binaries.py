@@ -174,9 +174,48 @@ def test_study_completes_rows_of_an_older_version(tmp_path):
     config.robust_batch_sizes = ()
     first = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())["rows"][0]
     row_path = tmp_path / "b16" / "row.json"
-    old = {k: v for k, v in first.items() if k not in ("pgd_accuracy", "rho_adv", "seed")}
+    # A row of an older study version: without later measures and without its settings.
+    old = {k: v for k, v in first.items() if k not in ("pgd_accuracy", "rho_adv", "seed", "config")}
     old.pop("input_hessian_lambda_min")
     row_path.write_text(json.dumps(old))
     (again,) = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())["rows"]
     assert _without_timing([again]) == _without_timing([json.loads(json.dumps(first))])
     assert json.loads(row_path.read_text())["pgd_accuracy"] == first["pgd_accuracy"]
+
+
+def test_study_rows_are_keyed_by_the_config_that_produced_them(tmp_path):
+    config = study.get_config("smoke")
+    config.robust_batch_sizes = ()
+    strategy = tf.distribute.get_strategy()
+    (first,) = study_lib.run_study(config, str(tmp_path), strategy)["rows"]
+    row_path = tmp_path / "b16" / "row.json"
+    metrics_before = (tmp_path / "b16" / "metrics.json").read_text()
+    # Another analysis setting: the row is recomputed from the same weights (no retraining).
+    config.evaluation.pgd_steps = 3
+    (again,) = study_lib.run_study(config, str(tmp_path), strategy)["rows"]
+    assert first["pgd_steps"] == 2 and again["pgd_steps"] == 3
+    assert json.loads(row_path.read_text())["config"]["evaluation"]["pgd_steps"] == 3
+    assert (tmp_path / "b16" / "metrics.json").read_text() == metrics_before
+    assert again["test_accuracy"] == first["test_accuracy"]
+    # Another training config (the study-level --allow_config_change passed): the model cannot be
+    # reused; the study refuses before training anything, naming the folder and the key.
+    row_before = row_path.read_text()
+    config.train.optimizer.learning_rate = 0.5
+    config.batch_sizes = (16, 32)
+    with pytest.raises(
+        tf_runtime.ConfigMismatchError, match=r"b16 \(optimizer\.learning_rate\).*Delete"
+    ):
+        study_lib.run_study(config, str(tmp_path), strategy)
+    assert row_path.read_text() == row_before
+    assert not (tmp_path / "b32").exists()
+
+
+def test_study_refuses_a_run_folder_trained_under_another_config_without_a_row(tmp_path):
+    # Killed between the training and the row, then the config changed.
+    config = study.get_config("smoke")
+    config.robust_batch_sizes = ()
+    study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
+    os.remove(tmp_path / "b16" / "row.json")
+    config.train.optimizer.momentum = 0.5
+    with pytest.raises(tf_runtime.ConfigMismatchError, match=r"b16 \(optimizer\.momentum\)"):
+        study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
