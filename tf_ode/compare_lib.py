@@ -9,10 +9,11 @@ Methods (rows of ANODEV2's baseline table, spec section 5):
 
 Every (architecture, method, seed) cell trains in its own folder `<workdir>/<arch>/<method>/
 seed_<seed>` and, once finished, writes `cell.json` atomically with tf_runtime's results helpers
-(`merge_results` / `load_results`: temporary name + rename; None/NaN never overwrite). A re-run
-skips every finished cell and reports its stored numbers, so re-running a finished comparison
-trains nothing and rewrites the same table; a killed comparison resumes at the unfinished cell
-(train_lib resumes that cell's run from its checkpoint).
+(`merge_results` / `load_results`: temporary name + rename; None/NaN never overwrite), together
+with the config it was trained under. A re-run skips every finished cell of the same config and
+reports its stored numbers (a cell of another config is refused, see `check_cells`), so
+re-running a finished comparison trains nothing and rewrites the same table; a killed comparison
+resumes at the unfinished cell (train_lib resumes that cell's run from its checkpoint).
 """
 
 import os
@@ -78,6 +79,65 @@ def _cells(config):
                 yield architecture, method, int(seed)
 
 
+# Fields of the comparison (which cells exist), not of one cell's training: cells stay reusable
+# when seeds, methods or architectures are added.
+_TABLE_KEYS = ("variants", "architectures", "seeds")
+
+
+def _cell_dir(workdir, architecture, method, seed):
+    return os.path.join(workdir, architecture, method, f"seed_{seed}")
+
+
+def _trained_under(cell_dir, stored):
+    """The config a finished cell (or, for cells without one, its run folder) was trained under."""
+    if stored is not None and isinstance(stored.get("config"), dict):
+        return stored["config"]
+    path = os.path.join(cell_dir, "config.json")
+    if not os.path.exists(path):
+        return None
+    recorded = tf_runtime.read_json(path)
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{path} holds a JSON {type(recorded).__name__}, not a config object.")
+    return recorded
+
+
+def check_cells(config, workdir):
+    """Refuses, before anything trains, cells trained under another config than they now need.
+
+    A cell's numbers belong to the config it was trained under (stored in its `cell.json`, or
+    for cells of older versions, its run folder's `config.json`); reusing them under another
+    config would mix configs in one table, and retraining in place would discard them.
+
+    Raises:
+      tf_runtime.ConfigMismatchError: naming every such cell folder and its differing keys
+        (delete those folders to retrain them, or use a fresh --workdir).
+    """
+    stale = []
+    for architecture, method, seed in _cells(config):
+        cell_dir = _cell_dir(workdir, architecture, method, seed)
+        cell_path = os.path.join(cell_dir, "cell.json")
+        stored = tf_runtime.load_results(cell_path)
+        if stored is not None and not isinstance(stored, dict):
+            raise ValueError(f"{cell_path} holds a JSON {type(stored).__name__}, not a cell.")
+        trained = _trained_under(cell_dir, stored)
+        if trained is None:
+            continue
+        diffs = tf_runtime.config_differences(
+            trained,
+            cell_config(config, architecture, method, seed),
+            ignore=tf_runtime.RUN_SETTING_KEYS + _TABLE_KEYS,
+        )
+        if diffs:
+            more = ", ..." if len(diffs) > 6 else ""
+            stale.append(f"{cell_dir} ({', '.join(diffs[:6])}{more})")
+    if stale:
+        raise tf_runtime.ConfigMismatchError(
+            f"{len(stale)} cell(s) of the comparison were trained under another config and "
+            f"cannot be reused: {'; '.join(stale)}. Delete these folders to retrain them under "
+            "the new config, or use a fresh --workdir."
+        )
+
+
 def run_comparison(config, workdir, strategy):
     """Trains (or reuses) every cell and writes comparison.json and comparison.md atomically.
 
@@ -89,9 +149,10 @@ def run_comparison(config, workdir, strategy):
     cells = list(_cells(config))  # validates config.variants before anything trains
     for architecture, method, seed in cells:
         train_lib.validate_config(cell_config(config, architecture, method, seed))
+    check_cells(config, workdir)
     rows = []
     for architecture, method, seed in cells:
-        cell_dir = os.path.join(workdir, architecture, method, f"seed_{seed}")
+        cell_dir = _cell_dir(workdir, architecture, method, seed)
         cell_path = os.path.join(cell_dir, "cell.json")
         stored = tf_runtime.load_results(cell_path)
         if stored is not None:
@@ -108,6 +169,7 @@ def run_comparison(config, workdir, strategy):
             seed=seed,
             gradient=cell.gradient,
             wall_seconds=time.time() - start,
+            config=tf_runtime.config_to_dict(cell),
         )
         row = tf_runtime.merge_results(cell_path, row)  # atomic (tf_runtime results helpers)
         row["reused"] = False

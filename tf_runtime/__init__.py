@@ -36,6 +36,7 @@ from tf_runtime.loop import collect_optimizers, load_history, run_training
 from tf_runtime.replicas import num_replicas, replica_scale, scale_loss
 from tf_runtime.results import load_results, merge_dicts, merge_results
 from tf_runtime.run import (
+    RUN_SETTING_KEYS,
     ConfigMismatchError,
     Run,
     WorkdirLock,
@@ -49,6 +50,7 @@ from tf_runtime.summaries import ProgressLogger, SummaryWriters, flatten_dict
 
 __all__ = [
     "RUNTIME_DEFAULTS",
+    "RUN_SETTING_KEYS",
     "STRATEGIES",
     "CheckpointHelper",
     "ConfigMismatchError",

@@ -103,3 +103,27 @@ def test_unknown_method_fails_before_training(tmp_path, default_strategy):
     with pytest.raises(ValueError, match="Unknown config.variants entry"):
         compare_lib.run_comparison(config, str(tmp_path), default_strategy)
     assert not any(tmp_path.iterdir())
+
+
+def test_cells_of_another_config_are_refused_before_anything_trains(tmp_path, default_strategy):
+    config = compare_config.get_config("smoke")
+    config.variants = ("baseline",)
+    compare_lib.run_comparison(config, str(tmp_path), default_strategy)
+    cell_path = tmp_path / "resnet4" / "baseline" / "seed_0" / "cell.json"
+    assert tf_runtime.read_json(cell_path)["config"]["learning_rate"] == config.learning_rate
+    before = cell_path.read_text()
+    # More seeds / methods: the finished cell stays reusable.
+    config.variants = ("baseline", "anode")
+    config.learning_rate = 0.5  # ... but not under another learning rate
+    with pytest.raises(
+        tf_runtime.ConfigMismatchError, match=r"baseline/seed_0 \(learning_rate\).*Delete"
+    ):
+        compare_lib.run_comparison(config, str(tmp_path), default_strategy)
+    assert cell_path.read_text() == before
+    assert not (tmp_path / "resnet4" / "anode").exists()
+    # A cell of an older version (no config in cell.json) is checked against its config.json.
+    stored = tf_runtime.read_json(cell_path)
+    del stored["config"]
+    tf_runtime.atomic_write_json(cell_path, stored)
+    with pytest.raises(tf_runtime.ConfigMismatchError, match=r"learning_rate"):
+        compare_lib.run_comparison(config, str(tmp_path), default_strategy)
