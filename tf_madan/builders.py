@@ -90,10 +90,19 @@ def build_madan_gan(
       variant: "daig" (paper stage 1: CycleGANs only) or "ada" (DSC, SAD, CCD
         as switched by `use_*` and the config weights).
       use_dsc, use_sad, use_ccd: ablation switches for "ada".
-      source_segmenters, adapted_segmenter: frozen F_i and F_A for DSC.
+      source_segmenters, adapted_segmenter: frozen F_i and F_A for DSC. With
+        `config.dsc.networks="shared"` pass one network per source and no F_A; with
+        `config.dsc.shared_network="adapted"` (the official code, spec §1.3) source i's
+        network is the segmenter trained on source i's single-source adapted images.
       dsc_mode: override of `config.dsc.mode` ("cycada": CyCADA's semantic consistency).
 
+    The SAD G-term starts at step `sad.start_epoch * gan.steps_per_epoch +
+    sad.warmup_steps` of the stage; the SAD discriminators train from step 0.
+
     Call inside `strategy.scope()`; builds the optimizers too.
+
+    Raises:
+      ValueError: naming the config field of an invalid SAD / DSC / D_T option.
     """
     if variant not in PIXEL_VARIANTS:
         raise ValueError(f"variant must be one of {PIXEL_VARIANTS}. Received: {variant!r}")
@@ -103,6 +112,41 @@ def build_madan_gan(
         use_sad = use_ccd = False
     m = num_sources
     epoch = config.gan.steps_per_epoch
+    # Fields added after runs were stored: an older config.json lacks them (today's behaviour).
+    sad_mode = config.sad.mode
+    sad_anchor = config.sad.get("anchor", 0)
+    sad_warmup = config.sad.get("warmup_steps", 0)
+    d_t_loss = config.gan.get("target_discriminator_loss", "mean")
+    shared_network = config.dsc.get("shared_network", "source_only")
+    if sad_mode not in MadanGAN.SAD_MODES:
+        raise ValueError(
+            f"config.sad.mode must be one of {MadanGAN.SAD_MODES}. Received: {sad_mode!r}"
+        )
+    if not isinstance(sad_anchor, int) or not 0 <= sad_anchor < max(m, 1):
+        raise ValueError(
+            f"config.sad.anchor must be a source index in [0, {m}) "
+            f"(config.data.sources order). Received: {sad_anchor!r}"
+        )
+    if not isinstance(sad_warmup, int) or sad_warmup < 0:
+        raise ValueError(
+            f"config.sad.warmup_steps must be an integer >= 0. Received: {sad_warmup!r}"
+        )
+    if d_t_loss not in MadanGAN.TARGET_DISCRIMINATOR_LOSSES:
+        raise ValueError(
+            f"config.gan.target_discriminator_loss must be one of "
+            f"{MadanGAN.TARGET_DISCRIMINATOR_LOSSES}. Received: {d_t_loss!r}"
+        )
+    shared_networks = ("source_only", "adapted")
+    if shared_network not in shared_networks:
+        raise ValueError(
+            f"config.dsc.shared_network must be one of {shared_networks}. "
+            f"Received: {shared_network!r}"
+        )
+    if shared_network == "adapted" and config.dsc.networks != "shared":
+        raise ValueError(
+            'config.dsc.shared_network="adapted" needs config.dsc.networks="shared" (one '
+            f"network per source plays F_i and F_A). Received: {config.dsc.networks!r}"
+        )
     ccd = None
     if use_ccd and config.ccd.separate_discriminators:
         ccd = {
@@ -118,7 +162,10 @@ def build_madan_gan(
         discriminators_source=[
             build_discriminator(config, f"discriminator_source_{i}") for i in range(m)
         ],
-        sad_discriminators=[build_discriminator(config, f"sad_discriminator_{i}") for i in range(m)]
+        sad_discriminators=[
+            build_discriminator(config, f"sad_discriminator_{i}")
+            for i in ([sad_anchor] if sad_mode == "asymmetric" else range(m))
+        ]
         if use_sad
         else None,
         ccd_discriminators=ccd,
@@ -133,8 +180,10 @@ def build_madan_gan(
         dsc_direction=config.dsc.direction,
         dsc_mode=dsc_mode or config.dsc.mode,
         lambda_sad=config.sad.weight if use_sad else 0.0,
-        sad_start_step=config.sad.start_epoch * epoch,
-        sad_mode=config.sad.mode,
+        sad_start_step=config.sad.start_epoch * epoch + sad_warmup,
+        sad_mode=sad_mode,
+        sad_anchor=sad_anchor if use_sad else 0,
+        target_discriminator_loss=d_t_loss,
         lambda_ccd=config.ccd.weight if use_ccd else 0.0,
         ccd_start_step=config.ccd.start_epoch * epoch,
         pool_size=config.gan.pool_size,
@@ -149,11 +198,26 @@ def build_madan_gan(
 
 
 def build_segmenter_trainer(config, segmenter, *, fla, source_indices=None):
-    """SegmenterTrainer (supervised, or with FLA), compiled; call inside the strategy scope."""
+    """SegmenterTrainer (supervised, or with FLA), compiled; call inside the strategy scope.
+
+    FLA's `config.fla.weight_decay` is Keras's decoupled decay with
+    `fla.weight_decay_mode="decoupled"`, or PyTorch SGD's L2 term added to the gradient
+    (through momentum) with `"l2"`, as the official `scripts/train_fcn_adda.py` lines
+    185-188. The two agree on the first update and differ from the second on.
+    """
     optimizers = {"segmenter": keras.optimizers.Adam(config.seg.learning_rate)}
     disc = None
     layer = None
+    l2 = 0.0
     if fla:
+        decay_mode = config.fla.get("weight_decay_mode", "decoupled")
+        if decay_mode not in ("decoupled", "l2"):
+            raise ValueError(
+                "config.fla.weight_decay_mode must be 'decoupled' or 'l2'. "
+                f"Received: {decay_mode!r}"
+            )
+        if decay_mode == "l2":
+            l2 = config.fla.weight_decay
         layer = feature_layer(config)
         channels = (
             config.num_classes if layer is None else segmenter.get_layer(layer).output.shape[-1]
@@ -165,6 +229,9 @@ def build_segmenter_trainer(config, segmenter, *, fla, source_indices=None):
             "segmenter": _fla_optimizer(config, config.fla.learning_rate),
             "feature_discriminator": _fla_optimizer(config, config.fla.discriminator_learning_rate),
         }
+        if l2:
+            for optimizer in optimizers.values():
+                optimizer.weight_decay = None  # the L2 term is in the gradient instead
     model = SegmenterTrainer(
         segmenter=segmenter,
         feature_discriminator=disc,
@@ -176,6 +243,7 @@ def build_segmenter_trainer(config, segmenter, *, fla, source_indices=None):
         patience=config.fla.get("patience", 0),
         source_indices=source_indices,
         ignore_label=config.ignore_label,
+        weight_decay=l2,
     )
     model.compile(optimizers=optimizers)
     model.build_optimizers()

@@ -15,6 +15,7 @@ from tf_madan.normalization import generator_to_segmenter
 
 DSC_MODES = ("dsc", "cycada")
 SAD_MODES = ("symmetric", "asymmetric")
+TARGET_DISCRIMINATOR_LOSSES = ("mean", "sum")
 
 
 def _replica_scale():
@@ -49,14 +50,27 @@ class MadanGAN(keras.Model):
       dsc_direction: "paper" or "code" (reversed KL).
       dsc_mode: "dsc" (KL) or "cycada" (CE against argmax pseudo-labels).
       lambda_sad, sad_start_step, sad_mode: SAD G-term weight, first step it
-        counts and "symmetric" (paper, every D_A^i) / "asymmetric" (code: D_A^0
-        only, pulling the other sources toward source 0).
+        counts (the SAD discriminators train from step 0: steps before it are the
+        discriminators' warm-up) and "symmetric" (paper: M discriminators D_A^i) /
+        "asymmetric" (the official code: ONE discriminator, real = the anchor
+        source's adapted images, fake = the others'; only the non-anchor sources'
+        generators get a G-term, pulling them toward the anchor; Luodian/MADAN
+        `cyclegan/models/multi_cycle_gan_semantic_model.py` lines 282-285 and 349-355,
+        the reverse term is commented out at lines 298-299).
+      sad_anchor: the anchor source of asymmetric SAD (the code's GTA: source 0 with
+        `data.sources=("gta5", "synthia")`).
+      target_discriminator_loss: "mean" over sources of D_T's per-source losses, or
+        "sum" (the official code: one `backward()` per source, gradients add up,
+        `backward_D_A` lines 259-271).
       lambda_ccd, ccd_start_step: CCD G-term weight and first step.
       pool_size: image history pool size per fake stream (0 = off).
       pool_seed: seed of the pools' stateless random streams (each pool also keys on its
         name, so streams differ); with the checkpointed pool counters a resumed run draws
         the numbers of an uninterrupted one.
     """
+
+    SAD_MODES = SAD_MODES
+    TARGET_DISCRIMINATOR_LOSSES = TARGET_DISCRIMINATOR_LOSSES
 
     def __init__(
         self,
@@ -80,6 +94,8 @@ class MadanGAN(keras.Model):
         lambda_sad=0.0,
         sad_start_step=0,
         sad_mode="symmetric",
+        sad_anchor=0,
+        target_discriminator_loss="mean",
         lambda_ccd=0.0,
         ccd_start_step=0,
         pool_size=50,
@@ -95,17 +111,33 @@ class MadanGAN(keras.Model):
             )
         if (lambda_sad > 0 or lambda_ccd > 0) and m < 2:
             raise ValueError(f"SAD and CCD need >= 2 sources. Received: {m} source(s)")
-        if lambda_sad > 0 and (sad_discriminators is None or len(sad_discriminators) != m):
-            raise ValueError("lambda_sad > 0 needs one SAD discriminator per source.")
+        if sad_mode not in SAD_MODES:
+            raise ValueError(
+                f"sad_mode must be one of {SAD_MODES}. Received: sad_mode={sad_mode!r}"
+            )
+        if lambda_sad > 0 and sad_mode == "symmetric":
+            if sad_discriminators is None or len(sad_discriminators) != m:
+                raise ValueError("lambda_sad > 0 needs one SAD discriminator per source.")
+        if lambda_sad > 0 and sad_mode == "asymmetric":
+            if sad_discriminators is None or len(sad_discriminators) != 1:
+                raise ValueError(
+                    "asymmetric SAD needs exactly one SAD discriminator. Received: "
+                    f"{None if sad_discriminators is None else len(sad_discriminators)}"
+                )
+            if not 0 <= int(sad_anchor) < m:
+                raise ValueError(
+                    f"sad_anchor must be a source index in [0, {m}). Received: sad_anchor={sad_anchor}"
+                )
+        if target_discriminator_loss not in TARGET_DISCRIMINATOR_LOSSES:
+            raise ValueError(
+                f"target_discriminator_loss must be one of {TARGET_DISCRIMINATOR_LOSSES}. "
+                f"Received: target_discriminator_loss={target_discriminator_loss!r}"
+            )
         if lambda_dsc > 0 and (source_segmenters is None or len(source_segmenters) != m):
             raise ValueError("lambda_dsc > 0 needs one source segmenter F_i per source.")
         if dsc_mode not in DSC_MODES:
             raise ValueError(
                 f"dsc_mode must be one of {DSC_MODES}. Received: dsc_mode={dsc_mode!r}"
-            )
-        if sad_mode not in SAD_MODES:
-            raise ValueError(
-                f"sad_mode must be one of {SAD_MODES}. Received: sad_mode={sad_mode!r}"
             )
         if ccd_discriminators is not None:
             pairs = {f"{i}_{j}" for i in range(m) for j in range(m) if i != j}
@@ -139,6 +171,8 @@ class MadanGAN(keras.Model):
             int(sad_start_step),
             sad_mode,
         )
+        self.sad_anchor = int(sad_anchor)
+        self.target_discriminator_loss = target_discriminator_loss
         self.lambda_ccd, self.ccd_start_step = float(lambda_ccd), int(ccd_start_step)
         self.pools_target = [
             ImagePool(pool_size, seed=pool_seed, name=f"pool_target_{i}") for i in range(m)
@@ -168,7 +202,7 @@ class MadanGAN(keras.Model):
         nets["discriminator_target"] = self.discriminator_target
         for i in range(self.num_sources):
             nets[f"discriminator_source_{i}"] = self.discriminators_source[i]
-        for i, d in enumerate(self.sad_discriminators):
+        for i, d in zip(self._sad_discriminator_indices(), self.sad_discriminators):
             nets[f"sad_discriminator_{i}"] = d
         for key, d in self.ccd_discriminators.items():
             nets[f"ccd_discriminator_{key}"] = d
@@ -257,8 +291,10 @@ class MadanGAN(keras.Model):
                 names.append(f"identity_{i}")
             if self.lambda_dsc > 0:
                 names.append(f"dsc_{i}")
-            if self.lambda_sad > 0:
-                names += [f"sad_generator_{i}", f"sad_discriminator_{i}"]
+            if self.lambda_sad > 0 and i in self._sad_pulled_indices():
+                names.append(f"sad_generator_{i}")
+            if self.lambda_sad > 0 and i in self._sad_discriminator_indices():
+                names.append(f"sad_discriminator_{i}")
             if self.lambda_ccd > 0:
                 names += [f"ccd_generator_{i}", f"ccd_discriminator_{i}"]
         return names
@@ -270,11 +306,20 @@ class MadanGAN(keras.Model):
     def _step(self):
         return self.get_optimizer("generator_s2t_0").iterations
 
-    def _gate(self, start_step):
-        return tf.cast(self._step() >= start_step, tf.float32)
+    def _gate(self, start_step, dtype):
+        return tf.cast(self._step() >= start_step, dtype)
 
-    def _sad_indices(self):
-        return [0] if self.sad_mode == "asymmetric" else list(range(self.num_sources))
+    def _sad_discriminator_indices(self):
+        """Source index of each SAD discriminator (asymmetric: the anchor's only)."""
+        if self.sad_mode == "asymmetric":
+            return [self.sad_anchor]
+        return list(range(self.num_sources))
+
+    def _sad_pulled_indices(self):
+        """Sources whose generator gets a SAD G-term."""
+        if self.sad_mode == "asymmetric":
+            return self._others(self.sad_anchor)
+        return list(range(self.num_sources))
 
     def _ccd_discriminator(self, i, j):
         return (
@@ -344,25 +389,31 @@ class MadanGAN(keras.Model):
                 if self.lambda_dsc > 0:
                     logs[f"dsc_{i}"] = self._dsc_loss(i, x, out["adapted"][i])
                     total += self.lambda_dsc * logs[f"dsc_{i}"]
-            # 3. SAD: adapted images of S_j (j != i) fool D_A^i.
+            # 3. SAD: symmetric, adapted images of S_j (j != i) fool D_A^i (logged under i);
+            # asymmetric, each non-anchor S_j's adapted images fool the one D (logged under j).
             if self.lambda_sad > 0:
-                gate = self._gate(self.sad_start_step)
-                for i in range(self.num_sources):
-                    logs[f"sad_generator_{i}"] = tf.zeros([])
-                for i in self._sad_indices():
-                    others = [
-                        self.sad_discriminators[i](out["adapted"][j], training=True)
-                        for j in range(self.num_sources)
-                        if j != i
-                    ]
-                    logs[f"sad_generator_{i}"] = losses.sub_domain_aggregation_generator_loss(
-                        other_logits=others, gan_mode=gan
-                    )
-                    total += gate * self.lambda_sad * logs[f"sad_generator_{i}"]
+                gate = self._gate(self.sad_start_step, total.dtype)
+                if self.sad_mode == "asymmetric":
+                    d = self.sad_discriminators[0]
+                    for j in self._sad_pulled_indices():
+                        logs[f"sad_generator_{j}"] = losses.gan_generator_loss(
+                            fake_logits=d(out["adapted"][j], training=True), gan_mode=gan
+                        )
+                        total += gate * self.lambda_sad * logs[f"sad_generator_{j}"]
+                else:
+                    for i in range(self.num_sources):
+                        others = [
+                            self.sad_discriminators[i](out["adapted"][j], training=True)
+                            for j in self._others(i)
+                        ]
+                        logs[f"sad_generator_{i}"] = losses.sub_domain_aggregation_generator_loss(
+                            other_logits=others, gan_mode=gan
+                        )
+                        total += gate * self.lambda_sad * logs[f"sad_generator_{i}"]
             # 4. CCD: cross-domain cycles G_{T->S_i}(G_{S_j->T}(x_j)) fool D_i.
             cross = {}
             if self.lambda_ccd > 0:
-                gate = self._gate(self.ccd_start_step)
+                gate = self._gate(self.ccd_start_step, total.dtype)
                 for i in range(self.num_sources):
                     logits = []
                     for j in range(self.num_sources):
@@ -428,7 +479,9 @@ class MadanGAN(keras.Model):
                 )
                 for p in pooled_target
             ]
-            loss = tf.add_n(per_source) / float(self.num_sources)
+            loss = tf.add_n(per_source)
+            if self.target_discriminator_loss == "mean":
+                loss = loss / float(self.num_sources)
             scaled = loss * scale
         logs["discriminator_target"] = loss
         self.get_optimizer("discriminator_target").apply_gradients(
@@ -474,8 +527,9 @@ class MadanGAN(keras.Model):
                     )
                     total += loss
                 logs[f"ccd_discriminator_{i}"] = total / float(self.num_sources - 1)
-        # 4. SAD discriminators: own adapted domain real, the others' (pooled) adapted fake.
-        for i, d in enumerate(self.sad_discriminators):
+        # 4. SAD discriminators: own adapted domain real, the others' (pooled) adapted fake
+        # (asymmetric: one discriminator, own = the anchor's).
+        for i, d in zip(self._sad_discriminator_indices(), self.sad_discriminators):
             with tf.GradientTape() as tape:
                 loss = losses.sub_domain_aggregation_discriminator_loss(
                     own_logits=d(adapted[i], training=True),

@@ -93,6 +93,11 @@ class SegmenterTrainer(keras.Model):
         `no_suitable_discriminator = 1` (the code stops at 3 * len(loader)); 0 = never.
       source_indices: which sources of the batch F trains on (None = all).
       ignore_label: label value without loss (255).
+      weight_decay: L2 coefficient added to every gradient, `grad + weight_decay * w`,
+        before the optimizer (PyTorch `SGD(weight_decay=...)`, which the official FLA
+        step uses for D and F: Luodian/MADAN `scripts/train_fcn_adda.py` lines 185-188;
+        the decay then passes through momentum). 0 = none (Keras optimizers' own
+        `weight_decay` is decoupled instead: `w -= lr * weight_decay * w`).
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class SegmenterTrainer(keras.Model):
         patience=0,
         source_indices=None,
         ignore_label=255,
+        weight_decay=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -115,6 +121,9 @@ class SegmenterTrainer(keras.Model):
             raise ValueError(f"gate_window must be >= 1. Received: gate_window={gate_window}")
         if patience < 0:
             raise ValueError(f"patience must be >= 0. Received: patience={patience}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0. Received: weight_decay={weight_decay}")
+        self.weight_decay = float(weight_decay)
         self.segmenter = segmenter
         self.feature_discriminator = feature_discriminator
         self.feature_layer = feature_layer
@@ -324,4 +333,7 @@ class SegmenterTrainer(keras.Model):
         # get no gradient and no update (PyTorch >= 2 leaves them None too; 1.x zeroed them, so
         # momentum and weight decay still moved them there).
         pairs = [(g, v) for g, v in zip(grads, net.trainable_variables) if g is not None]
+        if self.weight_decay > 0:
+            # Coupled L2 as torch.optim.SGD: parameters without a gradient are skipped there too.
+            pairs = [(g + self.weight_decay * v, v) for g, v in pairs]
         self.get_optimizer(name).apply_gradients(pairs)

@@ -197,11 +197,68 @@ def test_compile_needs_every_optimizer():
 
 @pytest.mark.parametrize("mode", ["cycada"])
 def test_asymmetric_sad_and_cycada_consistency(mode):
-    model = make_model(sad_mode="asymmetric", dsc_mode=mode)
+    model = make_model(sad_mode="asymmetric", sad_discriminators=[_d("sad")], dsc_mode=mode)
     logs, _ = model.generator_step(make_batch())
-    assert float(logs["sad_generator_1"]) == 0.0  # only D_A^0's G-term in the code's layout
-    assert float(logs["sad_generator_0"]) > 0.0
+    # The code's layout: source 1 pulled toward the anchor 0, the anchor gets no G-term.
+    assert "sad_generator_0" not in logs
+    assert float(logs["sad_generator_1"]) > 0.0
     assert float(logs["dsc_0"]) > 0.0
+
+
+@pytest.mark.parametrize("anchor", [0, 1])
+def test_asymmetric_sad_is_one_discriminator_pulling_the_non_anchor_source(anchor):
+    # Luodian/MADAN multi_cycle_gan_semantic_model.py: D_3 real = the anchor's (GTA's) adapted
+    # images, fake = the other's (lines 282-285); only G_{SYN->T} gets MSE(D_3(fake), 1) (349-355).
+    other = 1 - anchor
+    kwargs = dict(
+        sad_mode="asymmetric",
+        sad_anchor=anchor,
+        sad_discriminators=[_d("sad")],
+        lambda_ccd=0.0,
+        lambda_dsc=0.0,
+    )
+    model = make_model(**kwargs)
+    assert [n for n in model.networks() if n.startswith("sad")] == [f"sad_discriminator_{anchor}"]
+    batch = make_batch()
+    sources, target = [s[0] for s in batch["sources"]], batch["target"][0]
+    out = model({"sources": sources, "target": target}, training=True)
+    d = model.sad_discriminators[0]
+    d_other = np.asarray(d(out["adapted"][other], training=True))
+    d_anchor = np.asarray(d(out["adapted"][anchor], training=True))
+    logs = model.train_step(batch)
+    assert f"sad_generator_{anchor}" not in logs and f"sad_discriminator_{other}" not in logs
+    np.testing.assert_allclose(
+        float(logs[f"sad_generator_{other}"]), np.mean((d_other - 1.0) ** 2), rtol=1e-5
+    )
+    expected_d = 0.5 * (np.mean((d_anchor - 1.0) ** 2) + np.mean(d_other**2))
+    np.testing.assert_allclose(float(logs[f"sad_discriminator_{anchor}"]), expected_d, rtol=1e-5)
+    # The anchor's generator gets no SAD gradient (same step as without SAD); the other's does.
+    plain = make_model(**{**kwargs, "lambda_sad": 0.0})
+    plain.train_step(batch)
+    for k, (w, w_plain) in enumerate(
+        zip(snapshot([model.generators_s2t[anchor]]), snapshot([plain.generators_s2t[anchor]]))
+    ):
+        np.testing.assert_allclose(w, w_plain, rtol=0, atol=1e-6, err_msg=f"anchor[{k}]")
+    pulled = zip(snapshot([model.generators_s2t[other]]), snapshot([plain.generators_s2t[other]]))
+    assert max(np.abs(w - w_plain).max() for w, w_plain in pulled) > 1e-4
+
+
+def test_asymmetric_sad_constructor_errors():
+    g, d = _g("g"), _d("d")
+    nets = dict(
+        generators_s2t=[g, g],
+        generators_t2s=[g, g],
+        discriminator_target=d,
+        discriminators_source=[d, d],
+        sad_mode="asymmetric",
+        lambda_sad=1.0,
+    )
+    with pytest.raises(ValueError, match="exactly one SAD discriminator"):
+        MadanGAN(sad_discriminators=[d, d], **nets)
+    with pytest.raises(ValueError, match="sad_anchor must be a source index"):
+        MadanGAN(sad_discriminators=[d], sad_anchor=2, **nets)
+    with pytest.raises(ValueError, match="target_discriminator_loss"):
+        MadanGAN(sad_discriminators=[d], target_discriminator_loss="max", **nets)
 
 
 def _checkpoint(model):

@@ -150,6 +150,32 @@ def test_two_source_gradients_equal_single_source_ones(float64):
     _assert_same(multi_grads["discriminator_target"], d_t_single, "discriminator_target")
 
 
+def test_summed_target_discriminator_loss_is_the_codes_gradient(float64):
+    # target_discriminator_loss="sum": one backward per source as the official backward_D_A
+    # (multi_cycle_gan_semantic_model.py lines 259-271): D_T's gradient is the SUM of the
+    # single-source gradients, the logged loss the sum of the per-source losses.
+    multi_nets = _nets(2, seed=0)
+    singles = [_single_from(multi_nets, i) for i in range(2)]
+    multi = _model(multi_nets, target_discriminator_loss="sum")
+    batch = _batch(2, seed=1)
+    single_models = [_model(s) for s in singles]
+    before = _gradients(multi)
+    logs = multi.train_step(batch)
+    multi_grad = [
+        b - a
+        for b, a in zip(before["discriminator_target"], _gradients(multi)["discriminator_target"])
+    ]
+    expected, loss = None, 0.0
+    for i, single in enumerate(single_models):
+        one = {"sources": (batch["sources"][i],), "target": batch["target"]}
+        single_before = _gradients(single)["discriminator_target"]
+        loss += float(single.train_step(one)["discriminator_target"])
+        grads = [b - a for b, a in zip(single_before, _gradients(single)["discriminator_target"])]
+        expected = grads if expected is None else [e + g for e, g in zip(expected, grads)]
+    _assert_same(multi_grad, expected, "discriminator_target")
+    np.testing.assert_allclose(float(logs["discriminator_target"]), loss, rtol=1e-12)
+
+
 def test_source_losses_logged_per_source_equal_single_source_logs(float64):
     multi_nets = _nets(2, seed=4)
     singles = [_single_from(multi_nets, i) for i in range(2)]

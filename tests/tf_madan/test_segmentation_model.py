@@ -260,6 +260,30 @@ def test_two_replicas_keep_the_gate_decision_identical(mirrored_strategy):
 def test_bad_patience():
     with pytest.raises(ValueError, match="patience must be >= 0"):
         SegmenterTrainer(segmenter=build_small_segmenter(5, filters=4), patience=-1)
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        SegmenterTrainer(segmenter=build_small_segmenter(5, filters=4), weight_decay=-1.0)
+
+
+def test_l2_weight_decay_is_added_to_the_gradient():
+    # torch.optim.SGD(weight_decay=wd) (the official FLA step): w1 = w0 - lr (g + wd w0), so
+    # against the same step without decay the weights differ by exactly -lr wd w0.
+    lr, wd = 0.1, 0.25
+
+    def trainer(weight_decay):
+        keras.utils.set_random_seed(0)
+        model = SegmenterTrainer(
+            segmenter=build_small_segmenter(5, filters=4, norm="none"), weight_decay=weight_decay
+        )
+        model.compile(optimizers={"segmenter": keras.optimizers.SGD(lr, momentum=0.9)})
+        model.build_optimizers()
+        return model
+
+    plain, decayed = trainer(0.0), trainer(wd)
+    w0 = [np.array(w) for w in plain.segmenter.trainable_weights]
+    plain.train_step(make_batch())
+    decayed.train_step(make_batch())
+    for a, b, w in zip(decayed.segmenter.trainable_weights, plain.segmenter.trainable_weights, w0):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b) - lr * wd * w, atol=1e-6)
 
 
 def test_score_map_alignment_and_bad_layer():

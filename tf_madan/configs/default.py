@@ -64,6 +64,9 @@ def get_config():
     c.gan.lambda_cycle = 1.0
     c.gan.lambda_identity = 0.0
     c.gan.pool_size = 50
+    # D_T's per-source losses: "mean" over sources, or "sum" (the official code backpropagates
+    # each source's loss separately, so the gradients add up; docs/tf_madan_official_code.md).
+    c.gan.target_discriminator_loss = "mean"
     c.gan.learning_rate = 2e-4
     c.gan.beta_1 = 0.5
     c.gan.batch_size = 4  # per domain, global
@@ -76,8 +79,18 @@ def get_config():
     c.dsc.direction = "paper"  # or "code" (reversed KL)
     c.dsc.networks = "paper"  # F_i = source-only, F_A = current F; "shared": F_A = F_i
     c.dsc.mode = "dsc"  # or "cycada" (CE against argmax pseudo-labels)
+    # With networks="shared", which per-source network plays F_i and F_A: "source_only"
+    # (F_i trained on raw source i) or "adapted" (the official code: the segmenter trained on
+    # source i's single-source adapted images, CyCADA's drn26_cycada_cyclegta2cityscapes.pth).
+    c.dsc.shared_network = "source_only"
 
-    c.sad = ml_collections.ConfigDict(dict(weight=1.0, start_epoch=5, mode="symmetric"))
+    # mode: "symmetric" (paper: M discriminators) or "asymmetric" (code: one discriminator,
+    # the non-anchor sources pulled toward `anchor`, an index into data.sources). The G-term
+    # starts at step start_epoch * gan.steps_per_epoch + warmup_steps of the stage; the SAD
+    # discriminator trains from step 0 (the steps before are its warm-up).
+    c.sad = ml_collections.ConfigDict(
+        dict(weight=1.0, start_epoch=5, mode="symmetric", anchor=0, warmup_steps=0)
+    )
     c.ccd = ml_collections.ConfigDict(
         dict(weight=0.2, start_epoch=10, separate_discriminators=False)
     )
@@ -104,6 +117,9 @@ def get_config():
     c.fla.discriminator_learning_rate = 2e-5
     c.fla.momentum = 0.9
     c.fla.weight_decay = 5e-4
+    # "decoupled" (Keras: w -= lr * wd * w) or "l2" (PyTorch SGD, the code: wd * w added to the
+    # gradient, through momentum); equal on the first update.
+    c.fla.weight_decay_mode = "decoupled"
     c.fla.steps = 25000
 
     # Which baselines `stage=all` runs (an explicit --config.stage runs its own regardless).
