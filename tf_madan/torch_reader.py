@@ -16,6 +16,15 @@ and each is replaced by a numpy implementation here (no torch import, no
 `UnsafeCheckpointError` naming the global. Tensors are rebuilt from their
 storage with the recorded offset, size and stride, after a bounds check.
 
+Resource bounds, checked before anything large is allocated: a tensor may not
+declare more elements than its storage holds (a stride-0 view of 4 bytes as
+(1e6, 1e6) is refused, not expanded to terabytes), a storage may not declare
+more bytes than the file has left, all tensors together may not exceed
+`MAX_OUTPUT_FACTOR` x the file size, and the unpickled object graph is walked
+once per object (pickle's memo shares objects; a 572-byte file of shared lists
+describes 2^40 paths) with at most `MAX_OBJECTS` objects. Every error is a
+`ValueError` (or `FileNotFoundError`) whose one-line message starts with the file.
+
 Reference: torch/serialization.py (`_load`, `_legacy_load`) and
 torch/_utils.py (`_rebuild_tensor_v2`) of PyTorch 2.x.
 """
@@ -47,8 +56,14 @@ STORAGE_DTYPES = {
 }
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """The checkpoint's pickle names a global outside the allow-list."""
+# Bounds of what one checkpoint may make us build (see the module docstring).
+MAX_OBJECTS = 1_000_000
+MAX_OUTPUT_FACTOR = 8  # tied weights (one storage, several names) count once per name
+MAX_OUTPUT_SLACK = 64 * 2**20
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+    """The checkpoint's pickle names a global outside the allow-list (also a `ValueError`)."""
 
 
 class _StorageType:
@@ -109,7 +124,23 @@ class _LazyTensor:
         if any(s < 0 for s in self.stride) or self.offset < 0:
             raise ValueError(f"negative stride or offset: {self.stride}, {self.offset}.")
 
+    @property
+    def nbytes(self):
+        return int(np.prod(self.size, dtype=np.float64)) * self.storage.storage_type.itemsize
+
+    def check_size(self):
+        """Raises ValueError when the tensor declares more elements than its storage holds."""
+        numel = float(np.prod(self.size, dtype=np.float64))
+        available = self.storage.numel
+        if numel > max(available, 1):
+            raise ValueError(
+                f"tensor of size {self.size} (stride {self.stride}) declares {numel:.0f} elements "
+                f"but its storage {self.storage.key!r} holds {available}; a saved tensor cannot be "
+                "larger than its storage (refused before allocating)."
+            )
+
     def materialise(self, byteorder):
+        self.check_size()
         flat = self.storage.array(byteorder)
         if 0 in self.size:
             return np.zeros(self.size, flat.dtype)
@@ -186,6 +217,17 @@ def _decode(value):
     return value.decode("ascii") if isinstance(value, bytes) else value
 
 
+def _check_entry_size(archive, entry, path):
+    # torch.save stores entries uncompressed; a compressed one may not expand past the file.
+    declared = archive.getinfo(entry).file_size
+    limit = os.path.getsize(path)
+    if declared > limit:
+        raise ValueError(
+            f"{path}: zip entry {entry} declares {declared} bytes, more than the whole file "
+            f"({limit} bytes); refused before reading it."
+        )
+
+
 def _load_zip(path):
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
@@ -209,18 +251,21 @@ def _load_zip(path):
                 entry = f"{prefix}data/{key}"
                 if entry not in names:
                     raise ValueError(f"{path}: storage entry {entry} is missing.")
+                _check_entry_size(archive, entry, path)
                 storage.data = archive.read(entry)
                 # Untyped storages (PyTorch >= 2) record numel in bytes.
                 storage.numel = len(storage.data) // storage.storage_type.itemsize
                 storages[key] = storage
             return storages[key]
 
+        _check_entry_size(archive, pickles[0], path)
         with archive.open(pickles[0]) as f:
             obj = _RestrictedUnpickler(io.BytesIO(f.read()), persistent_load, path).load()
     return obj, byteorder
 
 
 def _load_legacy(path):
+    file_size = os.path.getsize(path)
     with open(path, "rb") as f:
         header = _RestrictedUnpickler(f, _no_persistent(path), path)
         if header.load() != _LEGACY_MAGIC:
@@ -264,6 +309,12 @@ def _load_legacy(path):
                 raise ValueError(f"{path}: truncated before storage {key!r}.")
             (numel,) = struct.unpack("<q" if little else ">q", raw)
             nbytes = numel * storage.storage_type.itemsize
+            left = file_size - f.tell()
+            if numel < 0 or nbytes > left:
+                raise ValueError(
+                    f"{path}: storage {key!r} declares {numel} elements ({nbytes} bytes) but the "
+                    f"file has {left} bytes left (truncated or corrupt)."
+                )
             storage.data = f.read(nbytes)
             if len(storage.data) != nbytes:
                 raise ValueError(f"{path}: storage {key!r} is truncated.")
@@ -278,15 +329,61 @@ def _no_persistent(path):
     return persistent_load
 
 
-def _materialise(obj, byteorder):
-    if isinstance(obj, _LazyTensor):
-        return obj.materialise(byteorder)
-    if isinstance(obj, dict):
-        out = collections.OrderedDict((k, _materialise(v, byteorder)) for k, v in obj.items())
+def _materialise(obj, byteorder, path):
+    """Replaces every `_LazyTensor` by its array, visiting each shared object once.
+
+    Pickle's memo lets one list appear many times (and inside itself); a walk that follows
+    references as a tree may visit it exponentially often, so results are memoised by object
+    identity and the number of distinct objects is bounded by `MAX_OBJECTS`.
+    """
+    memo = {}
+    limit = MAX_OUTPUT_FACTOR * os.path.getsize(path) + MAX_OUTPUT_SLACK
+    total = [0]
+
+    def count(value):
+        if len(memo) > MAX_OBJECTS:
+            raise ValueError(
+                f"more than {MAX_OBJECTS:,} objects in the pickle; a state dict has far fewer."
+            )
+        memo[id(value)] = (value, None)  # keeps `value` alive so its id stays unique
+
+    def walk(value):
+        seen = memo.get(id(value))
+        if seen is not None and seen[1] is not None:
+            return seen[1]
+        if isinstance(value, _LazyTensor):
+            value.check_size()
+            total[0] += value.nbytes
+            if total[0] > limit:
+                raise ValueError(
+                    f"its tensors add up to more than {limit:,} bytes "
+                    f"({MAX_OUTPUT_FACTOR} x the file size + {MAX_OUTPUT_SLACK:,}); refused "
+                    "before allocating."
+                )
+            out = value.materialise(byteorder)
+        elif isinstance(value, dict):
+            out = collections.OrderedDict()
+            count(value)
+            memo[id(value)] = (value, out)  # before the children: a dict may contain itself
+            for k, v in value.items():
+                out[k] = walk(v)
+            return out
+        elif isinstance(value, list):
+            out = []
+            count(value)
+            memo[id(value)] = (value, out)
+            out.extend(walk(v) for v in value)
+            return out
+        elif isinstance(value, tuple):
+            count(value)
+            out = tuple(walk(v) for v in value)
+        else:
+            return value
+        count(value)
+        memo[id(value)] = (value, out)
         return out
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(v, byteorder) for v in obj)
-    return obj
+
+    return walk(obj)
 
 
 def load(path):
@@ -302,8 +399,9 @@ def load(path):
     Raises:
       FileNotFoundError: if `path` does not exist.
       UnsafeCheckpointError: if the pickle names a global outside the
-        allow-list (it is never called).
-      ValueError: on a corrupt or truncated file, naming it.
+        allow-list (it is never called); a `ValueError` too.
+      ValueError: one line starting with the file, on a corrupt or truncated file
+        or one past the resource bounds (see the module docstring).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -313,11 +411,33 @@ def load(path):
             obj, byteorder = _load_zip(path)
         else:
             obj, byteorder = _load_legacy(path)
-    except UnsafeCheckpointError:
-        raise
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error) as e:
-        raise ValueError(f"{path}: corrupt or truncated PyTorch checkpoint ({e}).") from e
-    return _materialise(obj, byteorder)
+        return _materialise(obj, byteorder, path)
+    except UnsafeCheckpointError as e:
+        raise UnsafeCheckpointError(_one_line(path, e)) from e
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        zipfile.BadZipFile,
+        struct.error,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        MemoryError,
+        RecursionError,
+    ) as e:
+        raise ValueError(
+            _one_line(path, f"corrupt or truncated PyTorch checkpoint ({type(e).__name__}: {e})")
+        ) from e
+    except ValueError as e:
+        raise ValueError(_one_line(path, e)) from e
+
+
+def _one_line(path, error):
+    """`<path>: <message>` on one line (the path once, even when the message has it already)."""
+    message = " ".join(str(error).split())
+    return message if message.startswith(f"{path}:") else f"{path}: {message}"
 
 
 def load_state_dict(path):

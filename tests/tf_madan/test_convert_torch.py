@@ -9,6 +9,11 @@ import collections
 import io
 import os
 import pickle
+import signal
+import struct
+import sys
+import time
+import types
 import zipfile
 
 import numpy as np
@@ -251,3 +256,151 @@ def test_cli_error_is_one_message_without_traceback(tmp_path):
     values(["prog", "--source=torch_fcn8s", f"--input={path}", f"--output={tmp_path}/x.weights.h5"])
     with pytest.raises(SystemExit, match=r"convert_weights: .*'vgg\.0\.weight' not found"):
         convert_weights.main(["prog"], flag_values=values)
+
+
+# ------------------------------------------------------------ resource bounds
+def _fake_torch(monkeypatch):
+    """Importable stand-ins for the two torch globals a state-dict pickle names."""
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+
+    class FloatStorage:
+        pass
+
+    def _rebuild_tensor_v2(*args):
+        del args
+
+    FloatStorage.__module__, torch.FloatStorage = "torch", FloatStorage
+    FloatStorage.__qualname__ = "FloatStorage"
+    _rebuild_tensor_v2.__module__, utils._rebuild_tensor_v2 = "torch._utils", _rebuild_tensor_v2
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    return FloatStorage, _rebuild_tensor_v2
+
+
+class _StorageRef:
+    def __init__(self, key):
+        self.key = key
+
+
+def _write_torch_zip(path, obj, storages, monkeypatch):
+    """A zip-format `.pth`: `obj` pickled with `_StorageRef`s as persistent ids."""
+    storage_class, _ = _fake_torch(monkeypatch)
+    buffer = io.BytesIO()
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, value):
+            if isinstance(value, _StorageRef):
+                numel = len(storages[value.key]) // 4
+                return ("storage", storage_class, value.key, "cpu", numel)
+            return None
+
+    Pickler(buffer, protocol=2).dump(obj)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        archive.writestr("archive/byteorder", "little")
+        for key, data in storages.items():
+            archive.writestr(f"archive/data/{key}", data)
+    return path
+
+
+class _Tensor:
+    def __init__(self, key, offset, size, stride):
+        self.args = (_StorageRef(key), offset, size, stride, False, collections.OrderedDict())
+
+    def __reduce__(self):
+        return (sys.modules["torch._utils"]._rebuild_tensor_v2, self.args)
+
+
+def test_crafted_zip_state_dict_is_read(tmp_path, monkeypatch):
+    storages = {"0": np.arange(6, dtype="<f4").tobytes()}
+    obj = collections.OrderedDict(w=_Tensor("0", 0, (2, 3), (3, 1)), v=_Tensor("0", 1, (2,), (3,)))
+    path = _write_torch_zip(tmp_path / "ok.pth", obj, storages, monkeypatch)
+    state = torch_reader.load_state_dict(path)
+    np.testing.assert_array_equal(state["w"], [[0, 1, 2], [3, 4, 5]])
+    np.testing.assert_array_equal(state["v"], [1, 4])
+
+
+def test_shared_lists_are_walked_once(tmp_path, monkeypatch):
+    # 40 levels of [a, a]: a few hundred bytes, 2^40 paths through the same objects.
+    shared = []
+    for _ in range(40):
+        shared = [shared, shared]
+    path = _write_torch_zip(tmp_path / "shared.pth", shared, {}, monkeypatch)
+    assert os.path.getsize(path) < 2000
+    signal.signal(
+        signal.SIGALRM, lambda *_: pytest.fail("the reader walks shared objects as a tree")
+    )
+    signal.alarm(20)
+    try:
+        start = time.perf_counter()
+        loaded = torch_reader.load(path)
+        assert time.perf_counter() - start < 5
+    finally:
+        signal.alarm(0)
+    assert loaded[0] is loaded[1]  # the sharing is kept
+    with pytest.raises(ValueError, match=r"shared\.pth: does not hold a state dict"):
+        torch_reader.load_state_dict(path)
+
+
+def test_object_count_is_bounded(tmp_path, monkeypatch):
+    path = _write_torch_zip(tmp_path / "many.pth", [[] for _ in range(200)], {}, monkeypatch)
+    monkeypatch.setattr(torch_reader, "MAX_OBJECTS", 100)
+    with pytest.raises(ValueError, match=r"many\.pth: more than 100 objects"):
+        torch_reader.load(path)
+
+
+def test_tensor_larger_than_its_storage_is_refused_before_allocating(tmp_path, monkeypatch):
+    # One float viewed with stride 0 as (1e6, 1e6): 3.64 TiB if expanded.
+    storages = {"0": np.zeros(1, "<f4").tobytes()}
+    obj = collections.OrderedDict(w=_Tensor("0", 0, (10**6, 10**6), (0, 0)))
+    path = _write_torch_zip(tmp_path / "huge.pth", obj, storages, monkeypatch)
+    with pytest.raises(
+        ValueError, match=r"huge\.pth: tensor of size \(1000000, 1000000\).*declares 1000000000000 "
+    ):
+        torch_reader.load(path)
+
+
+def test_tensors_adding_up_past_the_file_size_are_refused(tmp_path, monkeypatch):
+    storages = {"0": np.zeros(1000, "<f4").tobytes()}
+    obj = collections.OrderedDict((f"w{i}", _Tensor("0", 0, (1000,), (1,))) for i in range(50))
+    path = _write_torch_zip(tmp_path / "views.pth", obj, storages, monkeypatch)
+    monkeypatch.setattr(torch_reader, "MAX_OUTPUT_SLACK", 0)
+    with pytest.raises(ValueError, match=r"views\.pth: its tensors add up to more than"):
+        torch_reader.load(path)
+
+
+def test_legacy_storage_longer_than_the_file_is_refused(tmp_path):
+    source = os.path.join(FIXTURES, "drn_c26_tiny.pth")
+    raw = open(source, "rb").read()
+    with open(source, "rb") as f:  # find the first storage's int64 element count
+        storage_type = torch_reader._StorageType("FloatStorage")
+
+        def persistent(pid):
+            return torch_reader._Storage(storage_type, 1, str(pid[2]))
+
+        for _ in range(3):
+            torch_reader._RestrictedUnpickler(f, persistent, source).load()
+        torch_reader._RestrictedUnpickler(f, persistent, source).load()
+        torch_reader._RestrictedUnpickler(f, persistent, source).load()
+        position = f.tell()
+    path = tmp_path / "long.pth"
+    path.write_bytes(raw[:position] + struct.pack("<q", 10**15) + raw[position + 8 :])
+    with pytest.raises(ValueError, match=r"long\.pth: storage .* declares 1000000000000000 "):
+        torch_reader.load(path)
+
+
+def test_cli_unsafe_pickle_is_one_line_naming_the_file(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    _write_zip(path, pickle.dumps({"w": _Evil(marker)}, protocol=2))
+    values = flags.FlagValues()
+    convert_weights.define_flags(values)
+    values(["prog", "--source=torch_fcn8s", f"--input={path}", f"--output={tmp_path}/x.weights.h5"])
+    with pytest.raises(SystemExit) as exit_info:
+        convert_weights.main(["prog"], flag_values=values)
+    message = str(exit_info.value.code)
+    assert message.startswith(f"convert_weights: {path}: the pickle names the global posix.system")
+    assert "\n" not in message
+    assert not marker.exists()
