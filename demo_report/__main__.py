@@ -4,8 +4,11 @@ Writes `<workdir>/REPORT.md` with the key tables and PNG plots of each section, 
 of each section. Runs offline on 2 CPU cores.
 """
 
+import sys
+
 from absl import app, flags
 
+import tf_runtime
 from demo_report import report
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Folder for the report and its figures.")
@@ -13,7 +16,10 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Folder for the report an
 
 def main(argv):
     del argv
-    report.write_report(_WORKDIR.value)
+    try:
+        report.write_report(_WORKDIR.value)
+    except tf_runtime.WorkdirLockedError as error:
+        sys.exit(f"demo: {error}")
 
 
 if __name__ == "__main__":

@@ -22,3 +22,14 @@ def test_report_lists_embedded_sets_and_writes_pngs(tmp_path, monkeypatch):
 @pytest.mark.parametrize("module", ["tf_runtime", "input_pipelines"])
 def test_packages_import(module):
     assert importlib.import_module(module).__doc__
+
+
+def test_second_demo_in_the_same_folder_is_refused_naming_the_first(tmp_path, monkeypatch):
+    import multiprocess_utils as mp
+    import tf_runtime
+
+    monkeypatch.setattr(demo_main, "SECTIONS", (("Embedded data", "demo_report.data_section"),))
+    with mp.LockHolder(tmp_path) as first:
+        with pytest.raises(tf_runtime.WorkdirLockedError, match=rf"{tmp_path}.*pid {first.pid}"):
+            demo_main.write_report(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # nothing written
