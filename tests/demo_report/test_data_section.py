@@ -26,6 +26,7 @@ def test_packages_import(module):
 
 def test_second_demo_in_the_same_folder_is_refused_naming_the_first(tmp_path, monkeypatch):
     import multiprocess_utils as mp
+
     import tf_runtime
 
     monkeypatch.setattr(demo_main, "SECTIONS", (("Embedded data", "demo_report.data_section"),))
