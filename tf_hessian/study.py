@@ -32,6 +32,8 @@ def main(argv, flag_values=flags.FLAGS):
     del argv
     run = tf_runtime.run_flags(flag_values)
     strategy = run.build_strategy()
+    # Every field of every model's config is checked before the study folder is touched.
+    study_lib.validate_config(run.config, strategy)
     # Lock the study folder, check its config against the recorded one, then record it.
     with tf_runtime.open_run(
         run.workdir, run.config, strategy=strategy, allow_config_change=run.allow_config_change

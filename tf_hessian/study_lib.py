@@ -40,6 +40,64 @@ METRIC_COLUMNS = (
 )
 
 
+STUDY_RULES = {
+    "batch_sizes": tf_runtime.sequence_of(tf_runtime.integer(at_least=1), min_length=1),
+    "robust_batch_sizes": tf_runtime.sequence_of(tf_runtime.integer(at_least=1)),
+    "robust_epsilons": tf_runtime.sequence_of(tf_runtime.number(above=0)),
+    "seeds": tf_runtime.sequence_of(tf_runtime.integer(at_least=0)),
+    "spectrum_top_k": tf_runtime.integer(at_least=1),
+    "evaluation.pgd_steps": tf_runtime.integer(at_least=1),
+    "evaluation.pgd_step_fraction": tf_runtime.number(above=0),
+    "evaluation.rho_adv_examples": tf_runtime.integer(at_least=1),
+    "evaluation.deepfool_max_iter": tf_runtime.integer(at_least=1),
+    "analysis.split": tf_runtime.one_of(classification.SPLITS),
+    "analysis.num_examples": tf_runtime.integer(at_least=1),
+    "analysis.batch_size": tf_runtime.integer(at_least=1),
+    "analysis.method": tf_runtime.one_of(("lanczos", "power")),
+    "analysis.max_iter": tf_runtime.integer(at_least=1),
+    "analysis.tol": tf_runtime.number(above=0),
+    "analysis.trace_max_iter": tf_runtime.integer(at_least=1),
+    "analysis.trace_tol": tf_runtime.number(above=0),
+    "analysis.density_num_iter": tf_runtime.integer(at_least=2),
+    "analysis.landscape_points": tf_runtime.integer(at_least=1),
+    "analysis.landscape_radius": tf_runtime.number(above=0),
+    "analysis.input_examples": tf_runtime.integer(at_least=0),
+}
+
+
+def validate_config(config, strategy=None) -> None:
+    """The whole study config in one pass, before anything is written.
+
+    The study's own fields, then every model's training config as the study will build it
+    (``config.train`` with each batch size, seed and robust radius), including its schedule
+    against the training data (batch sizes, micro-batches, replicas).
+
+    Raises:
+      ValueError: naming the invalid fields (``config.train.<field>`` for training fields).
+    """
+    tf_runtime.check_fields(config, STUDY_RULES)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    checked = set()
+    for run in _runs(config):
+        train_config = _train_config(config, run)
+        try:
+            train_lib.validate_config(train_config, prefix="config.train")
+        except ValueError as error:
+            raise ValueError(f"{error} (model {_run_name(*run)} of the study)") from error
+        key = (train_config.batch_size, train_config.robust.enabled)
+        if key in checked:
+            continue
+        checked.add(key)
+        num_train = data_lib.num_examples(
+            train_config, "train", limit=train_config.data.train_limit
+        )
+        try:
+            train_lib.resolve_schedule(train_config, num_train, replicas)
+        except ValueError as error:
+            message = str(error).replace("config.", "config.train.")
+            raise ValueError(f"{message} (model {_run_name(*run)} of the study)") from error
+
+
 def _run_name(batch_size: int, robust: bool, epsilon: float | None = None, seed: int = 0) -> str:
     """``b<B>[_robust_eps<e>][_s<seed>]``; seed 0 has no suffix (the one-seed folders of old)."""
     name = f"b{batch_size}"
@@ -403,8 +461,7 @@ def run_study(config, workdir: str, strategy) -> dict:
     Returns:
       Dict with ``rows``, ``table`` (markdown), ``paths`` and ``seconds``.
     """
-    if len(config.batch_sizes) < 1:
-        raise ValueError("config.batch_sizes must list at least one batch size.")
+    validate_config(config, strategy)
     check_rows(config, workdir)
     start = time.perf_counter()
     rows = []

@@ -34,6 +34,58 @@ def build_network(config, dtype: str | None = None) -> keras.Model:
     )
 
 
+# Every field of a training config (tf_hessian/configs/default.py), checked in one pass by
+# ``validate_config`` before anything is read or written.
+CONFIG_RULES = {
+    "seed": tf_runtime.integer(at_least=0),
+    "model": tf_runtime.one_of(models.BUILDERS),
+    "data.name": tf_runtime.one_of(classification.NAMES),
+    "data.data_dir": tf_runtime.string(optional=True),
+    "data.normalize": tf_runtime.one_of(classification.NORMALIZATIONS),
+    "data.augment": tf_runtime.boolean(),
+    "data.validation_fraction": tf_runtime.number(at_least=0, below=1),
+    "data.train_limit": tf_runtime.integer(at_least=1, optional=True),
+    "batch_size": tf_runtime.integer(at_least=1),
+    "accumulate": tf_runtime.boolean(),
+    "micro_batch_size": tf_runtime.integer(at_least=1),
+    "epochs": tf_runtime.number(above=0),
+    "num_steps": tf_runtime.integer(at_least=1, optional=True),
+    "optimizer.learning_rate": tf_runtime.number(above=0),
+    "optimizer.momentum": tf_runtime.number(at_least=0, below=1),
+    "optimizer.weight_decay": tf_runtime.number(at_least=0),
+    "optimizer.lr_decay": tf_runtime.number(above=0, at_most=1),
+    "optimizer.lr_decay_epochs": tf_runtime.sequence_of(tf_runtime.number(at_least=0)),
+    "optimizer.scale_lr_with_batch": tf_runtime.boolean(),
+    "optimizer.lr_reference_batch": tf_runtime.integer(at_least=1),
+    "robust.enabled": tf_runtime.boolean(),
+    "robust.attack": tf_runtime.one_of(("fgsm", "pgd")),
+    "robust.epsilon": tf_runtime.number(above=0),
+    "robust.adv_ratio": tf_runtime.number(above=0, at_most=1),
+    "robust.scale_ratio_with_batch": tf_runtime.boolean(),
+    "robust.stop_fraction": tf_runtime.number(at_least=0, at_most=1),
+    "robust.pgd_steps": tf_runtime.integer(at_least=1),
+    "robust.pgd_step_size": tf_runtime.number(above=0),
+    "robust.clip": tf_runtime.one_of(("range", "batch")),
+    "eval.split": tf_runtime.one_of(classification.SPLITS),
+    "eval.batch_size": tf_runtime.integer(at_least=1),
+    "eval.limit": tf_runtime.integer(at_least=1, optional=True),
+    "eval.fgsm_epsilon": tf_runtime.number(at_least=0),
+    "export": tf_runtime.boolean(),
+}
+
+
+def validate_config(config, prefix: str = "config") -> None:
+    """Types, ranges and choices of every field, then the data and spectrum-tracking checks.
+
+    Raises:
+      ValueError: naming every invalid field (``prefix.<field>``), before anything is written.
+    """
+    tf_runtime.check_fields(config, CONFIG_RULES, prefix=prefix)
+    tf_runtime.check_run_settings(config, prefix=prefix)
+    check_data(config)
+    check_spectrum_tracking(config)
+
+
 def check_data(config) -> None:
     """Raises ValueError naming the flag when ``config.data`` needs files but has no folder."""
     info = classification.dataset_info(config.data.name)
@@ -277,8 +329,7 @@ def train_and_evaluate(
       tf_runtime.ConfigMismatchError: when ``workdir`` holds a run of another config.
       tf_runtime.WorkdirLockedError: when another process trains in ``workdir``.
     """
-    check_data(config)
-    check_spectrum_tracking(config)
+    validate_config(config)
     num_train = data_lib.num_examples(config, "train", limit=config.data.train_limit)
     schedule = resolve_schedule(config, num_train, strategy.num_replicas_in_sync)
     with tf_runtime.open_run(

@@ -47,10 +47,32 @@ from tf_runtime.run import (
 )
 from tf_runtime.strategy import STRATEGIES, build_strategy, configure_cpu_devices, is_chief
 from tf_runtime.summaries import ProgressLogger, SummaryWriters, flatten_dict
+from tf_runtime.validation import (
+    RUN_SETTING_RULES,
+    Rule,
+    boolean,
+    check_fields,
+    check_run_settings,
+    integer,
+    number,
+    one_of,
+    sequence_of,
+    string,
+)
 
 __all__ = [
     "RUNTIME_DEFAULTS",
     "RUN_SETTING_KEYS",
+    "RUN_SETTING_RULES",
+    "Rule",
+    "boolean",
+    "check_fields",
+    "check_run_settings",
+    "integer",
+    "number",
+    "one_of",
+    "sequence_of",
+    "string",
     "STRATEGIES",
     "CheckpointHelper",
     "ConfigMismatchError",

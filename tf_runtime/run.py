@@ -22,7 +22,7 @@ import socket
 import time
 
 from tf_runtime import config as config_lib
-from tf_runtime import files
+from tf_runtime import files, validation
 from tf_runtime import results as results_lib
 from tf_runtime import strategy as strategy_lib
 
@@ -248,9 +248,12 @@ def open_run(
     Under multi-worker strategies only the chief locks and writes.
 
     Raises:
+      ValueError: naming each invalid run setting (`validation.RUN_SETTING_RULES`), before
+        anything is written.
       WorkdirLockedError: another live process holds the workdir (names it and the pid).
       ConfigMismatchError: the stored config differs (names the keys), unless allowed.
     """
+    validation.check_run_settings(config)
     chief = strategy is None or strategy_lib.is_chief(strategy)
     lock = WorkdirLock(workdir) if chief else contextlib.nullcontext()
     with lock:

@@ -219,3 +219,19 @@ def test_study_refuses_a_run_folder_trained_under_another_config_without_a_row(t
     config.train.optimizer.momentum = 0.5
     with pytest.raises(tf_runtime.ConfigMismatchError, match=r"b16 \(optimizer\.momentum\)"):
         study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
+
+
+def test_study_binary_validates_every_model_before_writing(tmp_path):
+    from tf_hessian import study as study_binary
+
+    workdir = tmp_path / "study"
+    argv = [
+        "prog",
+        f"--workdir={workdir}",
+        f"--config={study_binary.DEFAULT_CONFIG}:smoke",
+        "--config.train.optimizer.learning_rate=-0.5",
+    ]
+    values = tf_runtime.parse_flags(argv, study_binary.define_flags)
+    with pytest.raises(ValueError, match=r"config\.train\.optimizer\.learning_rate=-0\.5"):
+        study_binary.main([], flag_values=values)
+    assert not workdir.exists()

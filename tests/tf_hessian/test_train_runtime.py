@@ -284,3 +284,46 @@ def test_bad_spectrum_settings_fail_before_anything_is_written(tmp_workdir, fiel
     with pytest.raises(ValueError, match=match):
         train_lib.train_and_evaluate(config, str(tmp_workdir), tf.distribute.get_strategy())
     assert list(tmp_workdir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        (
+            "optimizer.learning_rate",
+            0.0,
+            r"config\.optimizer\.learning_rate=0\.0 \(expected a finite number > 0\)",
+        ),
+        ("optimizer.learning_rate", -0.5, r"config\.optimizer\.learning_rate=-0\.5"),
+        ("epochs", -5, r"config\.epochs=-5 \(expected a finite number > 0\)"),
+        (
+            "data.train_limit",
+            -10,
+            r"config\.data\.train_limit=-10 \(expected an int >= 1 or None\)",
+        ),
+        ("num_steps", -3, r"config\.num_steps=-3"),
+        ("model", "mpl", r"config\.model='mpl' \(expected one of \("),
+        ("robust.adv_ratio", 1.5, r"config\.robust\.adv_ratio=1\.5"),
+        ("checkpoint_every", 0, r"config\.checkpoint_every=0 \(expected an int >= 1\)"),
+    ],
+)
+def test_invalid_field_fails_before_anything_is_written(tmp_workdir, field, value, match):
+    config = _config()
+    section, _, name = field.rpartition(".")
+    (config[section] if section else config)[name] = value
+    with pytest.raises(ValueError, match=match):
+        train_lib.train_and_evaluate(config, str(tmp_workdir), tf.distribute.get_strategy())
+    assert list(tmp_workdir.iterdir()) == []
+
+
+def test_all_invalid_fields_are_named_at_once_and_the_fixed_run_is_not_a_config_change(
+    tmp_workdir,
+):
+    config = _config(num_steps=-3, epochs=-5)
+    config.optimizer.learning_rate = 0.0
+    with pytest.raises(ValueError, match=r"epochs=-5.*num_steps=-3.*learning_rate=0\.0"):
+        train_lib.train_and_evaluate(config, str(tmp_workdir), tf.distribute.get_strategy())
+    results = train_lib.train_and_evaluate(
+        _config(), str(tmp_workdir), tf.distribute.get_strategy()
+    )
+    assert results["step"] == 2

@@ -271,3 +271,40 @@ def test_scale_loss_divides_by_the_replica_count(mirrored_strategy):
     ]
     assert float(tf_runtime.scale_loss(tf.constant(6.0, tf.float64))) == 6.0  # one device
     assert tf_runtime.num_replicas() == 1 and tf_runtime.replica_scale() == 1.0
+
+
+# ---- one validation pass
+
+
+def test_check_fields_names_every_bad_field_with_its_expectation():
+    rules = {
+        "lr": tf_runtime.number(above=0),
+        "model.width": tf_runtime.integer(at_least=1),
+        "model.depth": tf_runtime.integer(at_least=1, optional=True),
+        "model.act": tf_runtime.one_of(("relu", "tanh")),
+        "sizes": tf_runtime.sequence_of(tf_runtime.integer(at_least=1), min_length=1),
+    }
+    good = _config(model=dict(width=8, depth=None, act="relu"), sizes=(1, 2))
+    tf_runtime.check_fields(good, rules)
+    bad = _config(lr=float("nan"), model=dict(width=True, act="gelu"), sizes=())
+    with pytest.raises(ValueError) as error:
+        tf_runtime.check_fields(bad, rules)
+    message = str(error.value)
+    assert "config.lr=nan (expected a finite number > 0)" in message
+    assert "config.model.width=True (expected an int >= 1)" in message  # a bool is no int
+    assert "config.model.act='gelu' (expected one of ('relu', 'tanh'))" in message
+    assert "config.sizes=() (expected a list/tuple of at least 1" in message
+    assert "model.depth" not in message  # optional and absent
+    with pytest.raises(ValueError, match="expected a config object, received a list"):
+        tf_runtime.check_fields([1, 2], rules)
+
+
+def test_open_run_checks_run_settings_before_writing(tmp_path):
+    with pytest.raises(ValueError, match=r"config\.checkpoint_every=0 \(expected an int >= 1\)"):
+        with tf_runtime.open_run(tmp_path / "run", _config(checkpoint_every=0)):
+            pass
+    with pytest.raises(ValueError, match=r"config\.runtime\.log_every=-1"):
+        config = _config(runtime=tf_runtime.runtime_config(log_every=-1))
+        with tf_runtime.open_run(tmp_path / "run", config):
+            pass
+    assert not (tmp_path / "run").exists()
