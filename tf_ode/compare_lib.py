@@ -138,6 +138,21 @@ def check_cells(config, workdir):
         )
 
 
+def validate_config(config):
+    """Checks `config.variants` and every cell's training config; returns the cells.
+
+    Raises:
+      ValueError: naming the invalid field (and the cell), before anything is written.
+    """
+    cells = list(_cells(config))
+    for architecture, method, seed in cells:
+        try:
+            train_lib.validate_config(cell_config(config, architecture, method, seed))
+        except ValueError as error:
+            raise ValueError(f"{error} (cell {architecture}/{method}/seed_{seed})") from error
+    return cells
+
+
 def run_comparison(config, workdir, strategy):
     """Trains (or reuses) every cell and writes comparison.json and comparison.md atomically.
 
@@ -146,9 +161,7 @@ def run_comparison(config, workdir, strategy):
       has `variant` (the method), `architecture`, `seed`, `reused` (True when read back from a
       finished cell) and train_lib's results (eval_accuracy, seconds_per_epoch, nfe, ...).
     """
-    cells = list(_cells(config))  # validates config.variants before anything trains
-    for architecture, method, seed in cells:
-        train_lib.validate_config(cell_config(config, architecture, method, seed))
+    cells = validate_config(config)
     check_cells(config, workdir)
     rows = []
     for architecture, method, seed in cells:

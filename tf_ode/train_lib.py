@@ -27,8 +27,36 @@ def normalization(config):
     return {"mean": mean or None, "std": std or None}
 
 
+# Types and ranges of the numeric and boolean fields (tf_ode/configs/default.py), checked in
+# one pass before the choices and the solver options below.
+CONFIG_RULES = {
+    "seed": tf_runtime.integer(at_least=0),
+    "train_limit": tf_runtime.integer(at_least=0),
+    "eval_limit": tf_runtime.integer(at_least=0),
+    "eval_split": tf_runtime.one_of(classification.SPLITS),
+    "width": tf_runtime.integer(at_least=1),
+    "batch_size": tf_runtime.integer(at_least=1),
+    "eval_batch_size": tf_runtime.integer(at_least=1),
+    "num_epochs": tf_runtime.number(at_least=0),
+    "num_train_steps": tf_runtime.integer(at_least=0),
+    "learning_rate": tf_runtime.number(above=0),
+    "lr_boundaries_epochs": tf_runtime.sequence_of(tf_runtime.number(at_least=0)),
+    "lr_decay": tf_runtime.number(above=0, at_most=1),
+    "momentum": tf_runtime.number(at_least=0, below=1),
+    "weight_decay": tf_runtime.number(at_least=0),
+    "rtol": tf_runtime.number(above=0),
+    "atol": tf_runtime.number(above=0),
+    "max_num_steps": tf_runtime.integer(at_least=1),
+    "eval_every_epochs": tf_runtime.integer(at_least=0),
+    "jit_compile": tf_runtime.boolean(),
+    "export": tf_runtime.boolean(),
+}
+
+
 def validate_config(config):
-    """Raises ValueError naming the first invalid config field."""
+    """Raises ValueError naming the invalid config fields, before anything is written."""
+    tf_runtime.check_fields(config, CONFIG_RULES)
+    tf_runtime.check_run_settings(config)
     checks = [
         ("dataset", config.dataset in classification.NAMES, classification.NAMES),
         ("architecture", config.architecture in models.ARCHITECTURES, models.ARCHITECTURES),

@@ -127,3 +127,19 @@ def test_cells_of_another_config_are_refused_before_anything_trains(tmp_path, de
     tf_runtime.atomic_write_json(cell_path, stored)
     with pytest.raises(tf_runtime.ConfigMismatchError, match=r"learning_rate"):
         compare_lib.run_comparison(config, str(tmp_path), default_strategy)
+
+
+def test_compare_binary_validates_every_cell_before_writing(tmp_path):
+    from tf_ode import compare
+
+    workdir = tmp_path / "compare"
+    argv = [
+        "prog",
+        f"--workdir={workdir}",
+        f"--config={compare.DEFAULT_CONFIG}:smoke",
+        "--config.learning_rate=-0.5",
+    ]
+    values = tf_runtime.parse_flags(argv, compare.define_flags)
+    with pytest.raises(ValueError, match=r"config\.learning_rate=-0\.5.*cell resnet4/"):
+        compare.main([], flag_values=values)
+    assert not workdir.exists()
