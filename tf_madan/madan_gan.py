@@ -334,6 +334,9 @@ class MadanGAN(keras.Model):
         # Both networks are frozen and run in inference mode (BN uses moving statistics).
         source_logits = tf.stop_gradient(f_i(generator_to_segmenter(source), training=False))
         adapted_logits = f_a(generator_to_segmenter(adapted), training=False)
+        # A segmenter may return another float type (DRN's resize is float32 in a float64 run).
+        source_logits = tf.cast(source_logits, adapted.dtype)
+        adapted_logits = tf.cast(adapted_logits, adapted.dtype)
         if self.dsc_mode == "cycada":
             return losses.semantic_consistency_loss(
                 adapted_logits=adapted_logits, source_logits=source_logits

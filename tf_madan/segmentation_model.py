@@ -274,7 +274,7 @@ class SegmenterTrainer(keras.Model):
         self.accuracy_history.assign(history)
         self.accuracy_count.assign(count)
         filled = tf.range(self.gate_window) >= self.gate_window - count
-        running = tf.reduce_sum(tf.where(filled, history, 0.0)) / tf.cast(count, tf.float32)
+        running = tf.reduce_sum(tf.where(filled, history, 0.0)) / tf.cast(count, history.dtype)
         if self.gate_threshold > 0:
             gate = running > self.gate_threshold
         else:
