@@ -77,4 +77,7 @@ def read_config(workdir, filename="config.json"):
     path = os.path.join(os.fspath(workdir), filename)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No {filename} in the run folder {workdir!r}.")
-    return ml_collections.ConfigDict(files.read_json(path))
+    stored = files.read_json(path)
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path} holds a JSON {type(stored).__name__}, not a config object.")
+    return ml_collections.ConfigDict(stored)

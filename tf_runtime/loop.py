@@ -73,10 +73,11 @@ def load_history(workdir, up_to_step=None):
     the resumed run logs them again.
 
     Raises:
-      ValueError: naming the file if it is not valid JSON.
+      ValueError: naming the file if it is not valid JSON or not a history's structure.
     """
     path = os.path.join(os.fspath(workdir), HISTORY_NAME)
     stored = files.read_json(path) if os.path.exists(path) else {}
+    _check_history(stored, path)
     history = {split: [list(e) for e in stored.get(split, [])] for split in ("train", "eval")}
     if up_to_step is not None:
         history = {k: [e for e in v if e[0] <= up_to_step] for k, v in history.items()}
@@ -84,6 +85,35 @@ def load_history(workdir, up_to_step=None):
     if stopped is not None and (up_to_step is None or int(stopped) <= up_to_step):
         history[STOPPED_KEY] = int(stopped)
     return history
+
+
+def _check_history(stored, path):
+    """Raises ValueError naming `path` when it is not the structure `run_training` writes."""
+
+    def bad(detail):
+        return ValueError(
+            f'{path} is not a training history ({detail}); expected {{"train": [[step, '
+            '{name: value}], ...], "eval": [...]}. Restore it, or delete it (the logs of '
+            "the steps before the last checkpoint are then lost; training resumes exactly)."
+        )
+
+    if not isinstance(stored, dict):
+        raise bad(f"a JSON {type(stored).__name__} at the top")
+    for split in ("train", "eval"):
+        entries = stored.get(split, [])
+        if not isinstance(entries, list):
+            raise bad(f"{split!r} is a {type(entries).__name__}")
+        for entry in entries:
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 2
+                or not isinstance(entry[0], int)
+                or not isinstance(entry[1], dict)
+            ):
+                raise bad(f"{split!r} holds the entry {str(entry)[:60]}")
+    stopped = stored.get(STOPPED_KEY)
+    if stopped is not None and not isinstance(stopped, int):
+        raise bad(f"{STOPPED_KEY!r} is {stopped!r}")
 
 
 def _check_finite(logs, step, checkpoint_path):

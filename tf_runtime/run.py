@@ -185,6 +185,11 @@ def check_config(workdir, config, *, allow_change=False, filename="config.json")
     if not os.path.exists(path):
         return []
     stored = files.read_json(path)
+    if not isinstance(stored, dict):
+        raise ConfigMismatchError(
+            f"{path} holds a JSON {type(stored).__name__}, not a config object (overwritten by "
+            "something else?). Restore it, or delete it to record the current config."
+        )
     diffs = config_differences(stored, config)
     if diffs and not allow_change:
         a, b = _flat(stored), _flat(config)
@@ -210,13 +215,76 @@ class Run:
 
     @property
     def done(self):
-        """True when an earlier call of `finish` completed (results written, then the marker)."""
-        return files.has_marker(self.done_path) and os.path.exists(self.results_path)
+        """True when an earlier `finish` completed and every artefact its marker lists exists.
+
+        `finish` records in the DONE marker the files and folders its results name (e.g. a
+        `saved_model` path); one deleted since makes the run not done, so a re-run recreates it
+        instead of reporting a path that is gone (the missing paths are printed).
+        """
+        if not (files.has_marker(self.done_path) and os.path.exists(self.results_path)):
+            return False
+        missing = self.missing_artefacts()
+        if missing:
+            print(
+                f"{self.done_path} lists {', '.join(missing)}, which no longer exist(s): "
+                "running again to recreate them.",
+                flush=True,
+            )
+            return False
+        return True
+
+    def missing_artefacts(self):
+        """Paths listed by the DONE marker that no longer exist (relative to the workdir)."""
+        try:
+            listed = files.read_json(self.done_path).get("artefacts", [])
+        except (FileNotFoundError, ValueError, AttributeError):
+            return []
+        if not isinstance(listed, list):
+            return []
+        return [
+            p
+            for p in listed
+            if isinstance(p, str) and not os.path.exists(os.path.join(self.workdir, p))
+        ]
+
+    def _artefacts(self, results):
+        """Relative paths of the existing files/folders inside the workdir that `results` names."""
+        root = os.path.realpath(self.workdir)
+        found = []
+
+        def walk(value):
+            if isinstance(value, dict):
+                for v in value.values():
+                    walk(v)
+            elif isinstance(value, (list, tuple)):
+                for v in value:
+                    walk(v)
+            elif isinstance(value, str) and value and len(value) < 4096:
+                path = value if os.path.isabs(value) else os.path.join(self.workdir, value)
+                try:
+                    real = os.path.realpath(path)
+                    inside = os.path.commonpath([root, real]) == root and real != root
+                    exists = os.path.exists(real)
+                except (ValueError, OSError):
+                    return
+                if inside and exists:
+                    rel = os.path.relpath(real, root)
+                    if rel not in found:
+                        found.append(rel)
+
+        walk(results)
+        return found
 
     @property
     def results(self):
         """The stored results (dict; empty if none)."""
-        return results_lib.load_results(self.results_path) or {}
+        stored = results_lib.load_results(self.results_path) or {}
+        if not isinstance(stored, dict):
+            raise ValueError(
+                f"{self.results_path} holds a JSON {type(stored).__name__}, not a results "
+                "object; restore it or delete it (and DONE) to recompute the results."
+            )
+        return stored
 
     def write_results(self, update):
         """Merges `update` into the results file (chief only); returns the merged results."""
@@ -225,10 +293,16 @@ class Run:
         return results_lib.merge_results(self.results_path, update)
 
     def finish(self, results):
-        """Merges `results` into the results file, then writes the DONE marker; returns them."""
+        """Merges `results` into the results file, then writes the DONE marker; returns them.
+
+        The marker lists the files and folders inside the workdir that the results name (see
+        `done`).
+        """
         merged = self.write_results(results)
         if self.chief:
-            files.write_marker(self.done_path, {"time": time.time()})
+            files.write_marker(
+                self.done_path, {"time": time.time(), "artefacts": self._artefacts(merged)}
+            )
         return merged
 
 

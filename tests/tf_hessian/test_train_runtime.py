@@ -327,3 +327,16 @@ def test_all_invalid_fields_are_named_at_once_and_the_fixed_run_is_not_a_config_
         _config(), str(tmp_workdir), tf.distribute.get_strategy()
     )
     assert results["step"] == 2
+
+
+def test_finished_run_whose_saved_model_was_deleted_exports_it_again(tmp_workdir):
+    import shutil
+
+    config = _config(export=True)
+    strategy = tf.distribute.get_strategy()
+    first = train_lib.train_and_evaluate(config, str(tmp_workdir), strategy)
+    shutil.rmtree(tmp_workdir / "saved_model")
+    again = train_lib.train_and_evaluate(config, str(tmp_workdir), strategy)
+    assert (tmp_workdir / "saved_model" / "saved_model.pb").exists()
+    assert again["step"] == first["step"] == 2  # restored from the final checkpoint, no training
+    assert again["test_accuracy"] == first["test_accuracy"]

@@ -308,3 +308,54 @@ def test_open_run_checks_run_settings_before_writing(tmp_path):
         with tf_runtime.open_run(tmp_path / "run", config):
             pass
     assert not (tmp_path / "run").exists()
+
+
+# ---- files read back
+
+
+def test_finished_run_whose_artefact_was_deleted_is_not_done(tmp_path, capsys):
+    export = tmp_path / "saved_model"
+    with tf_runtime.open_run(tmp_path, _config()) as run:
+        export.mkdir()
+        (export / "saved_model.pb").write_text("x")
+        run.finish({"saved_model": str(export), "model": "mlp", "nested": {"spectrum": "s.json"}})
+    assert json.loads((tmp_path / "DONE").read_text())["artefacts"] == ["saved_model"]
+    with tf_runtime.open_run(tmp_path, _config()) as run:
+        assert run.done
+    (export / "saved_model.pb").unlink()
+    export.rmdir()
+    with tf_runtime.open_run(tmp_path, _config()) as run:
+        assert not run.done
+        assert run.missing_artefacts() == ["saved_model"]
+    assert "saved_model, which no longer exist" in capsys.readouterr().out
+
+
+def test_config_json_of_another_structure_is_named(tmp_path):
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(tf_runtime.ConfigMismatchError, match=r"config\.json holds a JSON list"):
+        with tf_runtime.open_run(tmp_path, _config()):
+            pass
+    with pytest.raises(ValueError, match=r"config\.json holds a JSON list"):
+        tf_runtime.read_config(tmp_path)
+
+
+def test_results_json_of_another_structure_is_named(tmp_path):
+    with tf_runtime.open_run(tmp_path, _config()) as run:
+        (tmp_path / "results.json").write_text("3")
+        with pytest.raises(ValueError, match=r"results\.json holds a JSON int"):
+            run.results
+
+
+@pytest.mark.parametrize(
+    "text,detail",
+    [
+        ("7", "a JSON int at the top"),
+        ('{"train": 7}', "'train' is a int"),
+        ('{"train": [[1, 2]]}', r"'train' holds the entry \[1, 2\]"),
+        ('{"eval": [["a", {}]]}', "'eval' holds the entry"),
+    ],
+)
+def test_history_of_another_structure_is_named(tmp_path, text, detail):
+    (tmp_path / "history.json").write_text(text)
+    with pytest.raises(ValueError, match=rf"history\.json is not a training history \({detail}"):
+        tf_runtime.load_history(tmp_path)
