@@ -116,7 +116,7 @@ def read_batch(path, label_key):
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise ValueError(f"{path}: expected keys b'data' and {label_key!r}. Found: {keys}")
-    labels = np.asarray(batch[label_key], dtype=np.int64)
+    labels = _labels(batch[label_key], path, label_key)
     data = np.asarray(batch[b"data"])
     if not (np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_):
         raise ValueError(
@@ -134,8 +134,40 @@ def read_batch(path, label_key):
             f"{path}: image data size mismatch: expected {labels.shape[0]} x {_ROW} = {expected} "
             f"bytes for {labels.shape[0]} labels, found {data.size}."
         )
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return images, labels
+    # The original rows are CHW (1024 red, 1024 green, 1024 blue values); an image array is
+    # read by its unambiguous 4-D layout, never reshaped as if it were rows.
+    if data.ndim == 2 and data.shape[1] == _ROW:
+        images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    elif data.ndim == 4 and data.shape[1:] == (3, 32, 32):
+        images = data.transpose(0, 2, 3, 1)
+    elif data.ndim == 4 and data.shape[1:] == (32, 32, 3):
+        images = data
+    else:
+        raise ValueError(
+            f"{path}: image data of shape {data.shape}; expected rows [N, {_ROW}] in CHW order "
+            "(the original format), or images [N, 3, 32, 32] (CHW) / [N, 32, 32, 3] (HWC)."
+        )
+    return np.ascontiguousarray(images), labels
+
+
+def _labels(values, path, label_key):
+    """int64 [N] labels; anything but integers (strings, floats, bools) is an error naming the file."""
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(
+            f"{path}: {label_key!r} must be a list of N integers; found shape {array.shape}."
+        )
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        bad = next(
+            (v for v in values if not isinstance(v, (int, np.integer)) or isinstance(v, bool)),
+            values[0],
+        )
+        raise ValueError(
+            f"{path}: {label_key!r} must hold integer class indices; found "
+            f"{bad.item() if isinstance(bad, np.generic) else bad!r} "
+            f"({type(bad).__name__}, array dtype {array.dtype}). Labels are not converted."
+        )
+    return array.astype(np.int64)
 
 
 def load_cifar(name, data_dir, split):

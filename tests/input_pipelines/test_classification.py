@@ -398,3 +398,36 @@ def test_build_dataset_passes_mean_std_through(tmp_path):
         classification.build_dataset(
             "digits", "test", batch_size=2, normalize="standard", mean=(0, 0, 0), std=(1, 1, 1)
         )
+
+
+@pytest.mark.parametrize(
+    "labels,match",
+    [
+        (["3"], r"data_batch_1: b'labels' must hold integer class indices; found '3' \(str"),
+        ([2.7], r"data_batch_1: b'labels' must hold integer class indices; found 2\.7 \(float"),
+        (np.array([2.0]), r"data_batch_1: b'labels' must hold integer class indices; found 2\.0"),
+        ([True], r"data_batch_1: b'labels' must hold integer class indices; found True"),
+    ],
+)
+def test_cifar_labels_that_are_not_integers_name_the_file(tmp_path, labels, match):
+    folder = _cifar_folder_with(
+        tmp_path, {b"data": np.zeros((1, 3072), np.uint8), b"labels": labels}
+    )
+    with pytest.raises(ValueError, match=match):
+        cifar.read_batch(str(folder / "data_batch_1"), b"labels")
+
+
+def test_cifar_image_arrays_are_read_by_their_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    hwc = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    for name, data in (("hwc", hwc), ("chw", hwc.transpose(0, 3, 1, 2))):
+        folder = tmp_path / name
+        folder.mkdir()
+        with open(folder / "b", "wb") as f:
+            pickle.dump({b"data": data, b"labels": [0, 1]}, f)
+        images, _ = cifar.read_batch(str(folder / "b"), b"labels")
+        np.testing.assert_array_equal(images, hwc)  # not scrambled as if HWC were CHW rows
+    with open(tmp_path / "odd", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 32, 96), np.uint8), b"labels": [0, 1]}, f)
+    with pytest.raises(ValueError, match=r"odd: image data of shape \(2, 32, 96\)"):
+        cifar.read_batch(str(tmp_path / "odd"), b"labels")
