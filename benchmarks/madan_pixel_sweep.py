@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import app, flags
 from ml_collections import config_flags
 
-from tf_madan import train_lib
+from tf_madan import layout, report, stage_runner, stages
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "tf_madan/configs/cpu_benchmark_v2.py", "Config file."
@@ -56,8 +56,9 @@ def main(argv):
     shared = os.path.join(_WORKDIR.value, "shared")
     one = base.copy_and_resolve_references()
     one.stage = "oracle"
-    train_lib.run_schedule(one, shared, strategy)
-    train_lib.color_transfer_stage(one, shared)
+    stage_runner.run_schedule(one, shared, strategy)
+    colour = {s.name: s for s in stages.build_table(one.data.sources)}["adapted_color"]
+    stage_runner.run_stage(colour, one, shared, strategy, {})
     sources = list(base.data.sources)
     rows = {}
     for setting in _SETTINGS.value.split(";"):
@@ -69,14 +70,14 @@ def main(argv):
         for name in ("oracle", "adapted_color"):
             if not os.path.exists(os.path.join(workdir, name)):
                 os.symlink(os.path.join(shared, name), os.path.join(workdir, name))
-        train_lib.run_schedule(config, workdir, strategy)
-        scores = train_lib.fcn_scores(config, workdir)
+        stage_runner.run_schedule(config, workdir, strategy)
+        scores = report.fcn_scores(config, workdir)
         for key, row in scores.items():
             if key.startswith("raw") or key == "adapted_color":
                 rows.setdefault(key, row)
             else:
                 rows[f"{setting}: {key}"] = row
-        print(f"{setting}: {train_lib.wall_time(workdir):.0f} s of stages", flush=True)
+        print(f"{setting}: {layout.wall_time(workdir):.0f} s of stages", flush=True)
     lines = ["| images | " + " | ".join(sources) + " |", "|---|" + "---|" * len(sources)]
     for key, row in rows.items():
         lines.append(f"| {key} | " + " | ".join(_cell(row, s) for s in sources) + " |")

@@ -72,7 +72,6 @@ def _seg(config, sources, steps, *, fla=False):
         crop_size=config.data.seg_crop_size,
         resize_shorter=config.data.seg_resize_shorter,
         sources=sources,
-        batch_field="config.seg.batch_size",
     )
     return _time(model, fn(None), steps)
 

@@ -74,13 +74,13 @@ def ode_classifiers(ode_workdir, out_dir):
 def madan_segmenter(madan_workdir, out_dir, class_names=("road", "car", "person", "vegetation")):
     """Per-class Grad-CAM of the MADAN segmenter on synthetic target images."""
     from input_pipelines import driving
-    from tf_madan import builders, data, train_lib
+    from tf_madan import builders, data, layout
     from tf_madan.configs import demo as demo_config
 
     config = demo_config.get_config()
     config.data.root = os.path.join(madan_workdir, "data")
     segmenter = builders.build_segmenter(config)
-    segmenter.load_weights(os.path.join(madan_workdir, "run", "madan", train_lib.WEIGHTS))
+    segmenter.load_weights(layout.segmenter_weights(os.path.join(madan_workdir, "run"), "madan"))
     images, _ = next(iter(data.eval_dataset(config, batch_size=3)))
     names = list(driving.TRAIN_ID_NAMES)
     maps = attribution.segmentation_class_gradcam(

@@ -7,7 +7,11 @@ Segmentation", NeurIPS 2019 (arXiv 1910.12181).
   tf_madan.losses           pure, keyword-only loss functions
   MadanGAN                  DAIG + ADA pixel-level train step (any M >= 1 sources)
   SegmenterTrainer          source-only / adapted supervised training and FLA
-  tf_madan.train_lib        the stage schedule (`config.stage`), `train_and_evaluate`
+  tf_madan.stages           the schedule as data: the table of stages and results rows
+  tf_madan.stage_runner     the one stage runner (each stage inside tf_runtime.open_run)
+  tf_madan.layout           the run folder: paths, markers and their producers, loading nets
+  tf_madan.report           results tables, FCN-scores, seed aggregation (percent)
+  tf_madan.train_lib        validation and `train_and_evaluate` (one seed or several)
   tf_madan.demo.run_demo    3-4 minute CPU demo
 """
 

@@ -16,7 +16,6 @@ atomically), so `data.adapted_multi_domain_fn` trains F on it like on translated
 """
 
 import collections
-import json
 import os
 
 import numpy as np
@@ -148,18 +147,21 @@ def target_statistics(config, *, split=None, max_images=None, batch_size=8):
     return TargetStatistics(np.mean(means, axis=0), np.mean(stds, axis=0), len(means))
 
 
-def write_color_transferred_images(config, source_name, out_dir, target_stats=None):
+def write_color_transferred_images(
+    config, source_name, out_dir, target_stats=None, *, producer=None
+):
     """Writes every image of `source_name`, colour-transferred, with its label.
 
     Same images, order, resolution (`data.source_dataset`) and folder format as
-    `data.write_adapted_images`; a folder with a COMPLETE marker is reused, a partial one
-    (killed run) is discarded and rewritten.
+    `data.write_adapted_images`; a folder whose COMPLETE marker names the same `producer` is
+    reused, one written by another producer or a partial one (killed run) is rewritten.
 
     Args:
       config: the MADAN config.
       source_name: a source dataset name (e.g. "gta5").
       out_dir: output folder (images/, labels/, COMPLETE).
       target_stats: `TargetStatistics`; None computes `target_statistics(config)`.
+      producer: JSON-able identity of the writer, recorded in COMPLETE.
 
     Returns:
       Number of written examples.
@@ -167,10 +169,8 @@ def write_color_transferred_images(config, source_name, out_dir, target_stats=No
     Raises:
       ValueError: when the source is empty.
     """
-    marker = os.path.join(out_dir, data.COMPLETE)
-    if os.path.exists(marker):
-        with open(marker) as handle:
-            return json.load(handle)["count"]
+    if data.marker_matches(out_dir, producer):
+        return rt_files.read_json(os.path.join(out_dir, data.COMPLETE))["count"]
     if target_stats is None:
         target_stats = target_statistics(config)
     dataset = data.source_dataset(config, source_name, batch_size=8, normalization="generator")
@@ -188,13 +188,13 @@ def write_color_transferred_images(config, source_name, out_dir, target_stats=No
                 count += 1
         if count == 0:
             raise ValueError(f"No {source_name} images to colour-transfer into {out_dir}.")
-        with open(os.path.join(partial, data.COMPLETE), "w") as handle:
-            json.dump(
-                {
-                    "count": count,
-                    "target_mean": [float(v) for v in target_stats.mean],
-                    "target_std": [float(v) for v in target_stats.std],
-                },
-                handle,
-            )
+        rt_files.write_marker(
+            os.path.join(partial, data.COMPLETE),
+            {
+                "count": count,
+                "target_mean": [float(v) for v in target_stats.mean],
+                "target_std": [float(v) for v in target_stats.std],
+                "producer": producer,
+            },
+        )
     return count

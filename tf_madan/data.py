@@ -5,7 +5,6 @@ Adapted datasets are written by `write_adapted_images` as
 train IDs, 255 = ignore) plus a `COMPLETE` marker holding the count.
 """
 
-import json
 import os
 
 import numpy as np
@@ -37,18 +36,23 @@ def _source_split(name):
     return "all" if "all" in driving.readers.get_spec(name).splits else "train"
 
 
-def check_batch_size(config, names, batch_size, field, split=None):
+def example_count(config, name, split=None):
+    """Number of examples of domain `name` (`split`, default the source's training split)."""
+    split = split or _source_split(name)
+    return len(driving.readers.list_examples(name, split, domain_dir(config, name)))
+
+
+def check_batch_size(config, names, batch_size, split=None):
     """Raises ValueError when a global batch is larger than a domain's example count.
 
-    A larger batch would silently repeat examples inside one batch (issue 12).
+    A larger batch would silently repeat examples inside one batch.
     """
     for name in names:
-        domain_split = split or _source_split(name)
-        count = len(driving.readers.list_examples(name, domain_split, domain_dir(config, name)))
+        count = example_count(config, name, split)
         if batch_size > count:
             raise ValueError(
-                f"{field}={batch_size} is larger than the {count} examples of {name} "
-                f"({domain_split} split in {domain_dir(config, name)}): lower {field}."
+                f"batch_size={batch_size} is larger than the {count} examples of {name} "
+                f"({split or _source_split(name)} split in {domain_dir(config, name)})."
             )
 
 
@@ -61,7 +65,6 @@ def multi_domain_fn(
     resize_shorter,
     sources=None,
     merged=False,
-    batch_field="config.gan.batch_size",
 ):
     """dataset_fn(input_context) of {"sources": ((img, lbl),...), "target": (img, lbl)}.
 
@@ -70,15 +73,12 @@ def multi_domain_fn(
         means its labelled `config.data.target_split` (the oracle's training data).
       merged: all `sources` as ONE domain (source-combined baselines): the single source
         entry alternates batches of each source round-robin (the official code's order).
-      batch_field: config field named in the batch-too-large error.
     """
     names = list(sources if sources is not None else config.data.sources)
     for name in names:
         split = config.data.target_split if name == config.data.target else None
-        check_batch_size(config, [name], batch_size, batch_field, split)
-    check_batch_size(
-        config, [config.data.target], batch_size, batch_field, config.data.target_split
-    )
+        check_batch_size(config, [name], batch_size, split)
+    check_batch_size(config, [config.data.target], batch_size, config.data.target_split)
 
     def entry(name):
         if name == config.data.target:
@@ -183,7 +183,16 @@ def source_dataset(config, name, *, batch_size, normalization="generator"):
     )
 
 
-def write_adapted_images(generator, dataset, out_dir):
+def marker_matches(out_dir, producer):
+    """True when `out_dir` holds a COMPLETE marker written by `producer` (any, if None)."""
+    marker = os.path.join(out_dir, COMPLETE)
+    if not os.path.exists(marker):
+        return False
+    stored = rt_files.read_json(marker)
+    return producer is None or stored.get("producer") == rt_files._jsonable(producer)
+
+
+def write_adapted_images(generator, dataset, out_dir, *, producer=None):
     """Translates a source dataset with G_{S->T} and writes images and labels.
 
     The folder is written under a temporary name and renamed once complete, so a
@@ -194,18 +203,19 @@ def write_adapted_images(generator, dataset, out_dir):
       generator: G_{S->T}, [-1, 1] images -> [-1, 1] images of the same size.
       dataset: batches of (image [B, H, W, 3] in [-1, 1], label int [B, H, W]).
       out_dir: output folder (images/, labels/, COMPLETE).
+      producer: JSON-able identity of what translates (stage name and generator weights
+        digest), recorded in COMPLETE. A folder is reused only when its marker names the same
+        producer; a folder written by another producer is rewritten.
 
     Returns:
-      Number of written examples. A folder with a COMPLETE marker is reused.
+      Number of examples in the folder.
 
     Raises:
       ValueError: when the translated images and their labels differ in size (names
         both sizes), or the dataset is empty.
     """
-    marker = os.path.join(out_dir, COMPLETE)
-    if os.path.exists(marker):
-        with open(marker) as handle:
-            return json.load(handle)["count"]
+    if marker_matches(out_dir, producer):
+        return rt_files.read_json(os.path.join(out_dir, COMPLETE))["count"]
     translate = tf.function(lambda x: generator_to_uint8(generator(x, training=False)))
     count = 0
     with rt_files.atomic_directory(out_dir) as partial:
@@ -229,8 +239,9 @@ def write_adapted_images(generator, dataset, out_dir):
                 count += 1
         if count == 0:
             raise ValueError(f"No source images to translate into {out_dir}.")
-        with open(os.path.join(partial, COMPLETE), "w") as handle:
-            json.dump({"count": count}, handle)
+        rt_files.write_marker(
+            os.path.join(partial, COMPLETE), {"count": count, "producer": producer}
+        )
     return count
 
 
@@ -252,8 +263,8 @@ def adapted_dataset(directory, *, batch_size, crop_size, seed, input_context=Non
     images, labels = _adapted_files(directory)
     if batch_size > len(images):
         raise ValueError(
-            f"config.seg.batch_size={batch_size} is larger than the {len(images)} adapted "
-            f"images in {directory}: lower config.seg.batch_size."
+            f"batch_size={batch_size} is larger than the {len(images)} adapted "
+            f"images in {directory}."
         )
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     num_pipelines, pipeline_id = 1, 0

@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 
 from input_pipelines import driving, synthetic_driving
-from tf_madan import builders, data, evaluation, train_lib
+from tf_madan import data, evaluation, layout, train_lib
 from tf_madan.configs import demo as demo_config
 
 
@@ -30,10 +30,11 @@ def _tile(rows):
 def translation_grid_png(config, workdir, path, stage="ada", count=4):
     """Rows per source: source images, adapted G_{S->T}(x), cycled G_{T->S}(G_{S->T}(x))."""
     stage_dir = os.path.join(workdir, stage)
-    s2t = train_lib.load_generators(config, stage_dir, "s2t")
-    t2s = train_lib.load_generators(config, stage_dir, "t2s")
+    s2t = layout.load_generators(config, stage_dir, "s2t")
+    t2s = layout.load_generators(config, stage_dir, "t2s")
     rows = []
-    for name, g, f in zip(config.data.sources, s2t, t2s):
+    for name in s2t:
+        g, f = s2t[name], t2s[name]
         images, _ = next(iter(data.source_dataset(config, name, batch_size=count)))
         adapted = g(images, training=False)
         cycled = f(adapted, training=False)
@@ -45,8 +46,7 @@ def translation_grid_png(config, workdir, path, stage="ada", count=4):
 
 def overlay_png(config, weights, path, count=4):
     """Rows: target images, predicted overlay, ground-truth colours."""
-    segmenter = builders.build_segmenter(config)
-    segmenter.load_weights(weights)
+    segmenter = layout.load_segmenter(config, weights)
     images, labels = next(iter(data.eval_dataset(config, batch_size=count)))
     logits = segmenter(images, training=False)
     rgb = _to_uint8(evaluation.overlay(images, logits, alpha=0.0))
@@ -98,7 +98,7 @@ def run_demo(workdir, *, num_per_domain=60, num_val=20, seed=0):
         ),
         "segmentation_overlay": overlay_png(
             config,
-            os.path.join(run_dir, "madan", train_lib.WEIGHTS),
+            layout.segmenter_weights(run_dir, "madan"),
             os.path.join(workdir, "madan_segmentation_overlay.png"),
         ),
         "table_markdown": table_path,

@@ -4,8 +4,10 @@ Usage:
   python -m tf_madan.evaluate --config=tf_madan/configs/cpu_benchmark.py \
       --config.data.root=/tmp/driving --weights=runs/madan_cpu/madan/segmenter.weights.h5 \
       [--split=val] [--out=eval.json]
-  # or every finished stage of a run:
-  python -m tf_madan.evaluate --config=... --workdir=runs/madan_cpu
+  # or every finished stage of a run (its own config.json builds the networks; a --config that
+  # differs is an error naming the keys unless --allow_config_change):
+  python -m tf_madan.evaluate --workdir=runs/madan_cpu
+Results are in percent.
 """
 
 import os
@@ -13,7 +15,7 @@ import os
 from absl import app, flags
 
 import tf_runtime
-from tf_madan import builders, evaluation, train_lib
+from tf_madan import evaluation, layout, report
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 
@@ -38,23 +40,38 @@ def define_flags(flag_values=flags.FLAGS, sys_argv=None):
         "split", None, "Target split (default config.data.eval_split).", flag_values=flag_values
     )
     flags.DEFINE_string("out", None, "Optional JSON output path.", flag_values=flag_values)
+    flags.DEFINE_boolean(
+        "allow_config_change",
+        False,
+        "With --workdir: use --config even where it differs from the run's config.json.",
+        flag_values=flag_values,
+    )
 
 
 def main(argv, flag_values=flags.FLAGS):
     del argv
-    config = flag_values.config
     weights, workdir = flag_values.weights, flag_values.workdir
     if bool(weights) == bool(workdir):
         raise app.UsageError("Pass exactly one of --weights and --workdir.")
     if weights:
-        segmenter = builders.build_segmenter(config)
-        tf_runtime.load_weights(segmenter, weights)  # errors name the file
+        config = flag_values.config
+        segmenter = layout.load_segmenter(config, weights)  # errors name the file
         results = {
             weights: evaluation.evaluate_on_target(config, segmenter, split=flag_values.split)
         }
     else:
-        config.stage = "evaluate"
-        results = train_lib.evaluate_methods(config, train_lib.collect_finished(config, workdir))
+        config = layout.run_config(
+            workdir,
+            layout.given_config(flag_values),
+            allow_config_change=flag_values.allow_config_change,
+        )
+        finished = report.collect_finished(config, workdir)
+        results = {
+            label: evaluation.evaluate_on_target(
+                config, layout.load_segmenter(config, path), split=flag_values.split
+            )
+            for label, path in finished.items()
+        }
     print(evaluation.markdown_table(results))
     print(evaluation.per_class_table(results))
     if flag_values.out:

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+import tf_runtime
 from input_pipelines import driving
 from tf_madan import data
 from tf_madan.normalization import IMAGENET_MEAN, IMAGENET_STD
@@ -47,11 +48,11 @@ def metric_results(metric):
     "gt_present_classes" (that set's names), "pixel_accuracy", "mean_class_accuracy",
     "fw_iou", "per_class_iou" ({class: percent, None if absent from truth and prediction}).
     """
-    summary = metric.summary()
+    summary = metric.summary()  # percent
     is_19 = metric.num_classes == driving.NUM_CLASSES
 
-    def percent(value):
-        return 100.0 * float(value) if value is not None else float("nan")
+    def percent(value):  # already percent; None (undefined) -> NaN
+        return float(value) if value is not None else float("nan")
 
     return {
         "miou_16": percent(summary["miou_16"]) if is_19 else float("nan"),
@@ -62,8 +63,7 @@ def metric_results(metric):
         "mean_class_accuracy": percent(summary["mean_class_accuracy"]),
         "fw_iou": percent(summary["fw_iou"]),
         "per_class_iou": {
-            n: (None if v is None else round(100.0 * v, 2))
-            for n, v in summary["per_class_iou"].items()
+            n: (None if v is None else round(v, 2)) for n, v in summary["per_class_iou"].items()
         },
     }
 
@@ -91,6 +91,47 @@ def overlay(images, logits, alpha=0.5):
     rgb = np.asarray(images) * np.asarray(IMAGENET_STD) + np.asarray(IMAGENET_MEAN)
     colours = driving.colorize(np.argmax(np.asarray(logits), -1)).astype(np.float32) / 255.0
     return np.clip((1 - alpha) * rgb + alpha * colours, 0.0, 1.0).astype(np.float32)
+
+
+def write_summaries(stage_dir, step, segmenter, result, overlay_dataset):
+    """TensorBoard `eval/` of a segmenter stage: mIoU-16/19, pixel accuracy and per-class IoU
+    (percent) of `result`, and a segmentation overlay of the first `overlay_dataset` batch."""
+    writers = tf_runtime.SummaryWriters(stage_dir)
+    scalars = {
+        k: result[k]
+        for k in ("miou_16", "miou_19", "miou_16_gt_present", "pixel_accuracy")
+        if not np.isnan(result[k])
+    }
+    scalars.update(
+        {
+            f"iou/{name}": value
+            for name, value in result["per_class_iou"].items()
+            if value is not None
+        }
+    )
+    writers.scalars("eval", step, scalars)
+    images, _ = next(iter(overlay_dataset))
+    logits = segmenter(images, training=False)
+    writers.images("eval", step, "segmentation_overlay", overlay(images, logits))
+    writers.close()
+
+
+def translation_grid(model, batch):
+    """[3 * M * B, H, W, 3] in [0, 1]: rows of source, adapted and cycled images per source."""
+    sources = [s[0] for s in batch["sources"]]
+    out = model({"sources": sources, "target": batch["target"][0]}, training=False)
+    rows = []
+    for i, x in enumerate(sources):
+        rows += [x, out["adapted"][i], out["cycled"][i]]
+    return (tf.concat(rows, axis=0) + 1.0) * 0.5
+
+
+def write_translation_grid(model, dataset_fn, stage_dir, step):
+    """TensorBoard `train/source_adapted_cycled` image grid of a pixel stage."""
+    batch = next(iter(dataset_fn(None)))
+    writers = tf_runtime.SummaryWriters(stage_dir)
+    writers.images("train", step, "source_adapted_cycled", translation_grid(model, batch), 24)
+    writers.close()
 
 
 def _cell(value):

@@ -2,8 +2,9 @@ r"""Exports the trained segmenter and generators of a MADAN run as SavedModels.
 
 Usage:
   python -m tf_madan.export --workdir=runs/madan_cpu --out=runs/madan_cpu/export
-The networks are rebuilt from the run's own config.json (--config is used only for a run folder
-without one).
+The networks are rebuilt from the run's own config.json (a --config that differs is an error
+naming the keys unless --allow_config_change). The exports take RGB images in [0, 255] (float32
+`serve` or uint8 `serve_uint8`) with the preprocessing inside; see tf_madan.export_lib.
 """
 
 import os
@@ -11,7 +12,7 @@ import os
 from absl import app, flags
 
 import tf_runtime
-from tf_madan import export_lib
+from tf_madan import export_lib, layout
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 
@@ -22,8 +23,7 @@ def define_flags(flag_values=flags.FLAGS, sys_argv=None):
         DEFAULT_CONFIG,
         workdir_help="Finished training run.",
         strategy=False,
-        resumable=False,
-        config_help="Config file, used only when --workdir has no config.json.",
+        config_help="Config file; must equal the run's config.json unless --allow_config_change.",
         flag_values=flag_values,
         sys_argv=sys_argv,
     )
@@ -39,8 +39,11 @@ def define_flags(flag_values=flags.FLAGS, sys_argv=None):
 def main(argv, flag_values=flags.FLAGS):
     del argv
     run = tf_runtime.run_flags(flag_values)
+    config = layout.run_config(
+        run.workdir, layout.given_config(flag_values), allow_config_change=run.allow_config_change
+    )
     paths = export_lib.export_run(
-        run.config,
+        config,
         run.workdir,
         flag_values.out,
         segmenter_stage=flag_values.segmenter_stage,

@@ -12,7 +12,7 @@ The images take exactly the path of the adapted-image stages: the source reader'
 /255 and ImageNet mean/std (what `data.adapted_dataset` feeds F). Raw images are read
 with the segmenter normalisation directly, as every segmenter stage reads them.
 
-The oracle itself is a normal `train_lib.train_segmenter` run on labelled target train
+The oracle itself is a normal segmenter stage (`tf_madan.stages`) run on labelled target train
 images: `labelled_target_fn` is its dataset function.
 """
 
@@ -37,7 +37,6 @@ def labelled_target_fn(config, batch_size, crop_size):
         crop_size=crop_size,
         resize_shorter=config.data.seg_resize_shorter,
         sources=[config.data.target],
-        batch_field="config.seg.batch_size",
     )
 
 

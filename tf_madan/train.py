@@ -12,7 +12,7 @@ import os
 from absl import app, flags
 
 import tf_runtime
-from tf_madan import train_lib
+from tf_madan import report, train_lib
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 
@@ -39,7 +39,7 @@ def main(argv, flag_values=flags.FLAGS):
     results = train_lib.train_and_evaluate(
         config, run.workdir, run.build_strategy(), allow_config_change=run.allow_config_change
     )
-    print(train_lib.summarize(results))
+    print(report.summarize(results))
 
 
 if __name__ == "__main__":

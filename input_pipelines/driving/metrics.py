@@ -192,28 +192,35 @@ class MeanIoU(keras.metrics.Metric):
         return float((frequency * self.per_class_iou()).sum())
 
     def summary(self):
-        """Returns a dict of all scores (IoUs as fractions; per-class keyed by name).
+        """Returns a dict of all scores in PERCENT (per-class keyed by name).
+
+        The results files, tables and `tf_madan.evaluation` use this unit; the scalar methods
+        above (`result`, `miou_16`, `pixel_accuracy`, ...) are fractions, as every Keras metric.
 
         Keys: "miou_19", "miou_16", "miou_16_gt_present" (fixed set: the 16-protocol
         classes with ground truth in the split), "gt_present_classes" (that set, by name),
-        "pixel_accuracy", "mean_class_accuracy", "fw_iou", "per_class_iou" ({name: IoU, None
-        when the class is absent from truth and prediction}).
+        "pixel_accuracy", "mean_class_accuracy", "fw_iou", "per_class_iou" ({name: IoU %, None
+        when the class is absent from truth and prediction}); None / NaN where undefined.
         """
         names = self._names()
         is_19 = self.num_classes == labels_lib.NUM_CLASSES
         present = set(self.present_classes())
+
+        def percent(value):
+            return None if value is None else 100.0 * float(value)
+
         return {
-            "miou_19": float(self.result()),
-            "miou_16": self.miou_16() if is_19 else None,
-            "miou_16_gt_present": self.miou_16_gt_present() if is_19 else None,
+            "miou_19": percent(self.result()),
+            "miou_16": percent(self.miou_16()) if is_19 else None,
+            "miou_16_gt_present": percent(self.miou_16_gt_present()) if is_19 else None,
             "gt_present_classes": [
                 names[c] for c in self.gt_present_classes(labels_lib.CLASSES_16 if is_19 else None)
             ],
-            "pixel_accuracy": self.pixel_accuracy(),
-            "mean_class_accuracy": self.mean_class_accuracy(),
-            "fw_iou": self.frequency_weighted_iou(),
+            "pixel_accuracy": percent(self.pixel_accuracy()),
+            "mean_class_accuracy": percent(self.mean_class_accuracy()),
+            "fw_iou": percent(self.frequency_weighted_iou()),
             "per_class_iou": {
-                n: (float(v) if i in present else None)
+                n: (percent(v) if i in present else None)
                 for i, (n, v) in enumerate(zip(names, self.per_class_iou()))
             },
         }

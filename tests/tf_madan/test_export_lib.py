@@ -54,7 +54,7 @@ def test_write_adapted_images_replaces_a_partial_folder(tmp_path):
 def test_adapted_dataset_batch_larger_than_folder(tmp_path):
     out = str(tmp_path / "a")
     data.write_adapted_images(_generator(), _pairs(8, 8), out)
-    with pytest.raises(ValueError, match=r"config.seg.batch_size=4 is larger than the 3 adapted"):
+    with pytest.raises(ValueError, match=r"batch_size=4 is larger than the 3 adapted"):
         data.adapted_dataset(out, batch_size=4, crop_size=8, seed=0)
 
 
@@ -70,11 +70,14 @@ def test_segmenter_saved_model_serves_sizes_not_multiple_of_8(tmp_path):
     segmenter = builders.build_segmenter(config)
     path = export_lib.export_segmenter(segmenter, str(tmp_path / "seg"))
     loaded = tf.saved_model.load(path)
+    mean, std = tf.constant([0.485, 0.456, 0.406]), tf.constant([0.229, 0.224, 0.225])
     for shape, seed in (((2, 30, 44, 3), 1), ((1, 32, 48, 3), 2)):
-        x = tf.random.stateless_normal(shape, [seed, 2])
-        served = loaded.serve(x)
+        rgb = tf.round(tf.random.stateless_uniform(shape, [seed, 2], 0.0, 255.0))
+        served = loaded.serve(rgb)  # RGB in [0, 255]; the ImageNet normalisation is inside
         assert served.shape == shape[:3] + (19,)
-        np.testing.assert_allclose(served, segmenter(x, training=False), atol=1e-5)
+        expected = segmenter((rgb / 255.0 - mean) / std, training=False)
+        np.testing.assert_allclose(served, expected, atol=1e-5)
+        np.testing.assert_allclose(loaded.serve_uint8(tf.cast(rgb, tf.uint8)), expected, atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Segmenter stride8 changed"):
         export_lib.export_segmenter(_stride_8_segmenter(), str(tmp_path / "bad"))
     assert not os.path.exists(tmp_path / "bad")
@@ -87,8 +90,9 @@ def test_generator_export_refuses_to_change_the_size(tmp_path):
     config = smoke.get_config()
     generator = builders.build_generator(config, "generator_s2t_0")
     path = export_lib.export_generator(generator, str(tmp_path / "g"))
-    x = tf.random.stateless_uniform((1, 32, 40, 3), [5, 6], -1.0, 1.0)
+    rgb = tf.round(tf.random.stateless_uniform((1, 32, 40, 3), [5, 6], 0.0, 255.0))
     loaded = tf.saved_model.load(path)
-    out = loaded.serve(x)
+    out = loaded.serve(rgb)  # RGB in [0, 255] in and out; [-1, 1] scaling inside
     assert out.shape == (1, 32, 40, 3)
-    np.testing.assert_allclose(out, generator(x, training=False), atol=1e-5)
+    expected = (generator(rgb / 127.5 - 1.0, training=False) + 1.0) * 127.5
+    np.testing.assert_allclose(out, tf.clip_by_value(expected, 0.0, 255.0), atol=1e-3)

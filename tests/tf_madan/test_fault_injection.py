@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from input_pipelines import synthetic_driving
-from tf_madan import train_lib
+from tf_madan import layout, stage_runner, train_lib
 from tf_madan.configs import smoke
 
 STAGES = ("source_only_gta5", "source_only_synthia", "source_only")
@@ -64,7 +64,7 @@ def _kill_when(process, condition, timeout=120):
 
 
 def _weights(path):
-    model = train_lib._new_segmenter(smoke.get_config(), weights=path)
+    model = stage_runner._new_segmenter(smoke.get_config(), weights=path)
     return [np.asarray(v) for v in model.weights]
 
 
@@ -74,7 +74,7 @@ def test_killed_between_and_during_stages_equals_uninterrupted(tmp_path):
     killed = str(tmp_path / "killed")
 
     def done(stage):
-        return lambda: os.path.exists(os.path.join(killed, stage, train_lib.WEIGHTS))
+        return lambda: os.path.exists(os.path.join(killed, stage, layout.WEIGHTS))
 
     def checkpoint(stage, step):
         ckpt = os.path.join(killed, stage, "checkpoints", f"ckpt-{step}.index")
@@ -84,7 +84,7 @@ def test_killed_between_and_during_stages_equals_uninterrupted(tmp_path):
     _kill_when(_start(root, killed), done("source_only_gta5"))
     # 2. During a stage: once the second stage has checkpointed step 3 of 6.
     _kill_when(_start(root, killed), checkpoint("source_only_synthia", 3))
-    assert not os.path.exists(os.path.join(killed, "source_only_synthia", train_lib.WEIGHTS))
+    assert not os.path.exists(os.path.join(killed, "source_only_synthia", layout.WEIGHTS))
     finish = _start(root, killed)
     output = finish.communicate(timeout=300)[0]
     assert finish.returncode == 0, output
@@ -94,8 +94,8 @@ def test_killed_between_and_during_stages_equals_uninterrupted(tmp_path):
         make_config(root), reference, tf.distribute.get_strategy()
     )
     for stage in STAGES:
-        a = _weights(os.path.join(killed, stage, train_lib.WEIGHTS))
-        b = _weights(os.path.join(reference, stage, train_lib.WEIGHTS))
+        a = _weights(os.path.join(killed, stage, layout.WEIGHTS))
+        b = _weights(os.path.join(reference, stage, layout.WEIGHTS))
         for x, y in zip(a, b):
             np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)
     with open(os.path.join(killed, "results.json")) as handle:

@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from input_pipelines import synthetic_driving
-from tf_madan import builders, data, train_lib
+from tf_madan import builders, data, layout, stage_runner, stages
 from tf_madan.configs import smoke
 from tf_madan.madan_gan import MadanGAN
 from tf_madan.models.discriminator import build_patchgan_discriminator
@@ -249,7 +249,7 @@ def _constant_generator(config, name, value):
 def test_translate_stage_maps_source_i_to_generator_i(tiny_data, tmp_path):
     config, _ = tiny_data
     stage = tmp_path / "stage"
-    networks = stage / train_lib.NETWORKS
+    networks = stage / layout.NETWORKS
     networks.mkdir(parents=True)
     # Generator i outputs the constant value_i (head conv zero, bias arctanh(value_i)).
     values = {"gta5": 0.5, "synthia": -0.25}
@@ -257,14 +257,18 @@ def test_translate_stage_maps_source_i_to_generator_i(tiny_data, tmp_path):
         g = _constant_generator(config, f"generator_s2t_{i}", values[name])
         g.save_weights(str(networks / f"generator_s2t_{i}.weights.h5"))
     rt_files.write_marker(
-        str(networks / train_lib.COMPLETE),
+        str(networks / layout.COMPLETE),
         {"steps": 1, "sources": list(config.data.sources), "merged": False},
     )
-    loaded = train_lib.load_generators(config, str(stage))
+    loaded = layout.load_generators(config, str(stage))
     x = tf.zeros((1, 32, 32, 3))
-    for i, name in enumerate(config.data.sources):
-        np.testing.assert_allclose(loaded[i](x).numpy(), values[name], atol=1e-6)
-    dirs = train_lib.translate_stage(config, str(tmp_path), str(stage), "adapted")
+    for name in config.data.sources:
+        np.testing.assert_allclose(loaded[name](x).numpy(), values[name], atol=1e-6)
+    translate = stages._stage("adapted", "translate", "ada", pixel="stage")
+    env = stage_runner.StageEnv(
+        config, str(tmp_path), translate, None, {"stage": {"dir": str(stage)}}
+    )
+    dirs = stage_runner.translate(translate, env)["dirs"]
     assert [os.path.basename(d) for d in dirs] == list(config.data.sources)
     for d, name in zip(dirs, config.data.sources):
         images, labels = data._adapted_files(d)

@@ -13,55 +13,10 @@ import pytest
 import tensorflow as tf
 
 from input_pipelines import synthetic_driving
-from tf_madan import data, train_lib
+from tf_madan import data, layout, report, stage_runner, stages, train_lib
 from tf_madan.configs import smoke
 
 SOURCES = ("gta5", "synthia")
-
-
-class Recorder:
-    """Stands in for the trainers: records every stage call, returns fake paths."""
-
-    def __init__(self, monkeypatch, workdir):
-        self.workdir = workdir
-        self.seg = {}
-        self.pixel = {}
-        monkeypatch.setattr(train_lib, "train_segmenter", self.train_segmenter)
-        monkeypatch.setattr(train_lib, "train_pixel_stage", self.train_pixel_stage)
-        monkeypatch.setattr(train_lib, "translate_stage", self.translate_stage)
-        monkeypatch.setattr(train_lib, "color_transfer_stage", self.color_transfer_stage)
-        monkeypatch.setattr(
-            data, "multi_domain_fn", lambda config, **kw: ("raw", tuple(kw["sources"]))
-        )
-        monkeypatch.setattr(
-            data, "adapted_multi_domain_fn", lambda config, dirs, **kw: ("adapted", tuple(dirs))
-        )
-
-    def train_segmenter(self, config, workdir, strategy, *, name, dataset_fn, num_steps, **kw):
-        assert name not in self.seg, f"segmenter stage {name} trained twice"
-        self.seg[name] = dict(data=dataset_fn, steps=num_steps, **kw)
-        return f"{workdir}/{name}/{train_lib.WEIGHTS}"
-
-    def train_pixel_stage(self, config, workdir, strategy, *, name, **kw):
-        assert name not in self.pixel, f"pixel stage {name} trained twice"
-        kw.setdefault("sources", list(config.data.sources))
-        self.pixel[name] = kw
-        return f"{workdir}/{name}"
-
-    def translate_stage(self, config, workdir, stage_dir, out_name):
-        sources = self.pixel[os.path.basename(stage_dir)]["sources"]
-        return [f"{workdir}/{out_name}/{s}" for s in sources]
-
-    def color_transfer_stage(self, config, workdir):
-        return [f"{workdir}/adapted_color/{s}" for s in config.data.sources]
-
-    def total_pixel_steps(self, name):
-        """Steps of a pixel stage plus those of the stages it continues."""
-        stage = self.pixel[name]
-        steps = stage["num_steps"]
-        if stage.get("init_from"):
-            steps += self.total_pixel_steps(os.path.basename(stage["init_from"]))
-        return steps
 
 
 def _config(**pipeline):
@@ -79,72 +34,78 @@ def _config(**pipeline):
 
 
 @pytest.fixture
-def schedule(monkeypatch, tmp_path):
-    recorder = Recorder(monkeypatch, str(tmp_path))
-    methods = train_lib.run_schedule(_config(), str(tmp_path), None)
-    return recorder, methods, str(tmp_path)
+def table():
+    return {s.name: s for s in stages.build_table(SOURCES)}
 
 
-def test_single_source_cyclegans_are_trained_alone(schedule):
-    rec, methods, w = schedule
-    for s in SOURCES:
-        for stage in (f"cyclegan_{s}_daig", f"cyclegan_{s}", f"cycada_gan_{s}"):
-            assert rec.pixel[stage]["sources"] == [s], stage  # its own D_T: one source only
-            assert not rec.pixel[stage].get("merged")
-        # The single-source CycleGAN row trains F on that source's own CycleGAN images.
-        assert rec.seg[f"single_{s}"]["data"] == ("adapted", (f"{w}/adapted_cyclegan_{s}/{s}",))
-        assert methods[f"single-source CycleGAN ({s})"] == f"{w}/single_{s}/{train_lib.WEIGHTS}"
-
-
-def test_cycada_fla_starts_from_f_trained_on_the_images_it_aligns(schedule):
-    rec, methods, w = schedule
-    for s in SOURCES:
-        images = ("adapted", (f"{w}/adapted_cycada_{s}/{s}",))
-        sc, fla = rec.seg[f"seg_cycada_{s}"], rec.seg[f"cycada_{s}"]
-        assert sc["data"] == images and fla["data"] == images
-        assert fla["fla"] is True and fla["steps"] == 4
-        assert fla["init_from"] == f"{w}/seg_cycada_{s}/{train_lib.WEIGHTS}"
-        gan = rec.pixel[f"cycada_gan_{s}"]
-        # CyCADA's semantic consistency: CE against the fixed source-only model of that source.
-        assert gan["dsc_mode"] == "cycada" and gan["use_sad"] is False and gan["use_ccd"] is False
-        assert gan["source_weights"] == [f"{w}/source_only_{s}/{train_lib.WEIGHTS}"]
-        assert methods[f"single-source CyCADA ({s})"] == f"{w}/cycada_{s}/{train_lib.WEIGHTS}"
-
-
-def test_source_combined_is_one_merged_domain(schedule):
-    rec, methods, w = schedule
-    for stage in ("combined_cyclegan_daig", "combined_cyclegan", "combined_cycada_gan"):
-        assert rec.pixel[stage]["merged"] is True
-        assert rec.pixel[stage]["sources"] == list(SOURCES)
-    assert rec.pixel["combined_cycada_gan"]["source_weights"] == [
-        f"{w}/source_only/{train_lib.WEIGHTS}"
+def _selected(config):
+    return [
+        s.name for s in stages.select(stages.build_table(SOURCES), config.stage, config.pipeline)
     ]
-    both = tuple(f"{w}/adapted_combined_cycada/{s}" for s in SOURCES)
-    assert rec.seg["combined_cycada"]["data"] == ("adapted", both)
-    assert rec.seg["combined_cycada"]["init_from"] == (
-        f"{w}/seg_combined_cycada/{train_lib.WEIGHTS}"
-    )
-    assert "source-combined CyCADA" in methods and "source-combined CycleGAN" in methods
 
 
-def test_oracle_colour_transfer_and_source_only(schedule):
-    rec, methods, w = schedule
-    assert rec.seg["oracle"] == dict(data=("raw", ("cityscapes",)), steps=9)
-    assert rec.seg["seg_color_transfer"]["data"] == (
-        "adapted",
-        tuple(f"{w}/adapted_color/{s}" for s in SOURCES),
-    )
-    assert rec.seg["source_only"]["data"] == ("raw", SOURCES)
-    assert rec.seg["source_only_gta5"] == dict(data=("raw", ("gta5",)), steps=5)
+def test_single_source_cyclegans_are_trained_alone(table):
+    for s in SOURCES:
+        for name in (f"cyclegan_{s}_daig", f"cyclegan_{s}", f"cycada_gan_{s}"):
+            assert table[name].options["sources"] == (s,), name  # its own D_T: one source only
+            assert not table[name].options["merged"]
+        # The single-source CycleGAN row trains F on that source's own CycleGAN images.
+        assert table[f"adapted_cyclegan_{s}"].options["pixel"] == f"cyclegan_{s}"
+        assert table[f"single_{s}"].images == f"adapted_cyclegan_{s}"
+        assert table[f"single_{s}"].row == f"single-source CycleGAN ({s})"
 
 
-def test_every_adapted_row_has_the_same_pixel_budget(schedule):
-    rec, _, _ = schedule
-    budget = {
-        name: rec.total_pixel_steps(name)
-        for name in rec.pixel
-        if not name.endswith("_daig") and name != "daig"
-    }
+def test_cycada_fla_starts_from_f_trained_on_the_images_it_aligns(table):
+    for s in SOURCES:
+        sc, fla = table[f"seg_cycada_{s}"], table[f"cycada_{s}"]
+        assert sc.images == fla.images == f"adapted_cycada_{s}"
+        assert table[f"adapted_cycada_{s}"].options["pixel"] == f"cycada_gan_{s}"
+        assert fla.kind == "fla" and fla.options["init_from"] == f"seg_cycada_{s}"
+        gan = table[f"cycada_gan_{s}"].options
+        # CyCADA's semantic consistency: CE against the fixed source-only model of that source.
+        assert gan["dsc_mode"] == "cycada" and gan["use_dsc"]
+        assert not gan.get("use_sad") and not gan.get("use_ccd")  # the runner's default: off
+        plain = table[f"cyclegan_{s}"].options
+        assert not any(plain.get(k) for k in ("use_dsc", "use_sad", "use_ccd"))
+        assert gan["source_networks"] == (f"source_only_{s}",)
+        assert gan["init_from"] == f"cyclegan_{s}_daig"
+        assert fla.row == f"single-source CyCADA ({s})"
+
+
+def test_source_combined_is_one_merged_domain(table):
+    for name in ("combined_cyclegan_daig", "combined_cyclegan", "combined_cycada_gan"):
+        assert table[name].options["merged"] is True
+        assert table[name].options["sources"] == SOURCES
+    assert table["combined_cycada_gan"].options["source_networks"] == ("source_only",)
+    assert table["combined_cycada"].images == "adapted_combined_cycada"
+    assert table["combined_cycada"].options["init_from"] == "seg_combined_cycada"
+    assert table["combined_cycada"].row == "source-combined CyCADA"
+
+
+def test_oracle_colour_transfer_and_source_only(table):
+    assert table["oracle"].options["domains"] == (stage_runner.TARGET,)
+    assert table["oracle"].options["budget"] == "oracle"
+    assert table["seg_color_transfer"].images == "adapted_color"
+    assert table["adapted_color"].kind == "color_transfer"
+    assert table["source_only"].options["domains"] == SOURCES
+    assert table["source_only_gta5"].options == {"budget": "source_only", "domains": ("gta5",)}
+    config = _config()
+    assert stage_runner._steps(config, "oracle") == 9
+    assert stage_runner._steps(config, "source_only") == 5
+    assert stage_runner._steps(config, "fla") == 4
+
+
+def test_every_adapted_row_has_the_same_pixel_budget(table):
+    config = _config()
+
+    def total(name):
+        """Steps of a pixel stage plus those of the stages it continues."""
+        o = table[name].options
+        steps = stage_runner._steps(config, o["budget"])
+        return steps + (total(o["init_from"]) if o.get("init_from") else 0)
+
+    pixel = [n for n, s in table.items() if s.kind == "pixel"]
+    budget = {n: total(n) for n in pixel if not n.endswith("_daig") and n != "daig"}
     assert budget == {
         name: 50
         for name in (
@@ -161,48 +122,94 @@ def test_every_adapted_row_has_the_same_pixel_budget(schedule):
             "combined_cycada_gan",
         )
     }
-    assert rec.pixel["daig"]["num_steps"] == 30
+    assert total("daig") == 30
 
 
-def test_madan_ablation_rows(schedule):
-    rec, methods, w = schedule
-    assert [m for m in methods if m.startswith("+") or m.startswith("baseline")] == [
+def test_madan_ablation_rows(table):
+    rows = [label for label, _, _ in stages.result_rows(table.values())]
+    assert [m for m in rows if m.startswith("+") or m.startswith("baseline")] == [
         "baseline (multi-source CycleGAN)",
-        "+SAD+CCD+DSC",
         "+SAD",
         "+CCD",
         "+SAD+CCD",
+        "+SAD+CCD+DSC",
     ]
     switches = {
-        n: (rec.pixel[n].get("use_dsc", True), rec.pixel[n]["use_sad"], rec.pixel[n]["use_ccd"])
-        for n in ("ada_plain", "ada_sad", "ada_ccd", "ada_sad_ccd")
+        n: tuple(bool(table[n].options.get(k)) for k in ("use_dsc", "use_sad", "use_ccd"))
+        for n in ("ada_plain", "ada_sad", "ada_ccd", "ada_sad_ccd", "ada")
     }
     assert switches == {
         "ada_plain": (False, False, False),
         "ada_sad": (False, True, False),
         "ada_ccd": (False, False, True),
         "ada_sad_ccd": (False, True, True),
+        "ada": (True, True, True),
     }
-    assert rec.pixel["ada"]["adapted_weights"] == f"{w}/seg_daig/{train_lib.WEIGHTS}"
-    assert rec.seg["madan"]["init_from"] == f"{w}/seg_ada/{train_lib.WEIGHTS}"
-    assert rec.seg["madan"]["data"] == rec.seg["seg_ada"]["data"]
+    assert table["ada"].options["adapted_network"] == "seg_daig"
+    assert table["ada"].options["source_networks"] == ("source_only_gta5", "source_only_synthia")
+    assert table["madan"].options["init_from"] == "seg_ada"
+    assert table["madan"].images == table["seg_ada"].images == "adapted_ada"
 
 
-def test_pipeline_switches_leave_out_baselines(monkeypatch, tmp_path):
-    rec = Recorder(monkeypatch, str(tmp_path))
+def test_table_is_topologically_sorted_and_rows_unique(table):
+    seen = set()
+    for name, stage in table.items():
+        assert set(stage.upstream) <= seen, name
+        seen.add(name)
+    labels = [label for label, _, _ in stages.result_rows(table.values())]
+    assert len(labels) == len(set(labels)) == 21
+    assert labels[0] == "source-only (gta5)" and labels[-1] == "oracle (target labels)"
+
+
+def test_a_duplicate_or_misordered_stage_is_refused(monkeypatch):
+    original = stages._cyclegan_family
+    monkeypatch.setattr(stages, "_cyclegan_family", lambda *a: original(*a)[1:] + original(*a)[:1])
+    with pytest.raises(ValueError, match="reads .* before they run"):
+        stages.build_table(SOURCES)
+
+
+def test_pipeline_switches_leave_out_baselines():
     config = _config(
         ablation=False, single_source=False, combined=False, oracle=False, color_transfer=False
     )
-    train_lib.run_schedule(config, str(tmp_path), None)
-    assert set(rec.pixel) == {"daig", "ada"}
-    assert set(rec.seg) == {
+    assert _selected(config) == [
         "source_only_gta5",
         "source_only_synthia",
         "source_only",
+        "daig",
+        "adapted_daig",
         "seg_daig",
+        "ada",
+        "adapted_ada",
         "seg_ada",
         "madan",
-    }
+    ]
+    config = _config(cycada_fla=False)
+    assert not [n for n in _selected(config) if "cycada" in n]
+    assert "single_gta5" in _selected(config)
+
+
+def test_one_stage_runs_with_its_upstream_only():
+    config = _config()
+    config.stage = "madan"
+    assert _selected(config) == [
+        "source_only_gta5",
+        "source_only_synthia",
+        "daig",
+        "adapted_daig",
+        "seg_daig",
+        "ada",
+        "adapted_ada",
+        "seg_ada",
+        "madan",
+    ]
+    config.stage = "oracle"
+    config.pipeline.oracle = False  # an explicit stage runs regardless of its switch
+    assert _selected(config) == ["oracle"]
+    config.stage = "evaluate"
+    assert _selected(config) == []
+    with pytest.raises(ValueError, match="config.stage must be one of"):
+        stages.select(stages.build_table(SOURCES), "adaa", config.pipeline)
 
 
 # ---------------------------------------------------------------- real tiny stages
@@ -222,22 +229,14 @@ def _tiny_config(root):
 
 
 def _weights(path):
-    segmenter = train_lib._new_segmenter(smoke.get_config(), weights=path)
+    segmenter = stage_runner._new_segmenter(smoke.get_config(), weights=path)
     return [np.asarray(v) for v in segmenter.weights]
 
 
 def test_stage_init_does_not_depend_on_what_ran_before(tiny_data, tmp_path):
     config = _tiny_config(tiny_data)
     strategy = tf.distribute.get_strategy()
-    fn = data.multi_domain_fn(
-        config,
-        normalization="segmenter",
-        batch_size=2,
-        crop_size=32,
-        resize_shorter=0,
-        sources=["gta5"],
-        batch_field="config.seg.batch_size",
-    )
+    stage = {s.name: s for s in stages.build_table(SOURCES)}["source_only_gta5"]
     paths = []
     for k, global_seed in enumerate((1, 12345)):
         # A different history: another global seed, other random draws and models built.
@@ -245,25 +244,18 @@ def test_stage_init_does_not_depend_on_what_ran_before(tiny_data, tmp_path):
         tf.random.uniform([k + 3])
         keras.Sequential([keras.layers.Dense(k + 2)]).build((None, 4))
         keras.backend.clear_session() if k else None
-        paths.append(
-            train_lib.train_segmenter(
-                config,
-                str(tmp_path / f"run{k}"),
-                strategy,
-                name="stage_b",
-                dataset_fn=fn,
-                num_steps=1,
-            )
-        )
+        out = stage_runner.run_stage(stage, config, str(tmp_path / f"run{k}"), strategy, {})
+        paths.append(out["weights"])
     for a, b in zip(_weights(paths[0]), _weights(paths[1])):
         np.testing.assert_array_equal(a, b)
 
 
 def test_stage_seed_pins():
-    assert train_lib.stage_seed(0, "madan") != train_lib.stage_seed(1, "madan")
-    assert train_lib.stage_seed(0, "madan") != train_lib.stage_seed(0, "seg_ada")
-    assert train_lib.stage_seed(0, "madan") == train_lib.stage_seed(0, "madan")
-    assert 0 <= train_lib.stage_seed(3, "x") < 2**31
+    assert stage_runner.stage_seed(0, "madan") != stage_runner.stage_seed(1, "madan")
+    assert stage_runner.stage_seed(0, "madan") != stage_runner.stage_seed(0, "seg_ada")
+    assert stage_runner.stage_seed(0, "madan") == stage_runner.stage_seed(0, "madan")
+    assert 0 <= stage_runner.stage_seed(3, "x") < 2**31
+    assert stage_runner.stage_seed(0, "madan") == 956275472  # zlib.crc32(b"0/madan")
 
 
 def test_aggregate_seeds_mean_and_sample_sd():
@@ -272,7 +264,7 @@ def test_aggregate_seeds_mean_and_sample_sd():
         1: {"A": {"miou_16": 20.0, "miou_19": 2.0, "fcn_score": {"miou_16": 7.0}}},
         2: {"A": {"miou_16": 30.0, "miou_19": float("nan")}, "B": {"miou_16": 4.0}},
     }
-    rows = train_lib.aggregate_seeds(per_seed)
+    rows = report.aggregate_seeds(per_seed)
     assert rows["A"]["miou_16"] == {
         "mean": 20.0,
         "sd": 10.0,
@@ -282,7 +274,7 @@ def test_aggregate_seeds_mean_and_sample_sd():
     assert rows["A"]["miou_19"]["sd"] == pytest.approx(0.7071068)
     assert rows["A"]["fcn_score"]["mean"] == 6.0
     assert rows["B"]["miou_16"] == {"mean": 4.0, "sd": 0.0, "values": {"2": 4.0}}
-    table = train_lib.aggregate_table(rows, {0: 61.0, 1: 59.4})
+    table = report.aggregate_table(rows, {0: 61.0, 1: 59.4})
     assert "| A | 20.0 ± 10.0 | - | 1.5 ± 0.7 | 6.0 ± 1.4 | 3 |" in table
     assert "seed 0: 61 s, seed 1: 59 s" in table
 
@@ -297,7 +289,7 @@ def test_seeds_run_per_seed_folder_and_resume(tiny_data, tmp_path, monkeypatch):
     for seed in (0, 1):
         seed_dir = os.path.join(workdir, f"seed_{seed}")
         assert json.load(open(os.path.join(seed_dir, "config.json")))["seed"] == seed
-        assert os.path.exists(os.path.join(seed_dir, "source_only_gta5", train_lib.WEIGHTS))
+        assert os.path.exists(layout.segmenter_weights(seed_dir, "source_only_gta5"))
     stored = json.load(open(os.path.join(workdir, "results.json")))
     assert stored["seeds"] == [0, 1] and set(stored["seconds_per_seed"]) == {"0", "1"}
     values = stored["rows"]["source-only (gta5)"]["miou_16"]["values"]
@@ -308,7 +300,7 @@ def test_seeds_run_per_seed_folder_and_resume(tiny_data, tmp_path, monkeypatch):
     def no_rerun(*args):
         raise AssertionError("a finished seed was re-run")
 
-    monkeypatch.setattr(train_lib, "_train_and_evaluate_one", no_rerun)
+    monkeypatch.setattr(train_lib, "_run_one", no_rerun)
     again = train_lib.train_and_evaluate(config, workdir, strategy)
     assert again == rows
 
@@ -333,14 +325,16 @@ def test_config_validated_before_written_and_checked_on_resume(tiny_data, tmp_pa
     assert "source-only (gta5)" in train_lib.train_and_evaluate(changed, workdir, strategy)
 
 
-def test_batch_larger_than_dataset_is_an_error(tiny_data):
+def test_batch_larger_than_dataset_is_an_error(tiny_data, tmp_path):
     config = _tiny_config(tiny_data)
+    config.gan.batch_size = 7
     with pytest.raises(ValueError, match=r"config.gan.batch_size=7 is larger than the 6 examples"):
+        train_lib.train_and_evaluate(config, str(tmp_path / "run"), tf.distribute.get_strategy())
+    assert not os.path.exists(tmp_path / "run" / "config.json")  # refused before any write
+    with pytest.raises(ValueError, match=r"batch_size=7 is larger than the 6 examples of gta5"):
         data.multi_domain_fn(
             config, normalization="generator", batch_size=7, crop_size=32, resize_shorter=0
         )
-    with pytest.raises(ValueError, match=r"config.seg.batch_size=7 is larger than the 6 exam"):
-        data.check_batch_size(config, ["cityscapes"], 7, "config.seg.batch_size", "train")
 
 
 def _row(miou_16):
@@ -366,7 +360,7 @@ def test_results_files_carry_the_fcn_score(tmp_path):
         "adapted_cyclegan_gta5": {"gta5": _row(11.66)},
         "adapted_ada": {"gta5": _row(12.0), "synthia": _row(14.0), "all": _row(13.04)},
     }
-    train_lib.write_results(config, str(tmp_path), results, scores, 61.2)
+    report.write_results(config, str(tmp_path), results, scores, 61.2)
     text = open(tmp_path / "results.md").read()
     assert "| raw (gta5) | 15.4 | - | 15.4 |" in text
     assert "| adapted_cyclegan_gta5 (single-source CycleGAN (gta5)) | 11.7 | - | 11.7 |" in text

@@ -3,19 +3,20 @@
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import tf_runtime
 from input_pipelines import synthetic_driving
-from tf_madan import builders, data, evaluation, export_lib, train_lib
+from tf_madan import builders, data, evaluation, export_lib, layout, stage_runner, stages, train_lib
 from tf_madan.configs import smoke
 
 SEGMENTER_STAGES = (
     "source_only_gta5",
     "source_only_synthia",
-    "source_only",
     "seg_daig",
     "seg_ada",
     "madan",
@@ -72,6 +73,11 @@ def test_tensorboard_has_losses_and_images(smoke_run):
     assert {"dsc_0", "sad_generator_1", "ccd_discriminator_0", "source_adapted_cycled"} <= ada
     madan = _tags(os.path.join(workdir, "madan"))
     assert {"feature_discriminator", "domain_accuracy", "segmentation_overlay"} <= madan
+    # Every segmenter stage writes its evaluation (percent) to TensorBoard.
+    for stage in SEGMENTER_STAGES:
+        assert {"miou_16", "miou_19", "pixel_accuracy", "iou/road"} <= _tags(
+            os.path.join(workdir, stage)
+        ), stage
 
 
 def test_results_table_and_resume_is_a_no_op(smoke_run):
@@ -79,7 +85,6 @@ def test_results_table_and_resume_is_a_no_op(smoke_run):
     assert set(results) == {
         "source-only (gta5)",
         "source-only (synthia)",
-        "source-only (combined)",
         "CycleGAN multi-source, stage 1 (F_A)",
         "+SAD+CCD+DSC",
         "MADAN (+SAD+CCD+DSC+Feat)",
@@ -99,31 +104,141 @@ def test_results_table_and_resume_is_a_no_op(smoke_run):
         assert again[name]["miou_19"] == pytest.approx(results[name]["miou_19"])
 
 
-def test_export_reload_matches_at_two_batch_sizes(smoke_run, tmp_path):
+def test_export_takes_rgb_0_255_with_preprocessing_inside(smoke_run, tmp_path):
     config, workdir, _ = smoke_run
     paths = export_lib.export_run(config, workdir, str(tmp_path))
     assert set(paths) == {"segmenter", "generator_s2t_gta5", "generator_s2t_synthia"}
-    segmenter = builders.build_segmenter(config)
-    segmenter.load_weights(os.path.join(workdir, "madan", train_lib.WEIGHTS))
+    segmenter = layout.load_segmenter(config, layout.segmenter_weights(workdir, "madan"))
     served = tf.saved_model.load(paths["segmenter"])
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     for batch in (1, 3):
-        x = np.random.default_rng(batch).normal(size=(batch, 32, 48, 3)).astype(np.float32)
-        np.testing.assert_allclose(served.serve(x), segmenter(x, training=False), atol=1e-5)
+        rgb = np.random.default_rng(batch).integers(0, 256, size=(batch, 30, 44, 3))
+        expected = segmenter(((rgb / 255.0 - mean) / std).astype(np.float32), training=False)
+        np.testing.assert_allclose(served.serve(rgb.astype(np.float32)), expected, atol=1e-4)
+        np.testing.assert_allclose(served.serve_uint8(rgb.astype(np.uint8)), expected, atol=1e-4)
+    generator = layout.load_generators(config, os.path.join(workdir, "ada"))["synthia"]
+    g = tf.saved_model.load(paths["generator_s2t_synthia"])
+    rgb = np.random.default_rng(0).integers(0, 256, size=(2, 32, 48, 3)).astype(np.float32)
+    expected = (np.asarray(generator(rgb / 127.5 - 1.0, training=False)) + 1.0) * 127.5
+    np.testing.assert_allclose(g.serve(rgb), np.clip(expected, 0, 255), atol=1e-2)
+    contract = json.load(open(os.path.join(paths["segmenter"], "assets.extra", "serving.json")))
+    assert "[0, 255]" in contract["input"] and "ImageNet" in contract["preprocessing"]
 
 
-def test_export_uses_the_runs_config_json(smoke_run, tmp_path):
+def test_binaries_read_the_runs_config_json(smoke_run, tmp_path):
+    from tf_madan import export as export_binary
+    from tf_madan import translate as translate_binary
+
     config, workdir, _ = smoke_run
-    other = smoke.get_config()  # a config file that builds other networks than the run's
-    other.generator.filters = 8
-    other.segmenter.filters = 8
-    paths = export_lib.export_run(other, workdir, str(tmp_path / "a"))
-    again = export_lib.export_run(None, workdir, str(tmp_path / "b"))
-    x = np.random.default_rng(0).normal(size=(1, 30, 44, 3)).astype(np.float32)
-    a, b = tf.saved_model.load(paths["segmenter"]), tf.saved_model.load(again["segmenter"])
-    assert a.serve(x).shape == (1, 30, 44, 19)
-    np.testing.assert_array_equal(a.serve(x), b.serve(x))
+    # No --config: the run's own config builds the networks (not configs/default.py).
+    argv = ["translate", f"--workdir={workdir}", "--stage=ada", f"--out={tmp_path / 'a'}"]
+    translate_binary.main(
+        [], flag_values=tf_runtime.parse_flags(argv, translate_binary.define_flags)
+    )
+    assert len(os.listdir(tmp_path / "a" / "gta5" / "images")) == 6
+    # A --config that differs from the run's is an error naming the keys...
+    other = ["--config=tf_madan/configs/smoke.py", "--config.generator.filters=8"]
+    argv = ["export", f"--workdir={workdir}", f"--out={tmp_path / 'e'}", *other]
+    with pytest.raises(tf_runtime.ConfigMismatchError, match="generator.filters"):
+        export_binary.main([], flag_values=tf_runtime.parse_flags(argv, export_binary.define_flags))
+    assert layout.run_config(workdir).generator.filters == config.generator.filters
     with pytest.raises(FileNotFoundError, match="config.json"):
-        export_lib.export_run(None, str(tmp_path), str(tmp_path / "c"))
+        layout.run_config(str(tmp_path))
+
+
+def test_translate_pairs_each_source_with_its_own_generator(smoke_run, tmp_path):
+    from tf_madan import translate as translate_binary
+
+    config, workdir, _ = smoke_run
+    # A single-source stage for SYNTHIA: its only generator must translate SYNTHIA, not the
+    # first source of config.data.sources.
+    stage = tmp_path / "run" / "cyclegan_synthia" / layout.NETWORKS
+    os.makedirs(stage)
+    for net in ("generator_s2t_1", "generator_t2s_1"):
+        src = os.path.join(workdir, "ada", layout.NETWORKS, f"{net}.weights.h5")
+        os.symlink(src, stage / f"{net.replace('_1', '_0')}.weights.h5")
+    tf_runtime.write_marker(str(stage / layout.COMPLETE), {"sources": ["synthia"], "merged": False})
+    tf_runtime.write_config(config, str(tmp_path / "run"))
+    out = tmp_path / "out"
+    argv = [
+        "translate",
+        f"--workdir={tmp_path / 'run'}",
+        "--stage=cyclegan_synthia",
+        f"--out={out}",
+    ]
+    translate_binary.main(
+        [], flag_values=tf_runtime.parse_flags(argv, translate_binary.define_flags)
+    )
+    assert sorted(os.listdir(out)) == ["synthia"]
+    ada = os.path.join(workdir, "ada", "synthia")
+    reference = os.path.join(workdir, "adapted_ada", "synthia", "images", "000000.png")
+    written = out / "synthia" / "images" / "000000.png"
+    assert open(reference, "rb").read() == open(written, "rb").read(), ada
+
+
+def test_a_folder_written_by_another_stage_is_rewritten(smoke_run, tmp_path):
+    from tf_madan import translate as translate_binary
+
+    _, workdir, _ = smoke_run
+    out = tmp_path / "x"
+
+    def run(stage):
+        argv = ["translate", f"--workdir={workdir}", f"--stage={stage}", f"--out={out}"]
+        translate_binary.main(
+            [], flag_values=tf_runtime.parse_flags(argv, translate_binary.define_flags)
+        )
+        return open(out / "gta5" / "images" / "000000.png", "rb").read()
+
+    daig, ada = run("daig"), run("ada")
+    assert json.load(open(out / "gta5" / "COMPLETE"))["producer"]["stage"] == "ada"
+    assert daig != ada
+    assert (
+        ada
+        == open(os.path.join(workdir, "adapted_ada", "gta5", "images", "000000.png"), "rb").read()
+    )
+
+
+def test_truncated_stage_weights_rerun_the_stage(smoke_run, tmp_path, capsys):
+    config, workdir, results = smoke_run
+    copy = str(tmp_path / "run")
+    shutil.copytree(workdir, copy)
+    weights = layout.segmenter_weights(copy, "seg_daig")
+    intact = open(weights, "rb").read()
+    with open(weights, "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(ValueError, match=r"seg_daig/segmenter.weights.h5 \(1000 bytes"):
+        layout.load_segmenter(config, weights)
+    again = train_lib.train_and_evaluate(config, copy, tf.distribute.get_strategy())
+    assert (
+        "seg_daig/segmenter.weights.h5 differs from what the stage wrote" in capsys.readouterr().out
+    )
+    assert open(weights, "rb").read() == intact  # re-trained: the same seeded stage
+    assert again["+SAD+CCD+DSC"]["miou_19"] == pytest.approx(results["+SAD+CCD+DSC"]["miou_19"])
+
+
+def test_a_changed_config_section_rewrites_only_its_stages(smoke_run, tmp_path):
+    config, workdir, _ = smoke_run
+    stored = json.load(open(os.path.join(workdir, "seg_daig", "config.json")))
+    # A stage records only the sections its kind reads.
+    assert set(stored["config"]) == {
+        "seed",
+        "num_classes",
+        "ignore_label",
+        "data",
+        "train",
+        "eval",
+        "segmenter",
+        "seg",
+    }
+    assert stored["upstream"].keys() == {"adapted_daig"}
+    record = dict(
+        stored,
+        config={**stored["config"], "seg": {**stored["config"]["seg"], "learning_rate": 0.5}},
+    )
+    assert "config.seg.learning_rate" in stage_runner._stale(
+        os.path.join(workdir, "seg_daig"), record
+    )
+    assert stage_runner._stale(os.path.join(workdir, "seg_daig"), stored) is None
 
 
 def test_missing_stage_and_bad_config_errors(smoke_run, tmp_path):
@@ -131,7 +246,7 @@ def test_missing_stage_and_bad_config_errors(smoke_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="segmenter.weights.h5"):
         export_lib.export_run(config, str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(FileNotFoundError, match="has not finished"):
-        train_lib.load_generators(config, str(tmp_path))
+        layout.load_generators(config, str(tmp_path))
     bad = smoke.get_config()
     bad.data.root = config.data.root
     bad.stage = "fla"
@@ -197,14 +312,17 @@ def test_fla_stops_when_no_suitable_discriminator_and_config_reaches_trainers(sm
     config.fla.gate_window = 1
     config.fla.patience = 2
     config.seed = 3
+    config.fla.steps = 6
     strategy = tf.distribute.get_strategy()
-    dirs = [os.path.join(workdir, "adapted_ada", s) for s in config.data.sources]
-    dataset_fn = data.adapted_multi_domain_fn(
-        config, dirs, batch_size=config.seg.batch_size, crop_size=config.data.seg_crop_size
-    )
-    train_lib.train_segmenter(
-        config, str(tmp_path), strategy, name="fla", dataset_fn=dataset_fn, num_steps=6, fla=True
-    )
+    stage = stages._stage("fla", "fla", "madan", images="imgs", init_from="seg")
+    inputs = {
+        "imgs": {
+            "dirs": [os.path.join(workdir, "adapted_ada", s) for s in config.data.sources],
+            "digest": "a",
+        },
+        "seg": {"weights": layout.segmenter_weights(workdir, "seg_ada"), "digest": "b"},
+    }
+    stage_runner.run_stage(stage, config, str(tmp_path), strategy, inputs)
     with open(tmp_path / "fla" / "history.json") as handle:
         assert json.load(handle)["stopped_early_at"] == 2
     assert sorted(os.listdir(tmp_path / "fla" / "checkpoints"))[-1].startswith("ckpt-2")

@@ -65,8 +65,9 @@ def test_nineteen_and_sixteen_class_means_and_table():
     assert "mIoU (16-protocol classes in GT, n=2): 75.00" in table
     summary = metric.summary()
     assert summary["per_class_iou"]["sidewalk"] is None
-    assert summary["miou_16"] == pytest.approx(0.09375)
-    assert summary["miou_16_gt_present"] == pytest.approx(0.75)
+    assert summary["miou_16"] == pytest.approx(9.375)  # percent, as every results file
+    assert summary["miou_16_gt_present"] == pytest.approx(75.0)
+    assert summary["per_class_iou"]["car"] == pytest.approx(100.0)
     assert summary["gt_present_classes"] == ["road", "car"]
 
 
