@@ -1,11 +1,18 @@
 """Every binary defines its flags in `define_flags`, called under `__main__` only."""
 
 import importlib
+import logging
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 from absl import flags
 
 import tf_runtime
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BINARIES = {
     "tf_hessian.train": {"config", "workdir", "strategy", "num_cpu_devices", "allow_config_change"},
@@ -17,9 +24,11 @@ BINARIES = {
     "tf_ode.gradcheck": {"config", "output_dir"},
     "tf_madan.train": {"config", "workdir", "strategy", "num_cpu_devices", "allow_config_change",
                        "init_checkpoint"},
-    "tf_madan.evaluate": {"config", "weights", "workdir", "split", "out"},
-    "tf_madan.translate": {"config", "workdir", "stage", "out", "batch_size"},
-    "tf_madan.export": {"config", "workdir", "out", "segmenter_stage", "generator_stage"},
+    "tf_madan.evaluate": {"config", "weights", "workdir", "split", "out", "allow_config_change"},
+    "tf_madan.translate": {"config", "workdir", "stage", "out", "batch_size",
+                           "allow_config_change"},
+    "tf_madan.export": {"config", "workdir", "out", "segmenter_stage", "generator_stage",
+                        "allow_config_change"},
     "visuals.explain": {"task", "model", "dataset", "data_dir", "split", "normalize",
                         "num_images", "classes", "out"},
 }  # fmt: skip
@@ -48,3 +57,55 @@ def test_a_required_folder_flag_is_reported():
 
     with pytest.raises(flags.IllegalFlagValueError, match="--out"):
         tf_runtime.parse_flags(["translate", "--workdir=/tmp/run"], translate.define_flags)
+
+
+@pytest.mark.parametrize("name", sorted(set(BINARIES) - {"visuals.explain"}))
+def test_help_lists_the_binary_own_flags(name):
+    # absl's --help shows the main module's key flags only; the shared flags are defined in
+    # tf_runtime / ml_collections and must be listed under the binary.
+    module = importlib.import_module(name)
+    values = flags.FlagValues()
+    module.define_flags(flag_values=values, sys_argv=[name])
+    text = values.module_help(name)
+    for flag in BINARIES[name]:
+        assert re.search(rf"--(\[no\])?{flag}\b", text), (name, flag)
+
+
+def test_python_m_help_lists_flags_and_prints_no_tensorflow_lines():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = PROJECT_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(
+        [sys.executable, "-m", "tf_hessian.study", "--help"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode in (0, 1), done.stderr  # absl's --help exits with 1
+    binary_section = done.stdout.split("tf_hessian/study.py:", 1)[1]
+    for flag in ("--workdir", "--config", "--strategy", "--[no]allow_config_change"):
+        assert flag in binary_section
+    assert done.stderr == ""  # no oneDNN / cudart / cpu_feature_guard lines
+
+
+def test_retracing_warnings_are_dropped_unless_verbose(monkeypatch):
+    from tf_runtime import _quiet
+
+    record = logging.LogRecord(
+        "tensorflow", logging.WARNING, __file__, 1,
+        "5 out of the last 5 calls to <function f> triggered tf.function retracing.", (), None,
+    )  # fmt: skip
+    other = logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, "other", (), None)
+    monkeypatch.delenv(_quiet.VERBOSE_ENV, raising=False)
+    monkeypatch.setattr(sys, "argv", ["prog"])
+    assert not _quiet.RetracingFilter().filter(record)
+    assert _quiet.RetracingFilter().filter(other)
+    monkeypatch.setattr(sys, "argv", ["prog", "--verbosity=1"])
+    assert _quiet.RetracingFilter().filter(record)
+    monkeypatch.setattr(sys, "argv", ["prog"])
+    monkeypatch.setenv(_quiet.VERBOSE_ENV, "1")
+    assert _quiet.RetracingFilter().filter(record)
+    assert any(
+        isinstance(f, _quiet.RetracingFilter) for f in logging.getLogger("tensorflow").filters
+    )

@@ -10,6 +10,7 @@ Public API::
     grid, density = op.density(num_iter=100, num_runs=1)
 """
 
+import tf_runtime  # noqa: F401  # isort: skip  (first: TensorFlow imported quietly)
 from tf_hessian.curvature import EmpiricalFisherOperator, GaussNewtonOperator
 from tf_hessian.density import slq, smooth_density
 from tf_hessian.eigen import (

@@ -3,9 +3,12 @@
 Strategies from a flag, checkpoints with resume and fallback, TensorBoard writers and progress
 lines, the distributed custom loop, and around it what every trainer needs once: shared flags,
 run settings, a locked run folder with a config check on resume, merged atomic results, atomic
-markers, per-replica loss scaling and SavedModel export with a reload check.
+markers, per-replica loss scaling and SavedModel export with a reload check. TensorFlow's start-up
+lines and retracing warnings are hidden unless `TF_RUNTIME_VERBOSE=1` or `--verbosity=1`.
 """
 
+# First: TensorFlow is imported with its start-up lines hidden (see tf_runtime/_quiet.py).
+from tf_runtime import _quiet  # noqa: F401  # isort: skip
 from tf_runtime.checkpointing import CheckpointHelper, load_weights, save_weights_atomic
 from tf_runtime.config import (
     RUNTIME_DEFAULTS,

@@ -57,6 +57,7 @@ def define_flags(
       sys_argv: the argv `--config.<field>` overrides are read from (default `sys.argv`); pass
         the same list given to `parse_flags`.
     """
+    before = set(flag_values)
     config_flags.DEFINE_config_file(
         "config", default_config, config_help, flag_values=flag_values, sys_argv=sys_argv
     )
@@ -88,6 +89,17 @@ def define_flags(
             lower_bound=0,
             flag_values=flag_values,
         )
+    # absl's --help lists the key flags of the main module only; these flags were defined here
+    # (and in ml_collections), so they are made key flags of the binary that asked for them.
+    caller = _calling_module_name()
+    for name in sorted(set(flag_values) - before):
+        flag_values.register_key_flag_for_module(caller, flag_values[name])
+
+
+def _calling_module_name(depth=2):
+    """The module that called our caller, spelt as absl spells the main module (its path)."""
+    name = sys._getframe(depth).f_globals.get("__name__", "__main__")
+    return sys.argv[0] if name == "__main__" else name
 
 
 @dataclasses.dataclass
