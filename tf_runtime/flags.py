@@ -175,6 +175,27 @@ def parse_argv(flag_values, argv):
         return flag_values(argv)
     except (AttributeError, KeyError) as error:
         raise _config_field_error(flag_values, argv, error) from error
+    except flags.IllegalFlagValueError as error:
+        raise _config_file_error(argv, error) from error
+
+
+def _config_file_error(argv, error):
+    """ml_collections reports an error inside a config file with its whole traceback; keep the
+    exception's line, and explain a variant given to a config file that takes none."""
+    message = str(error)
+    if "Error whilst parsing config file" not in message:
+        return error
+    lines = [line for line in message.splitlines() if line.strip()]
+    cause = lines[-1].strip()
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    spec = given[-1] if given else "--config"
+    path, _, variant = spec.rpartition(":")
+    if "get_config() takes 0 positional arguments" in cause and variant:
+        return flags.IllegalFlagValueError(
+            f"--config={spec}: Unknown config variant {variant!r}: {path} has no variants (its "
+            f"get_config takes no argument); drop ':{variant}'."
+        )
+    return flags.IllegalFlagValueError(f"--config={spec}: {cause}")
 
 
 def parse_flags(argv, define_fn):

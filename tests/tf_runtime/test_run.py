@@ -343,7 +343,7 @@ def test_results_json_of_another_structure_is_named(tmp_path):
     with tf_runtime.open_run(tmp_path, _config()) as run:
         (tmp_path / "results.json").write_text("3")
         with pytest.raises(ValueError, match=r"results\.json holds a JSON int"):
-            run.results
+            _ = run.results
 
 
 @pytest.mark.parametrize(
@@ -359,3 +359,29 @@ def test_history_of_another_structure_is_named(tmp_path, text, detail):
     (tmp_path / "history.json").write_text(text)
     with pytest.raises(ValueError, match=rf"history\.json is not a training history \({detail}"):
         tf_runtime.load_history(tmp_path)
+
+
+def test_variant_of_a_config_file_without_variants_is_a_flag_error(tmp_path):
+    path = tmp_path / "plain.py"
+    path.write_text(
+        "import ml_collections\n\n\ndef get_config():\n"
+        "    return ml_collections.ConfigDict(dict(lr=0.1))\n"
+    )
+
+    def define(flag_values, sys_argv):
+        tf_runtime.define_flags(str(path), flag_values=flag_values, sys_argv=sys_argv)
+
+    with pytest.raises(
+        flags.IllegalFlagValueError,
+        match=r"Unknown config variant 'fast': .*plain\.py has no variants",
+    ):
+        tf_runtime.parse_flags(["prog", f"--config={path}:fast", "--workdir=/tmp/x"], define)
+    from tf_hessian import train as hessian_train
+
+    with pytest.raises(flags.IllegalFlagValueError) as error:
+        tf_runtime.parse_flags(
+            ["prog", f"--config={hessian_train.DEFAULT_CONFIG}:bogus", "--workdir=/tmp/x"],
+            hessian_train.define_flags,
+        )
+    assert "Unknown config variant 'bogus'" in str(error.value)
+    assert "Traceback" not in str(error.value) and "\n" not in str(error.value)
