@@ -21,7 +21,7 @@ def fmt(value, sd=None):
 def collect_results(config, workdir):
     """{row label: evaluation (percent)} of every finished segmenter stage, in table order."""
     results = {}
-    for label, stage, _ in stages.result_rows(stages.build_table(config.data.sources)):
+    for label, stage, _ in stages.result_rows(stages.table_for(config)):
         stored = layout.stage_results(workdir, stage)
         if stored and "evaluation" in stored:
             results[label] = stored["evaluation"]
@@ -31,7 +31,7 @@ def collect_results(config, workdir):
 def collect_finished(config, workdir):
     """{row label: weights} of every finished segmenter stage found in `workdir`, in table order."""
     finished = {}
-    for label, stage, _ in stages.result_rows(stages.build_table(config.data.sources)):
+    for label, stage, _ in stages.result_rows(stages.table_for(config)):
         path = layout.segmenter_weights(workdir, stage)
         if os.path.exists(path):
             finished[label] = path
@@ -76,7 +76,7 @@ def fcn_scores(config, workdir):
     for name in config.data.sources:
         scores[f"raw ({name})"] = {name: fcn_score.fcn_score(config, oracle, name)}
     seen = set()
-    for _, _, folder in stages.result_rows(stages.build_table(config.data.sources)):
+    for _, _, folder in stages.result_rows(stages.table_for(config)):
         if folder is None or folder in seen:
             continue
         seen.add(folder)
@@ -120,7 +120,7 @@ def fcn_table(scores, names=None):
 def write_results(config, workdir, results, scores, seconds):
     """Writes `results.json` (rows + "fcn_score" per adapted row), `fcn_score.json` and
     `results.md` atomically; returns the results."""
-    rows = stages.result_rows(stages.build_table(config.data.sources))
+    rows = stages.result_rows(stages.table_for(config))
     folders = {label: folder for label, _, folder in rows}
     for label, result in results.items():
         folder = folders.get(label)

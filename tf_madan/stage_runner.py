@@ -378,7 +378,7 @@ def run_stage(stage, config, workdir, strategy, outputs):
 def stale_stages(config, workdir):
     """[(stage, reason)] of the finished stages of `config.stage` whose artefacts no longer match
     what they recorded (missing, truncated or replaced files), or that have not finished."""
-    table = stages.build_table(config.data.sources)
+    table = stages.table_for(config)
     stale = []
     for stage in stages.select(table, config.stage, config.pipeline):
         path = layout.stage_dir(workdir, stage.name)
@@ -394,7 +394,7 @@ def stale_stages(config, workdir):
 
 def run_schedule(config, workdir, strategy):
     """Runs `config.stage` with its upstream stages (tf_madan.stages); returns {stage: outputs}."""
-    table = stages.build_table(config.data.sources)
+    table = stages.table_for(config)
     outputs = {}
     for stage in stages.select(table, config.stage, config.pipeline):
         run_stage(stage, config, workdir, strategy, outputs)

@@ -9,8 +9,8 @@ A stage is (name, kind, group, upstream stages, options, results-row label). Kin
                   initialised from the segmenter stage `init_from`
   pixel           CycleGANs of the `sources` (None: every source; `merged`: all as ONE domain)
                   with `variant` "daig" (CycleGANs only) or "ada" (DSC / SAD / CCD as switched by
-                  `use_*`, each off unless set), initialised from `init_from`; DSC / SC read the segmenter stages
-                  `source_networks` (F_i, one per generator) and `adapted_network` (F_A)
+                  `use_*`, each off unless set), initialised from `init_from`; DSC / SC read
+                  the segmenter stages `source_networks` (F_i, one per generator) and `adapted_network` (F_A)
   translate       every source image through its G_{S_i->T} of the pixel stage `pixel`
   color_transfer  every source image colour-transferred to the target (no learning)
 
@@ -130,8 +130,25 @@ def _cyclegan_family(prefix, gan_name, names, merged, f_s, labels, group):
     ]
 
 
-def build_table(sources):
-    """The stage table for `sources` (source names, in config order), in execution order."""
+def table_for(config):
+    """The stage table of a MADAN config (its sources and DSC networks)."""
+    adapted = config.dsc.networks == "shared" and config.dsc.get("shared_network") == "adapted"
+    return build_table(config.data.sources, dsc_networks="adapted" if adapted else "source_only")
+
+
+def build_table(sources, *, dsc_networks="source_only"):
+    """The stage table for `sources` (source names, in config order), in execution order.
+
+    Args:
+      sources: source names, in config order.
+      dsc_networks: the per-source DSC networks F_i of the `ada` stage: "source_only" (F_i on
+        raw source i) or "adapted" (the official code: F on source i's single-source CycleGAN
+        images, the `single_<src>` stage, like CyCADA's drn26_cycada_cyclegta2cityscapes.pth).
+    """
+    if dsc_networks not in ("source_only", "adapted"):
+        raise ValueError(
+            f"dsc_networks must be 'source_only' or 'adapted'. Received: {dsc_networks!r}"
+        )
     sources = tuple(sources)
     multi = len(sources) > 1
     table = [
@@ -269,7 +286,9 @@ def build_table(sources):
             use_dsc=True,
             use_sad=True,
             use_ccd=True,
-            source_networks=tuple(f"source_only_{s}" for s in sources),
+            source_networks=tuple(
+                f"single_{s}" if dsc_networks == "adapted" else f"source_only_{s}" for s in sources
+            ),
             adapted_network="seg_daig",
         ),
         _stage("adapted_ada", "translate", "ada", pixel="ada"),

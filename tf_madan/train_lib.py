@@ -53,6 +53,27 @@ def validate_config(config):
         raise ValueError(
             f"config.dsc.networks must be 'paper' or 'shared'. Received: {config.dsc.networks!r}"
         )
+    choices = (
+        ("dsc", "shared_network", ("source_only", "adapted")),
+        ("sad", "mode", ("symmetric", "asymmetric")),
+        ("gan", "target_discriminator_loss", ("mean", "sum")),
+    )
+    for section, key, allowed in choices:
+        value = config[section].get(key, allowed[0])
+        if value not in allowed:
+            raise ValueError(
+                f"config.{section}.{key} must be one of {allowed}. Received: {value!r}"
+            )
+    if config.dsc.get("shared_network") == "adapted" and config.dsc.networks != "shared":
+        raise ValueError(
+            'config.dsc.shared_network="adapted" needs config.dsc.networks="shared". '
+            f"Received: config.dsc.networks={config.dsc.networks!r}"
+        )
+    anchor = config.sad.get("anchor", 0)
+    if isinstance(anchor, bool) or not isinstance(anchor, int) or not 0 <= anchor < len(sources):
+        raise ValueError(
+            f"config.sad.anchor must be a source index in [0, {len(sources)}). Received: {anchor!r}"
+        )
     for section, key in _POSITIVE:
         value = config[section][key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

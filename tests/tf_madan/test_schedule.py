@@ -151,6 +151,33 @@ def test_madan_ablation_rows(table):
     assert table["madan"].images == table["seg_ada"].images == "adapted_ada"
 
 
+def test_code_reading_takes_dsc_networks_trained_on_each_sources_adapted_images():
+    from tf_madan.configs import code
+
+    config = code.get_config()
+    ada = {s.name: s for s in stages.table_for(config)}["ada"]
+    assert ada.options["source_networks"] == ("single_gta5", "single_synthia")
+    config.stage = "madan"
+    selected = [s.name for s in stages.select(stages.table_for(config), "madan", config.pipeline)]
+    assert {"cyclegan_gta5_daig", "cyclegan_gta5", "adapted_cyclegan_gta5", "single_gta5"} <= set(
+        selected
+    )
+    assert {s.name: s for s in stages.table_for(_config())}["ada"].options["source_networks"] == (
+        "source_only_gta5",
+        "source_only_synthia",
+    )
+    bad = code.get_config()
+    bad.data.root = "/x"
+    bad.dsc.networks = "paper"
+    with pytest.raises(ValueError, match="config.dsc.shared_network"):
+        train_lib.validate_config(bad)
+    bad = code.get_config()
+    bad.data.root = "/x"
+    bad.sad.anchor = 2
+    with pytest.raises(ValueError, match=r"config.sad.anchor must be a source index in \[0, 2\)"):
+        train_lib.validate_config(bad)
+
+
 def test_table_is_topologically_sorted_and_rows_unique(table):
     seen = set()
     for name, stage in table.items():
