@@ -465,13 +465,20 @@ def run_study(config, workdir: str, strategy) -> dict:
     check_rows(config, workdir)
     start = time.perf_counter()
     rows = []
-    for run in _runs(config):
+    runs = _runs(config)
+    progress = tf_runtime.TaskProgress(len(runs), "study")
+    for run in runs:
+        name = _run_name(*run)
+        reused = os.path.exists(os.path.join(workdir, name, "row.json"))
+        if not reused:
+            progress.start(f"{name} (train + analyse)")
         rows.append(run_one(config, workdir, run, strategy))
-        print(
-            f"[study] {_run_name(*run)}: lambda_max={rows[-1]['lambda_max']:.4g} "
-            f"test={rows[-1]['test_accuracy']:.4f} fgsm={rows[-1]['fgsm_accuracy']:.4f} "
-            f"pgd={rows[-1]['pgd_accuracy']:.4f} rho_adv={rows[-1]['rho_adv']:.4g}",
-            flush=True,
+        progress.finish(
+            name,
+            f"lambda_max={rows[-1]['lambda_max']:.4g} test={rows[-1]['test_accuracy']:.4f} "
+            f"fgsm={rows[-1]['fgsm_accuracy']:.4f} pgd={rows[-1]['pgd_accuracy']:.4f} "
+            f"rho_adv={rows[-1]['rho_adv']:.4g}",
+            reused=reused,
         )
     outputs = write_outputs(rows, config, workdir)
     return {"rows": rows, **outputs, "seconds": time.perf_counter() - start}

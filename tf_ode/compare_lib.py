@@ -164,14 +164,20 @@ def run_comparison(config, workdir, strategy):
     cells = validate_config(config)
     check_cells(config, workdir)
     rows = []
+    progress = tf_runtime.TaskProgress(len(cells), "compare")
     for architecture, method, seed in cells:
         cell_dir = _cell_dir(workdir, architecture, method, seed)
         cell_path = os.path.join(cell_dir, "cell.json")
+        name = f"{architecture}/{method}/seed_{seed}"
         stored = tf_runtime.load_results(cell_path)
         if stored is not None:
             stored["reused"] = True
             rows.append(stored)
+            progress.finish(
+                name, f"accuracy={_number(stored.get('eval_accuracy')):.4f}", reused=True
+            )
             continue
+        progress.start(name)
         cell = cell_config(config, architecture, method, seed)
         start = time.time()
         results = train_lib.train_and_evaluate(cell, cell_dir, strategy)
@@ -187,6 +193,7 @@ def run_comparison(config, workdir, strategy):
         row = tf_runtime.merge_results(cell_path, row)  # atomic (tf_runtime results helpers)
         row["reused"] = False
         rows.append(row)
+        progress.finish(name, f"accuracy={_number(row.get('eval_accuracy')):.4f}")
     table = markdown_table(rows, config)
     paths = {
         "json": os.path.join(workdir, "comparison.json"),

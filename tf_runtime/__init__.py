@@ -49,7 +49,7 @@ from tf_runtime.run import (
     open_run,
 )
 from tf_runtime.strategy import STRATEGIES, build_strategy, configure_cpu_devices, is_chief
-from tf_runtime.summaries import ProgressLogger, SummaryWriters, flatten_dict
+from tf_runtime.summaries import ProgressLogger, SummaryWriters, TaskProgress, flatten_dict
 from tf_runtime.validation import (
     RUN_SETTING_RULES,
     Rule,
@@ -83,6 +83,7 @@ __all__ = [
     "Run",
     "RunFlags",
     "SummaryWriters",
+    "TaskProgress",
     "WorkdirLock",
     "WorkdirLockedError",
     "atomic_directory",

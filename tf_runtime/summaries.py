@@ -121,3 +121,53 @@ class ProgressLogger:
         print(line, file=self._stream, flush=True)
         self._last_time, self._last_step = now, step
         return line
+
+
+class TaskProgress:
+    """One line per finished unit of long work (a study's model, a comparison's cell, a demo's
+    section): `[label] i/total name: detail (elapsed 12 s, eta 48 s)`.
+
+    The ETA assumes the remaining units take as long as the mean so far; units reused from an
+    earlier run (`reused=True`) are not counted in that mean.
+
+    Args:
+      total: number of units.
+      label: prefix of every line.
+      stream: where to print (stdout by default).
+    """
+
+    def __init__(self, total, label, *, stream=None):
+        self.total = int(total)
+        self.label = label
+        self._stream = stream or sys.stdout
+        self._start = time.perf_counter()
+        self._worked = 0.0
+        self._counted = 0
+        self._done = 0
+        self._unit_start = self._start
+
+    def start(self, name):
+        """Prints `[label] i/total name ...` when a unit starts; returns the line."""
+        self._unit_start = time.perf_counter()
+        line = f"[{self.label}] {self._done + 1}/{self.total} {name} ..."
+        print(line, file=self._stream, flush=True)
+        return line
+
+    def finish(self, name, detail="", *, reused=False):
+        """Prints the finished unit with the elapsed time and the ETA; returns the line."""
+        now = time.perf_counter()
+        self._done += 1
+        if not reused:
+            self._worked += now - self._unit_start
+            self._counted += 1
+        left = self.total - self._done
+        mean = self._worked / self._counted if self._counted else float("nan")
+        eta = f"eta {left * mean:.0f} s" if self._counted else "eta unknown"
+        tail = (
+            f" (reused; elapsed {now - self._start:.0f} s, {eta})"
+            if reused
+            else (f" ({now - self._unit_start:.0f} s; elapsed {now - self._start:.0f} s, {eta})")
+        )
+        line = f"[{self.label}] {self._done}/{self.total} {name}{': ' + detail if detail else ''}{tail}"
+        print(line, file=self._stream, flush=True)
+        return line

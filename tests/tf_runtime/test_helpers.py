@@ -115,3 +115,20 @@ def test_export_and_reload_check(tmp_path, batch):
     unbuilt = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="must be built"):
         tf_runtime.export_saved_model(unbuilt, str(tmp_path / "x"), [tf.TensorSpec([None, 4])])
+
+
+def test_task_progress_prints_elapsed_and_eta(monkeypatch):
+
+    from tf_runtime import summaries
+
+    clock = iter([0.0, 0.0, 10.0, 10.0, 10.0, 30.0])
+    monkeypatch.setattr(summaries.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    progress = tf_runtime.TaskProgress(4, "study", stream=stream)
+    assert progress.start("b16") == "[study] 1/4 b16 ..."
+    assert progress.finish("b16", "acc=0.9") == (
+        "[study] 1/4 b16: acc=0.9 (10 s; elapsed 10 s, eta 30 s)"
+    )
+    assert progress.finish("b32", reused=True) == "[study] 2/4 b32 (reused; elapsed 10 s, eta 20 s)"
+    progress.start("b64")
+    assert progress.finish("b64").endswith("(20 s; elapsed 30 s, eta 15 s)")
