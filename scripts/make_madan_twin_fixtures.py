@@ -290,6 +290,9 @@ class CycleGANSemanticTwin:
                 self.loss_G += self.loss_G_s1s21 * opt.CCD_weight  # FIX 2 (D1D2_weight)
                 self.loss_G_s2s12 = self.criterionGAN(self.netD_12(self.fake_A_12), True)
                 self.loss_G += self.loss_G_s2s12 * opt.CCD_weight  # FIX 2
+            else:
+                self.loss_G_s1s21 = 0
+                self.loss_G_s2s12 = 0
         if opt.semantic_loss:
             self.loss_sem_syn = opt.dynamic_weight * self.criterionSemantic(
                 F.log_softmax(self.pred_fake_B_SYN, dim=1), F.softmax(self.pred_real_A_SYN, dim=1)
@@ -441,6 +444,33 @@ def _images(generator, n=BATCH):
     return (torch.rand(n, 3, SIZE, SIZE, generator=generator) * 2 - 1).float().double()
 
 
+def _madan_losses(twin):
+    """The twin's loss terms under our log names (official names in the module docstring)."""
+    hw = SIZE * SIZE
+    losses = {
+        "gan_s2t_0": twin.loss_G_A_2 / 2,
+        "gan_s2t_1": twin.loss_G_A_1 / 2,
+        "gan_t2s_0": twin.loss_G_B_2,
+        "gan_t2s_1": twin.loss_G_B_1,
+        "cycle_0": twin.loss_cycle_A_2 + twin.loss_cycle_B_2,
+        "cycle_1": twin.loss_cycle_A_1 + twin.loss_cycle_B_1,
+        # Pixel mean of the per-pixel KL: KLDivLoss batchmean / H / W (without dynamic_weight).
+        "dsc_0": twin.loss_sem_gta / Opt.dynamic_weight / hw,
+        "dsc_1": twin.loss_sem_syn / Opt.dynamic_weight / hw,
+        "sad_generator_1": twin.loss_G_s1s2,
+        "ccd_generator_0": twin.loss_G_s2s12,
+        "ccd_generator_1": twin.loss_G_s1s21,
+        "generator_total": twin.loss_G,
+        "discriminator_target": twin.loss_D_A_1 + twin.loss_D_A_2,
+        "discriminator_source_0": twin.loss_D_B_2,
+        "discriminator_source_1": twin.loss_D_B_1,
+        "sad_discriminator_0": twin.loss_D_3_1,
+        "ccd_discriminator_0": twin.loss_D_12,
+        "ccd_discriminator_1": twin.loss_D_21,
+    }
+    return {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v)}
+
+
 def _nhwc(x):
     return x.detach().numpy().transpose(0, 2, 3, 1)
 
@@ -507,28 +537,7 @@ def main():
     twin = CycleGANSemanticTwin(Opt, {o: ours[n] for o, n in official.items()})
     twin.set_input(x_syn, x_gta, x_target)
     twin.optimize_parameters(Opt)
-    hw = SIZE * SIZE
-    losses = {
-        "gan_s2t_0": twin.loss_G_A_2 / 2,
-        "gan_s2t_1": twin.loss_G_A_1 / 2,
-        "gan_t2s_0": twin.loss_G_B_2,
-        "gan_t2s_1": twin.loss_G_B_1,
-        "cycle_0": twin.loss_cycle_A_2 + twin.loss_cycle_B_2,
-        "cycle_1": twin.loss_cycle_A_1 + twin.loss_cycle_B_1,
-        # Pixel mean of the per-pixel KL: KLDivLoss batchmean / H / W (without dynamic_weight).
-        "dsc_0": twin.loss_sem_gta / Opt.dynamic_weight / hw,
-        "dsc_1": twin.loss_sem_syn / Opt.dynamic_weight / hw,
-        "sad_generator_1": twin.loss_G_s1s2,
-        "ccd_generator_0": twin.loss_G_s2s12,
-        "ccd_generator_1": twin.loss_G_s1s21,
-        "generator_total": twin.loss_G,
-        "discriminator_target": twin.loss_D_A_1 + twin.loss_D_A_2,
-        "discriminator_source_0": twin.loss_D_B_2,
-        "discriminator_source_1": twin.loss_D_B_1,
-        "sad_discriminator_0": twin.loss_D_3_1,
-        "ccd_discriminator_0": twin.loss_D_12,
-        "ccd_discriminator_1": twin.loss_D_21,
-    }
+    losses = _madan_losses(twin)
     arrays = {f"loss/madan/{k}": np.float64(float(v)) for k, v in losses.items()}
     arrays.update(
         {
@@ -548,6 +557,26 @@ def main():
         for key, value in net.state_dict().items():
             if value.is_floating_point():
                 arrays[f"delta/{n}/{key}"] = (value - before[n][key]).numpy().astype(np.float32)
+
+    # ---- SAD / CCD warm-up: current_epoch 1 is not past SAD_frozen_epoch 5 nor CCD_frozen_epoch
+    # 10 (lines 351, 359): no SAD / CCD generator terms, their discriminators train. Same
+    # initial weights and inputs; gradients only.
+    for n, net in ours.items():
+        net.load_state_dict(before[n])
+    warmup_opt = type("WarmupOpt", (Opt,), {"current_epoch": 1})
+    warm = CycleGANSemanticTwin(warmup_opt, {o: ours[n] for o, n in official.items()})
+    warm.set_input(x_syn, x_gta, x_target)
+    warm.optimize_parameters(warmup_opt)
+    arrays.update({f"loss/warmup/{k}": np.float64(v) for k, v in _madan_losses(warm).items()})
+    for n, net in ours.items():
+        if not n.startswith("dsc"):
+            for key, p in net.named_parameters():
+                grad = warm.grads.get(p)
+                arrays[f"grad_warmup/{n}/{key}"] = (
+                    np.zeros(p.shape, np.float32)
+                    if grad is None
+                    else grad.numpy().astype(np.float32)
+                )
 
     # ---- FLA / ADDA iteration on the adapted images (segmenter-normalised inputs).
     seg = drn()
@@ -598,7 +627,7 @@ def main():
     for name in ("madan_twin_init.pth", "madan_twin.npz"):
         print(name, os.path.getsize(os.path.join(args.out, name)), "bytes")
     for k, v in sorted(losses.items()):
-        print(f"{k:24s} {float(v):.10f}")
+        print(f"{k:24s} {v:.10f}")
     print(fla_logs)
 
 

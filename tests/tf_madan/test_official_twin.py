@@ -208,6 +208,37 @@ def test_madan_gradients_equal_the_official_step(float64, twin):
         assert _max_relative(ours, twin_grad) <= TOLERANCE, name
 
 
+def test_sad_and_ccd_warmup_step_equals_the_official_one(float64, twin):
+    # The official current_epoch 1 (not past SAD_frozen_epoch 5 / CCD_frozen_epoch 10): no SAD
+    # or CCD generator term, their discriminators train. Ours: the SAD G-term from step
+    # sad.warmup_steps = 1, CCD from epoch 1; the gated G-terms are logged but not counted.
+    init, arrays = twin
+    config = twin_config()
+    config.sad.warmup_steps = 1
+    config.ccd.start_epoch = 1
+    dsc = [_converted(n, init["madan"][n]) for n in ("dsc_source_0", "dsc_source_1")]
+    model = builders.build_madan_gan(config, num_sources=2, variant="ada", source_segmenters=dsc)
+    for name, net in model.networks().items():
+        _load_into(net, _converted(name, init["madan"][name]))
+    model.compile(optimizers={name: keras.optimizers.SGD(1.0) for name in model.networks()})
+    model.build_optimizers()
+    before = {
+        n: [np.array(w) for w in net.trainable_weights] for n, net in model.networks().items()
+    }
+    logs = model.train_step(madan_batch(arrays))
+    expected = {
+        k.split("/")[-1]: float(v) for k, v in arrays.items() if k.startswith("loss/warmup/")
+    }
+    assert set(logs) - set(expected) == {"sad_generator_1", "ccd_generator_0", "ccd_generator_1"}
+    for key, value in expected.items():
+        np.testing.assert_allclose(float(logs[key]), value, rtol=TOLERANCE, err_msg=key)
+    for name, net in model.networks().items():
+        for w, b in zip(net.trainable_weights, before[name]):
+            w.assign(b - np.asarray(w))  # SGD(1): the gradient
+        twin_grad, converted = _twin_tensors(arrays, "grad_warmup", name, init["madan"][name])
+        assert _max_relative(_ours(net, converted), twin_grad) <= TOLERANCE, name
+
+
 def test_fla_step_equals_the_official_adda_iteration(float64, twin):
     init, arrays = twin
     config = twin_config()
