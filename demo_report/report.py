@@ -15,6 +15,13 @@ SECTIONS = (
 )
 
 
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
 def write_report(workdir):
     """Runs the sections in order and writes `REPORT.md`; returns its path.
 
@@ -36,17 +43,22 @@ def _write_report(workdir):
     progress = tf_runtime.TaskProgress(len(SECTIONS), "demo")
     for title, module_name in SECTIONS:
         progress.start(title)
-        start = time.perf_counter()
+        start, cpu_start, load_start = time.perf_counter(), time.process_time(), _load()
         section_workdir = os.path.join(workdir, module_name.split(".")[-1])
         result = importlib.import_module(module_name).run(section_workdir, context)
         context[module_name.split(".")[-1]] = result
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        # The CPU time (all threads) is what the section costs whatever else runs on the machine;
+        # the wall time depends on the load, recorded beside it.
+        timing = (
+            f"wall {seconds:.1f} s, CPU {cpu:.1f} s, load average {load_start:.1f} -> {_load():.1f} "
+            f"on {os.cpu_count()} cores"
+        )
         section_dir = module_name.split(".")[-1]
         markdown = result["markdown"].replace("](", f"]({section_dir}/")
-        parts += [f"## {title}", "", markdown, f"_Section wall time: {seconds:.1f} s._", ""]
-        progress.finish(title, f"{seconds:.1f} s")
+        parts += [f"## {title}", "", markdown, f"_Section time: {timing}._", ""]
+        progress.finish(title, timing)
     path = os.path.join(workdir, "REPORT.md")
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
+    tf_runtime.atomic_write_text(path, "\n".join(parts))
     print(f"[demo] report: {path}", flush=True)
     return path

@@ -25,12 +25,12 @@ def run_demo(workdir: str) -> dict:
       ``plots`` (name -> PNG path), ``rows`` and ``seconds``.
     """
     start = time.perf_counter()
-    config = study.get_config("demo")
+    config = study.get_config("report")
     strategy = tf.distribute.get_strategy()
     results = study_lib.run_study(config, workdir, strategy)
     plots = {k: v for k, v in results["paths"].items() if k.endswith("_plot")}
     analysis = analyze.get_config()
-    analysis.num_examples = 500
+    analysis.num_examples = 250
     analysis.top_n = 5
     analysis.method = "lanczos"
     analysis.max_iter = 30
@@ -40,7 +40,7 @@ def run_demo(workdir: str) -> dict:
     analysis.landscape_points = 15
     analysis.landscape_2d_points = 7
     analysis.robustness_epsilons = (0.0, 0.05, 0.1, 0.2)
-    analysis.input_examples = 50
+    analysis.input_examples = 10
     for batch_size in (min(config.batch_sizes), max(config.batch_sizes)):
         run_dir = os.path.join(workdir, f"b{batch_size}")
         out = analyze_lib.analyze_checkpoint(analysis, run_dir, os.path.join(run_dir, "analysis"))

@@ -22,7 +22,8 @@ CIFAR presets (`c1_cifar10`, `c2_cifar10`, `resnet20_cifar10`, `c1_cifar100`,
 
 Variants: `demo` (3 sizes + 2 robust radii, 2 seeds, 4 epochs: 10 models, measured 1,054 s at
 load 7-14 on 2 shared cores; with --config.seeds='(0,1,2)' --config.robust_epsilons='(0.05,0.1,0.2)'
-18 models, measured 918 s at load 7 falling to 3), `smoke` (tests).
+18 models, measured 918 s at load 7 falling to 3), `report` (the `make demo` section: 4 models, B = 16,
+256, 2048 and B = 256 robust, one seed, 2 epochs, smaller analysis sizes), `smoke` (tests).
 """
 
 import ml_collections
@@ -79,6 +80,25 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.analysis.density_num_iter = 20
         c.analysis.input_examples = 50
         c.evaluation.rho_adv_examples = 100
+    elif variant == "report":
+        # The `make demo` section (tf_hessian/demo.py): the `demo` study's sizes and analysis with
+        # one seed and one robust radius (4 models: B = 16, 256, 2048 and B = 256 robust).
+        # Smaller than `demo` in sizes only (epochs, examples, iterations), every measure kept.
+        c = get_config("demo")
+        c.seeds = (0,)
+        c.robust_epsilons = (0.1,)
+        c.train.epochs = 2
+        c.train.optimizer.lr_decay_epochs = (1.5,)
+        c.train.eval.limit = 300
+        c.analysis.num_examples = 250
+        c.analysis.max_iter = 30
+        c.analysis.trace_max_iter = 10
+        c.analysis.density_num_iter = 15
+        c.analysis.landscape_points = 11
+        c.analysis.input_examples = 10
+        c.evaluation.pgd_steps = 5
+        c.evaluation.rho_adv_examples = 32
+        c.evaluation.deepfool_max_iter = 20
     elif variant in cifar.PRESETS:
         # The paper's CIFAR networks (needs --config.train.data.data_dir); full schedules.
         c.train = cifar.get_config(variant)
@@ -116,6 +136,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.spectrum_top_k = 2
     elif variant:
         raise ValueError(
-            f"Unknown config variant {variant!r}; use '', 'demo', 'smoke' or one of {cifar.PRESETS}."
+            f"Unknown config variant {variant!r}; use '', 'demo', 'report', 'smoke' or one of "
+            f"{cifar.PRESETS}."
         )
     return c
