@@ -20,6 +20,11 @@ def main(argv):
         report.write_report(_WORKDIR.value)
     except tf_runtime.WorkdirLockedError as error:
         sys.exit(f"demo: {error}")
+    except tf_runtime.ConfigMismatchError as error:
+        sys.exit(
+            f"demo: {_WORKDIR.value} holds runs of another demo configuration: {error} "
+            f"Delete {_WORKDIR.value} (or pass another --workdir) to run the demo afresh."
+        )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ import os
 
 from tf_ode import demo
 
-
 # Epochs of the demo comparison: fewer than tf_ode.demo's 10 so that `make demo` stays within
 # five minutes on 2 cores (the three variants already separate after 4 epochs on the digits).
 DEMO_EPOCHS = 4
