@@ -35,6 +35,14 @@ def explicit_matrix(operator) -> np.ndarray:
     return np.stack([operator.matvec(eye[i]) for i in range(operator.dim)], axis=1)
 
 
+def _single_output(operator):
+    if operator._multi_output:
+        raise ValueError(
+            f"{type(operator).__name__} supports models with one loss output; this one has "
+            f"{[o.name for o in operator._losses]}. Use HessianOperator."
+        )
+
+
 class GaussNewtonOperator(HessianOperator):
     """Generalised Gauss-Newton matrix ``J^T H_out J`` of the data loss (same arguments as HessianOperator).
 
@@ -43,12 +51,13 @@ class GaussNewtonOperator(HessianOperator):
     """
 
     def _weighted_hvp(self, batch, vector):
+        _single_output(self)
         vector = [tf.cast(t, self.dtype) for t in vector]
         inputs = self._padded(batch)
         primals = self._sources()
         with tf.GradientTape() as tape:
             with tf.autodiff.ForwardAccumulator(primals, vector) as acc:
-                y_pred = self.model(inputs[0], training=False)
+                y_pred = self._forward(inputs[0])
         jv = acc.jvp(y_pred, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         out = tf.stop_gradient(y_pred)
         with tf.GradientTape() as outer:
@@ -81,6 +90,7 @@ class EmpiricalFisherOperator(HessianOperator):
     """
 
     def _weighted_hvp(self, batch, vector):
+        _single_output(self)
         vector = [tf.cast(t, self.dtype) for t in vector]
         inputs = self._padded(batch)
         if self._unreduced_loss is None:
@@ -91,7 +101,7 @@ class EmpiricalFisherOperator(HessianOperator):
         weight = inputs[2]
         with tf.GradientTape() as tape:
             with tf.autodiff.ForwardAccumulator(primals, vector) as acc:
-                y_pred = self.model(inputs[0], training=False)
+                y_pred = self._forward(inputs[0])
                 per_example = self._per_example_losses(inputs, y_pred)
             directional = tf.stop_gradient(
                 acc.jvp(per_example, unconnected_gradients=tf.UnconnectedGradients.ZERO)

@@ -18,70 +18,58 @@ import tensorflow as tf
 from tf_hessian import _pfor_conv
 from tf_hessian import density as density_lib
 from tf_hessian import eigen as eigen_lib
+from tf_hessian import objective as objective_lib
 from tf_hessian import trace as trace_lib
 from tf_hessian.linear_operator import ParameterLayout
+from tf_hessian.operator_data import ObjectiveMixin
 
 HVP_MODES = ("forward_over_reverse", "reverse_over_reverse")
-# Keras loss reductions the operator reproduces exactly over any batching and replica split.
-REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum")
+REDUCTIONS = objective_lib.REDUCTIONS
 # How hvp_batch maps the per-vector product over the k vectors.
 BATCH_METHODS = ("vectorized_map", "map_fn")
 # Errors with which pfor (tf.vectorized_map with fallback_to_while_loop=False) rejects an op.
 _PFOR_ERRORS = (ValueError, NotImplementedError, TypeError, tf.errors.InvalidArgumentError)
 
 
-def _resolve_reduction(loss_fn):
-    """``(reduction, unreduced loss)`` of a loss; ``(None, None)`` for a plain function.
-
-    A ``keras.losses.Loss`` is re-run with ``reduction="none"`` (a shallow
-    copy), so the operator sums the per-example losses itself and normalises
-    once over all batches and replicas: exact for every supported reduction,
-    while Keras's own reduced value is divided by the replica count under a
-    strategy and normalised per batch.
-    """
-    if not isinstance(loss_fn, keras.losses.Loss):
-        if not callable(loss_fn):
-            raise ValueError(f"loss_fn must be callable. Received: {loss_fn!r}.")
-        return None, None
-    reduction = loss_fn.reduction
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"{type(loss_fn).__name__} has reduction={reduction!r}, which does not define a "
-            f"scalar objective; use one of {REDUCTIONS}."
-        )
-    # A shallow copy by __dict__: copy.copy goes through get_config/from_config,
-    # which drops the loss's dtype (a float64 loss would come back float32).
-    unreduced = object.__new__(type(loss_fn))
-    unreduced.__dict__.update(loss_fn.__dict__)
-    unreduced.reduction = "none"
-    return reduction, unreduced
-
-
-class HessianOperator:
+class HessianOperator(ObjectiveMixin):
     """The Hessian of ``L(theta) = mean_i loss(f(x_i; theta), y_i)`` as a linear operator.
 
-    The model always runs with ``training=False`` (BatchNorm uses and keeps its
-    moving statistics; dropout is off). Every (per-replica) batch b gives an
-    unnormalised loss S_b (sum of its weighted per-example losses) and a
-    normaliser share W_b (its example count, or its weight sum); the objective
-    is ``sum_b S_b / sum_b W_b`` over all batches, the short last batch
-    included, so ``H v = sum_b H_b v / sum_b W_b``. Under a ``MirroredStrategy``
-    every global batch is split over the replicas and the sums are
-    all-reduced, which equals the one-device result. Regularisation losses
-    (weight decay) are not part of the objective (spec §1.2).
+    The model runs with ``training=False`` by default (BatchNorm uses and keeps its
+    moving statistics; dropout is off), as PyHessian's ``model.eval()``. Every
+    (per-replica) batch b gives an unnormalised loss S_b (sum of its weighted
+    per-example losses) and a normaliser share W_b (its example count, or its
+    weight sum); the objective is ``sum_b S_b / sum_b W_b`` over all batches, the
+    short last batch included, so ``H v = sum_b H_b v / sum_b W_b``. A model with
+    several outputs has ``sum_o loss_weight_o * sum_b S_ob / sum_b W_ob`` (each
+    output's normaliser over the whole data, found by one forward pass before the
+    first product). Under a ``MirroredStrategy`` every global batch is split over
+    the replicas and the sums are all-reduced, which equals the one-device result.
+    Regularisation losses (weight decay) are not part of the objective (spec §1.2).
 
     Args:
-      model: A built ``keras.Model``.
+      model: A built ``keras.Model`` (any inputs and outputs: a tensor, a tuple,
+        a list or a dict of them).
       loss_fn: A ``keras.losses.Loss``, e.g.
         ``keras.losses.SparseCategoricalCrossentropy(from_logits=True)``, with
         reduction ``sum_over_batch_size``/``mean`` (objective: the mean over all
         loss elements of all batches), ``mean_with_sample_weight`` (sum of
         weighted losses over the sum of the weights, over all batches) or
         ``sum`` (the sum over the whole data); ``none`` is rejected. Exact on
-        any batching and replica split. Or a plain ``loss_fn(y_true, y_pred)``
-        returning the unscaled per-replica batch mean (batches weighted by size).
-      data: An ``(x, y)`` or ``(x, y, sample_weight)`` batch, or a
-        ``tf.data.Dataset`` of them.
+        any batching and replica split. A Keras loss name or registered loss
+        (``"sparse_categorical_crossentropy"``: Keras's default
+        ``from_logits=False``). For several outputs, as in ``model.compile``: one
+        loss for all, a dict keyed by output name or a list in output order
+        (``None`` leaves an output out). ``None``: the loss (and loss weights)
+        given to ``model.compile``. Or a plain ``loss_fn(y_true, y_pred)``
+        returning the unscaled per-replica batch mean (one output; batches
+        weighted by size). A cross-entropy with ``from_logits=True`` on a
+        softmax/sigmoid output, or with ``from_logits=False`` on a linear output,
+        is rejected.
+      data: An ``(x, y)`` or ``(x, y, sample_weight)`` batch, or a batched
+        ``tf.data.Dataset`` of them; each of x, y, sample_weight a tensor or a
+        nest (tuple, list, dict) of tensors as ``model.fit`` takes them (y one
+        entry per output; sample_weight one array for all outputs or one per
+        output).
       variables: Parameters the Hessian is taken with respect to (default
         ``model.trainable_variables``); a subset gives a diagonal block.
       mode: ``"forward_over_reverse"`` (a ``ForwardAccumulator`` around a
@@ -95,6 +83,14 @@ class HessianOperator:
         ``"map_fn"`` (a ``tf.while_loop``, one full product per vector). If pfor
         has no converter for an op of the model, the operator falls back to
         ``"map_fn"`` with a warning and records why in ``batch_fallback_reason``.
+      loss_weights: Per-output weights of the losses (as ``model.compile``);
+        default 1, or the compiled ones when ``loss_fn=None``.
+      training: Run the model in training mode: BatchNorm normalises by the
+        statistics of each (per-replica) batch, so the Hessian is that of the
+        training-mode loss (which differs from the inference-mode one). The
+        model's variables are never updated: the forward is
+        ``model.stateless_call`` and its new BN statistics and dropout seed are
+        discarded, so every product uses the same dropout mask.
 
     Attributes:
       data: The data as given.
@@ -117,6 +113,8 @@ class HessianOperator:
         strategy: tf.distribute.Strategy | None = None,
         jit_compile: bool = False,
         batch_method: str = "vectorized_map",
+        loss_weights=None,
+        training: bool = False,
     ):
         if mode not in HVP_MODES:
             raise ValueError(f"mode must be one of {HVP_MODES}. Received: mode={mode!r}.")
@@ -124,11 +122,13 @@ class HessianOperator:
             raise ValueError(
                 f"batch_method must be one of {BATCH_METHODS}. Received: batch_method={batch_method!r}."
             )
+        if not isinstance(training, bool):
+            raise ValueError(f"training must be True or False. Received: training={training!r}.")
+        self.training = training
         self.batch_method = batch_method
         self.batch_fallback_reason = None
         self._jit_compile = jit_compile
         self.model = model
-        self.loss_fn = loss_fn
         self.mode = mode
         self.variables = list(model.trainable_variables if variables is None else variables)
         if not self.variables:
@@ -138,16 +138,25 @@ class HessianOperator:
         self.layout = ParameterLayout([v.shape for v in self.variables], self.dtype)
         self.dim = self.layout.dim
         self.num_hvps = 0
-        loss_dtype = getattr(loss_fn, "dtype", None)
-        if loss_dtype is not None and tf.as_dtype(loss_dtype).size < self.dtype.size:
-            raise ValueError(
-                f"loss_fn computes in {loss_dtype} but the parameters are {self.dtype.name}; "
-                f"pass the loss a matching dtype, e.g. keras.losses.SparseCategoricalCrossentropy("
-                f"from_logits=True, dtype='{self.dtype.name}')."
-            )
+        self._output_names = objective_lib.output_names(model)
+        self._losses = objective_lib.resolve_losses(loss_fn, model, loss_weights, self.dtype.name)
+        objective_lib.check_logits(model, self._losses)
+        self.loss_fn = self._losses[0].loss if len(self._losses) == 1 else loss_fn
+        self.reduction = self._losses[0].reduction
+        self._unreduced_loss = self._losses[0].unreduced
+        self._multi_output = len(self._losses) > 1
+        # Per-output weight / whole-data normaliser (several outputs), set before the first product.
+        self._output_scale = None
+        for output in self._losses:
+            loss_dtype = getattr(output.loss, "dtype", None)
+            if loss_dtype is not None and tf.as_dtype(loss_dtype).size < self.dtype.size:
+                raise ValueError(
+                    f"loss_fn computes in {loss_dtype} but the parameters are {self.dtype.name}; "
+                    f"pass the loss a matching dtype, e.g. keras.losses.SparseCategoricalCrossentropy("
+                    f"from_logits=True, dtype='{self.dtype.name}')."
+                )
         self.data = data
-        self.reduction, self._unreduced_loss = _resolve_reduction(loss_fn)
-        self._data = self._prepare_data(data)
+        self._batches = self._prepare_data(data)
         self._replica_hvp = tf.function(
             self._weighted_hvp, jit_compile=jit_compile, reduce_retracing=True
         )
@@ -158,116 +167,6 @@ class HessianOperator:
         self._build_batch_functions()
         self._step_grad = tf.function(self._distributed_grad, reduce_retracing=True)
         self._step_hessian = tf.function(self._distributed_hessian, reduce_retracing=True)
-
-    # ------------------------------------------------------------------ data
-    def _prepare_data(self, data):
-        if isinstance(data, tf.data.Dataset):
-            spec = data.element_spec
-            if not isinstance(spec, tuple) or len(spec) not in (2, 3):
-                raise ValueError(
-                    "The dataset must yield (x, y) or (x, y, sample_weight) batches. "
-                    f"Received: element_spec={spec}."
-                )
-            weighted = len(spec) == 3
-            dataset = data
-        else:
-            if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
-                raise ValueError(
-                    "data must be an (x, y) or (x, y, sample_weight) batch or a tf.data.Dataset. "
-                    f"Received: {type(data)}."
-                )
-            tensors = tuple(tf.convert_to_tensor(t) for t in data)
-            sizes = [t.shape[0] for t in tensors]
-            if None not in sizes and len(set(sizes)) != 1:
-                raise ValueError(
-                    "x, y (and sample_weight) disagree on the batch size: "
-                    f"shapes {[tuple(t.shape) for t in tensors]}."
-                )
-            weighted = len(tensors) == 3
-            if self.strategy.num_replicas_in_sync == 1:
-                dataset = [tensors]
-            else:
-                dataset = tf.data.Dataset.from_tensor_slices(tensors).batch(int(sizes[0]))
-        if weighted and self._unreduced_loss is None:
-            raise ValueError(
-                "The data carries sample weights but loss_fn is a plain function; pass a "
-                "keras.losses.Loss (its reduction says how weights normalise the loss)."
-            )
-        if isinstance(dataset, list) or self.strategy.num_replicas_in_sync == 1:
-            return dataset
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.DATA
-        )
-        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
-
-    # ------------------------------------------------------- per-replica math
-    def _objective(self, batch):
-        """Returns ``(S, W)`` of one (per-replica) batch: the loss is ``sum S / sum W``.
-
-        ``S`` is the batch's unnormalised loss (``sum_i w_i loss_i``) and ``W``
-        its share of the normaliser: the number of loss elements for
-        ``sum_over_batch_size``/``mean``, the sum of the sample weights for
-        ``mean_with_sample_weight``, unused (``sum`` is not normalised). This
-        makes every batching and every replica split give the same objective as
-        one device on the whole data, whatever Keras does to a reduced loss under
-        a strategy (it divides mean reductions by the replica count).
-        """
-        inputs = self._padded(batch)
-        return self._objective_of(inputs, self.model(inputs[0], training=False))
-
-    def _padded(self, batch):
-        """``(x, y, weight or None, real [B] 0/1, n_real)`` of a batch, an empty one padded."""
-        x, y = batch[0], batch[1]
-        weight = batch[2] if len(batch) == 3 else None
-        n_real = tf.shape(x)[0]
-        x, y, weight, real = self._non_empty(x, y, weight)
-        return x, y, weight, real, n_real
-
-    def _objective_of(self, inputs, y_pred):
-        """``(S, W)`` (see ``_objective``) from the model output of padded inputs."""
-        _, y, weight, real, n_real = inputs
-        if getattr(y_pred, "_keras_mask", None) is not None:
-            raise ValueError(
-                "The model output carries a Keras mask; HessianOperator does not support "
-                "masked losses (give explicit sample weights instead)."
-            )
-        if self._unreduced_loss is None:
-            # A plain function returns the per-replica batch mean, unscaled.
-            count = tf.cast(n_real, self.dtype)
-            return tf.cast(self.loss_fn(y, y_pred), self.dtype) * count, count
-        values = tf.cast(self._unreduced_loss(y, y_pred, sample_weight=weight), self.dtype)
-        if values.shape.rank == 0:
-            raise ValueError(
-                f"{type(self.loss_fn).__name__} with reduction='none' returned a scalar; "
-                "HessianOperator needs per-example losses."
-            )
-        real_values = tf.reshape(real, [-1] + [1] * (values.shape.rank - 1))
-        total = tf.reduce_sum(values * real_values)
-        if self.reduction == "mean_with_sample_weight" and weight is not None:
-            weight = tf.cast(weight, self.dtype)
-            norm = tf.reduce_sum(weight * tf.reshape(real, [-1] + [1] * (weight.shape.rank - 1)))
-        else:
-            per_example = tf.cast(tf.reduce_prod(tf.shape(values)[1:]), self.dtype)
-            norm = tf.reduce_sum(real) * per_example
-        return total, norm
-
-    def _non_empty(self, x, y, weight):
-        """Appends one zero example to an empty batch; returns the batch and a 0/1 mask [B].
-
-        A short last batch split over replicas can leave a replica empty, and
-        keras losses of empty batches are not scalars. Padding avoids a
-        ``tf.cond`` around the autodiff, which is slow to trace under a strategy;
-        the padded example is masked out of the objective.
-        """
-        pad = tf.maximum(1 - tf.shape(x)[0], 0)
-
-        def padded(t):
-            t = tf.convert_to_tensor(t)
-            return tf.concat([t, tf.zeros(tf.concat([[pad], tf.shape(t)[1:]], 0), t.dtype)], 0)
-
-        real = tf.concat([tf.ones([tf.shape(x)[0]], self.dtype), tf.zeros([pad], self.dtype)], 0)
-        return padded(x), padded(y), None if weight is None else padded(weight), real
 
     def _weighted_grad(self, batch):
         """Returns ``(grad S, W, S)`` of one (per-replica) batch."""
@@ -388,7 +287,7 @@ class HessianOperator:
         return self._reduce([hessian, norm])
 
     def _normaliser(self, norm_sum: float) -> float:
-        if self.reduction == "sum":
+        if self.reduction == "sum" or self._multi_output:
             return 1.0
         if norm_sum == 0:
             raise ValueError(
@@ -569,6 +468,9 @@ class HessianOperator:
     ):
         """Hutchinson estimate of tr(H) with Rademacher probes (see ``trace.hutchinson_trace``).
 
+        Stops once the standard error is at most ``tol * |trace|`` (after 10
+        probes) or after ``max_iter`` probes; ``return_result=True`` also returns
+        the ``TraceResult`` (standard error, samples, ``converged``).
         ``block_size`` probes share one batched product (``hvp_flat_batch``); same samples.
         """
         result = trace_lib.hutchinson_trace(
