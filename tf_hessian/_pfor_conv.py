@@ -1,4 +1,4 @@
-"""pfor converters for per-vector conv filters and for a batched max-pool gradient.
+"""pfor converters for per-vector conv filters, depthwise convs and a batched max-pool gradient.
 
 ``HessianOperator.hvp_batch`` maps the Hessian-vector product over k vectors
 with ``tf.vectorized_map``. The tangent of a convolution with respect to its
@@ -9,7 +9,12 @@ pfor rejects the first two ("Input "filter" of op 'Conv2D' expected to be loop
 invariant") and runs the third as a ``while_loop``. All three are one larger
 convolution: convolutions are independent per output channel (Conv2D) or per
 input channel (the two backward ops), so the k filters (or k inputs) are merged
-into the channel axis, run as one op and split again. ``MaxPoolGrad`` of k
+into the channel axis, run as one op and split again. TF's pfor has no
+converter at all for ``DepthwiseConv2dNative`` with a per-vector filter nor for
+its two backward ops (MobileNetV2, EfficientNet); a depthwise convolution is
+independent per input channel, so the k vectors' inputs, filters and output
+gradients (the vector-independent ones tiled) become k groups of input channels
+of one depthwise op. ``MaxPoolGrad`` of k
 per-vector gradients with a shared input is run on the tiled input after
 re-running the forward pool on it, so that the oneDNN rewrite pairs the two
 (TF's converter tiles too, but its lone ``MaxPoolGrad`` then runs on the Eigen
@@ -27,6 +32,8 @@ against explicit Hessians in tests/tf_hessian/test_hvp_batch.py.
 """
 
 from __future__ import annotations
+
+import functools
 
 import tensorflow as tf
 
@@ -155,7 +162,96 @@ def _max_pool_grad(original):
     return convert
 
 
+def _to_channels(t, k):
+    """[k, B, H, W, C] -> [B, H, W, k * C] (vector-major channel groups)."""
+    shape = tf.shape(t)
+    return tf.reshape(
+        tf.transpose(t, [1, 2, 3, 0, 4]), tf.stack([shape[1], shape[2], shape[3], k * shape[4]])
+    )
+
+
+def _depthwise_filter_to_channels(f, k):
+    """[k, kh, kw, cin, mult] -> [kh, kw, k * cin, mult]."""
+    shape = tf.shape(f)
+    return tf.reshape(
+        tf.transpose(f, [1, 2, 0, 3, 4]), tf.stack([shape[1], shape[2], k * shape[3], shape[4]])
+    )
+
+
+def _depthwise_ready(pfor_input, sizes_index=None):
+    """Whether the converter applies: NHWC and no per-vector input/filter sizes."""
+    if pfor_input.get_attr("data_format") != b"NHWC":
+        return False
+    return sizes_index is None or not pfor_input.input(sizes_index)[1]
+
+
+def _depthwise(original):
+    # A depthwise conv is independent per input channel, so the k vectors' inputs and filters
+    # become k groups of input channels of one depthwise conv (output channel (j, c, m)).
+    def convert(pfor_input):
+        if not _depthwise_ready(pfor_input):
+            return original(pfor_input)
+        k = pfor_input.pfor.loop_len_vector[0]
+        pfor_input.stack_inputs([0, 1])  # the vector-independent operand is tiled k times
+        x = _to_channels(pfor_input.stacked_input(0), k)
+        f = _depthwise_filter_to_channels(pfor_input.stacked_input(1), k)
+        out = _pfor._create_op(
+            "DepthwiseConv2dNative", [x, f], [x.dtype], attrs=pfor_input.op.node_def.attr
+        ).outputs[0]
+        return _pfor.wrap(_channels_to_vectors(out, k, tf.shape(out)[3] // k), True)
+
+    return convert
+
+
+def _depthwise_backprop_input(original):
+    def convert(pfor_input):
+        if not _depthwise_ready(pfor_input, sizes_index=0):
+            return original(pfor_input)
+        k = pfor_input.pfor.loop_len_vector[0]
+        sizes = pfor_input.unstacked_input(0)
+        pfor_input.stack_inputs([1, 2])
+        f = _depthwise_filter_to_channels(pfor_input.stacked_input(1), k)
+        grads = _to_channels(pfor_input.stacked_input(2), k)
+        input_sizes = sizes * tf.stack([1, 1, 1, tf.cast(k, sizes.dtype)])
+        out = _pfor._create_op(
+            "DepthwiseConv2dNativeBackpropInput",
+            [input_sizes, f, grads],
+            [grads.dtype],
+            attrs=pfor_input.op.node_def.attr,
+        ).outputs[0]
+        return _pfor.wrap(_channels_to_vectors(out, k, sizes[3]), True)
+
+    return convert
+
+
+def _depthwise_backprop_filter(original):
+    def convert(pfor_input):
+        if not _depthwise_ready(pfor_input, sizes_index=1):
+            return original(pfor_input)
+        k = pfor_input.pfor.loop_len_vector[0]
+        pfor_input.stack_inputs([0, 2])
+        x = _to_channels(pfor_input.stacked_input(0), k)
+        sizes = pfor_input.unstacked_input(1)  # [kh, kw, cin, mult]
+        grads = _to_channels(pfor_input.stacked_input(2), k)
+        filter_sizes = sizes * tf.stack([1, 1, tf.cast(k, sizes.dtype), 1])
+        out = _pfor._create_op(
+            "DepthwiseConv2dNativeBackpropFilter",
+            [x, filter_sizes, grads],
+            [grads.dtype],
+            attrs=pfor_input.op.node_def.attr,
+        ).outputs[0]
+        out = tf.reshape(
+            out, tf.stack([sizes[0], sizes[1], tf.cast(k, sizes.dtype), sizes[2], sizes[3]])
+        )
+        return _pfor.wrap(tf.transpose(out, [2, 0, 1, 3, 4]), True)
+
+    return convert
+
+
 _PATCHES = {
+    "DepthwiseConv2dNative": _depthwise,
+    "DepthwiseConv2dNativeBackpropInput": _depthwise_backprop_input,
+    "DepthwiseConv2dNativeBackpropFilter": _depthwise_backprop_filter,
     "MaxPoolGrad": _max_pool_grad,
     "Conv2D": _conv2d,
     "Conv2DBackpropInput": _conv2d_backprop_input,
@@ -166,11 +262,16 @@ _PATCHES = {
 def install() -> bool:
     """Installs the converters once; returns whether pfor now has them."""
     registry = getattr(_pfor, "_pfor_converter_registry", None)
-    if registry is None or not all(name in registry for name in _PATCHES):
+    if registry is None:
         return False
     for name, make in _PATCHES.items():
-        if not getattr(registry[name], _MARK, False):
-            convert = make(registry[name])
+        if not getattr(registry.get(name), _MARK, False):
+            convert = make(registry.get(name, functools.partial(_no_converter, name)))
             setattr(convert, _MARK, True)
             registry[name] = convert
     return True
+
+
+def _no_converter(name, pfor_input):
+    del pfor_input
+    raise ValueError(f"No pfor converter for op type {name} in this case.")

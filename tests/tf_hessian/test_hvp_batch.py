@@ -237,3 +237,33 @@ def test_lanczos_runs_reproduce_lanczos_including_restarts():
         assert 0.0 in run.betas  # the restart happened
     with pytest.raises(ValueError, match="block_size must be >= 1"):
         eigen.lanczos_runs(dense, num_iter=3, seeds=[0], block_size=0)
+
+
+def _depthwise_net(seed=31):
+    """Conv -> ReLU -> DepthwiseConv2D (multiplier 2, stride 2) -> Dense: MobileNet's layer types.
+
+    The depthwise conv sees parameter-dependent activations, so its tangent needs every
+    depthwise converter (per-vector filter, input, and the two backward ops).
+    """
+    keras.utils.set_random_seed(seed)
+    image = keras.Input((6, 6, 1), dtype="float64")
+    h = keras.layers.Conv2D(3, 3, padding="same", activation="relu", dtype="float64")(image)
+    h = keras.layers.DepthwiseConv2D(
+        3, strides=2, padding="same", depth_multiplier=2, activation="tanh", dtype="float64"
+    )(h)
+    h = keras.layers.Flatten(dtype="float64")(h)
+    return keras.Model(image, keras.layers.Dense(3, dtype="float64")(h))
+
+
+@pytest.mark.parametrize("mode", ["forward_over_reverse", "reverse_over_reverse"])
+def test_hvp_batch_of_depthwise_net_equals_explicit_hessian_without_fallback(mode):
+    model = _depthwise_net()
+    x, y = classification_data(4, (6, 6, 1), seed=31)
+    truth = explicit_hessian(model, lambda: tf.reduce_mean(per_example_crossentropy(model, x, y)))
+    op = tf_hessian.HessianOperator(model, loss64(), (x, y), mode=mode)
+    vectors = np.random.default_rng(31).standard_normal((3, op.dim))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        products = op.hvp_flat_batch(vectors)
+    assert op.batch_fallback_reason is None
+    np.testing.assert_allclose(products, vectors @ truth, rtol=1e-10, atol=1e-12)
