@@ -31,6 +31,10 @@ class EigenResult:
       converged: Per eigenpair, whether the tolerance was met before the cap.
       num_matvecs: Operator applications (Hessian-vector products) used.
       method: ``"power"`` or ``"lanczos"``.
+      residuals: Per eigenpair, the relative residual ``||H v - lambda v|| / |lambda|``
+        of the returned pair (Lanczos: ``beta_m |s_m| / |theta|`` from the last step,
+        exact in exact arithmetic; power iteration: measured at its last product).
+        ``lambda`` is then within ``residual * |lambda|`` of an eigenvalue of H.
     """
 
     eigenvalues: np.ndarray
@@ -39,6 +43,7 @@ class EigenResult:
     converged: list[bool]
     num_matvecs: int
     method: str
+    residuals: np.ndarray | None = None
 
 
 def _check(operator, top_n: int, max_iter: int, tol: float):
@@ -79,29 +84,38 @@ def power_iteration(
     """
     _check(operator, top_n, max_iter, tol)
     rng = np.random.default_rng(seed)
-    values, vectors, histories, converged = [], [], [], []
+    values, vectors, histories, converged, residuals = [], [], [], [], []
     num_matvecs = 0
     for _ in range(top_n):
         v = orthogonalize(random_unit_vector(operator.dim, rng), vectors)
         v /= np.linalg.norm(v)
         eigenvalue, history, done = None, [], False
-        for _ in range(max_iter):
+        for step in range(max_iter):
             hv = orthogonalize(operator.matvec(v), vectors)
             num_matvecs += 1
             eigenvalue = float(v @ hv)
             history.append(eigenvalue)
             norm = np.linalg.norm(hv)
-            if np.linalg.norm(hv - eigenvalue * v) <= tol * abs(eigenvalue) or norm == 0.0:
+            residual = float(np.linalg.norm(hv - eigenvalue * v))
+            if residual <= tol * abs(eigenvalue) or norm == 0.0:
                 # (norm 0: v lies in the null space of the deflated operator.)
                 done = True
                 break
-            v = hv / norm
+            if step < max_iter - 1:  # the returned pair is the one whose residual was measured
+                v = hv / norm
         values.append(eigenvalue)
         vectors.append(v)
         histories.append(history)
         converged.append(done)
+        residuals.append(residual / max(abs(eigenvalue), 1e-300))
     return EigenResult(
-        np.array(values), np.array(vectors), histories, converged, num_matvecs, "power"
+        np.array(values),
+        np.array(vectors),
+        histories,
+        converged,
+        num_matvecs,
+        "power",
+        np.array(residuals),
     )
 
 
@@ -340,7 +354,16 @@ def lanczos_eigenpairs(
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     exhausted = len(result.alphas) == operator.dim
     converged = [state["converged"] or exhausted] * top_n
-    return EigenResult(theta[order], vectors, history, converged, len(result.alphas), "lanczos")
+    residuals = (0.0 if exhausted else result.residual_norm) * np.abs(s[-1, order])
+    return EigenResult(
+        theta[order],
+        vectors,
+        history,
+        converged,
+        len(result.alphas),
+        "lanczos",
+        residuals / np.maximum(np.abs(theta[order]), 1e-300),
+    )
 
 
 def extreme_eigenvalues(

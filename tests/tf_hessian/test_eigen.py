@@ -206,3 +206,53 @@ def test_lanczos_reaches_tolerance_in_fewer_products_than_power_iteration():
     assert abs(lanczos.eigenvalues[0] - 10.0) <= 1e-5
     assert abs(power.eigenvalues[0] - 10.0) <= 1e-5
     assert lanczos.num_matvecs < power.num_matvecs / 5
+
+
+def _indefinite(n=40, seed=7):
+    """Symmetric with eigenvalues -10..-1 and 1..30 (trace 345): a noisy Rademacher estimate."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    spectrum = np.concatenate([-np.arange(1.0, 11.0), np.arange(1.0, 31.0)])
+    return (basis * spectrum) @ basis.T
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hutchinson_stops_on_its_standard_error(seed):
+    q = _indefinite()
+    tol = 0.02
+    result = trace.hutchinson_trace(
+        linear_operator.DenseOperator(q), max_iter=2000, tol=tol, seed=seed
+    )
+    assert result.converged
+    assert result.standard_error <= tol * abs(result.trace)
+    # The error is within 4 standard errors, i.e. 8 % of the trace (345).
+    assert abs(result.trace - np.trace(q)) <= 4 * tol * abs(result.trace)
+
+
+def test_hutchpp_tol_stops_early_with_its_standard_error():
+    q = _indefinite()
+    result = trace.hutchpp_trace(
+        linear_operator.DenseOperator(q), num_matvecs=300, tol=0.02, seed=0, block_size=4
+    )
+    assert result.converged
+    assert result.standard_error <= 0.02 * abs(result.trace)
+    assert result.num_products < 300
+    assert result.num_products == 200 + len(result.samples)
+    assert abs(result.trace - np.trace(q)) <= 4 * 0.02 * abs(result.trace)
+
+
+@pytest.mark.parametrize("method", ["lanczos", "power"])
+def test_eigen_solvers_report_the_true_residual(method):
+    q = random_spd(30, seed=11)
+    op = linear_operator.DenseOperator(q)
+    if method == "lanczos":
+        result = eigen.lanczos_eigenpairs(op, top_n=2, max_iter=8, tol=1e-12)
+    else:
+        result = eigen.power_iteration(op, top_n=1, max_iter=5, tol=1e-12)
+    exact = np.linalg.eigvalsh(q)
+    for value, vector, reported in zip(result.eigenvalues, result.eigenvectors, result.residuals):
+        true = np.linalg.norm(q @ vector - value * vector) / abs(value)
+        assert reported == pytest.approx(true, rel=1e-6)
+        assert reported > 1e-6  # not converged: the residual is what the caller must see
+        # The bound it gives: an eigenvalue within residual * |value|.
+        assert np.min(np.abs(exact - value)) <= reported * abs(value) * (1 + 1e-9)
