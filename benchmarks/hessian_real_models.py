@@ -1,0 +1,124 @@
+r"""HVPs and seconds to lambda_max (1e-3) and to the trace (1e-2) on keras.applications models.
+
+Run:  nice -n 10 python benchmarks/hessian_real_models.py [--models mobilenetv2,resnet50]
+      [--batch 64] [--block_size 8] [--max_probes 400]
+
+Prints one JSON line per model. The model is built with `weights=None` (no download) at
+32x32x3 with 10 classes (its seeded initialisation, softmax output, loss given by name
+"sparse_categorical_crossentropy"), on `--batch` real CIFAR-10 test images from
+../shared/data (random [0, 1] images when absent), in inference mode:
+
+- lambda_max: `HessianOperator.eigenvalues(method="lanczos", tol=1e-3)`, i.e. until the
+  relative Ritz residual is <= 1e-3 (reported: HVPs, seconds, the residual, converged).
+- trace: Hutchinson with the standard-error stop (`tol=1e-2`: standard error <= 1 % of
+  |trace|), `--block_size` probes per batched product (reported: probes, products,
+  seconds, standard error, converged), at most `--max_probes`.
+- whether the batched product fell back to `tf.map_fn` (`batch_fallback_reason`), and
+  the per-vector time of a k-vector batched product against a single product.
+Seconds include tracing on the first call (reported separately).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from hessian_common import SHARED_CIFAR  # noqa: E402
+
+import tf_hessian  # noqa: E402
+from input_pipelines import classification  # noqa: E402
+
+BUILDERS = {
+    "mobilenetv2": lambda: keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), weights=None, classes=10
+    ),
+    "resnet50": lambda: keras.applications.ResNet50(
+        input_shape=(32, 32, 3), weights=None, classes=10
+    ),
+    "efficientnetb0": lambda: keras.applications.EfficientNetB0(
+        input_shape=(32, 32, 3), weights=None, classes=10
+    ),
+}
+
+
+def _images(batch):
+    try:
+        images, labels = classification.load_arrays(
+            "cifar10", "test", os.path.join(SHARED_CIFAR, "cifar10"), limit=batch
+        )
+        return images.astype(np.float32) / 255.0, labels.astype(np.int32), "cifar10 test"
+    except (FileNotFoundError, ValueError):
+        rng = np.random.default_rng(0)
+        x = rng.uniform(0, 1, (batch, 32, 32, 3)).astype(np.float32)
+        return x, rng.integers(0, 10, batch).astype(np.int32), "random"
+
+
+def run(name, args):
+    keras.utils.set_random_seed(0)
+    model = BUILDERS[name]()
+    x, y, source = _images(args.batch)
+    op = tf_hessian.HessianOperator(model, "sparse_categorical_crossentropy", (x, y))
+    rng = np.random.default_rng(0)
+    row = {"model": name, "parameters": op.dim, "data": source, "batch": args.batch}
+    start = time.perf_counter()
+    op.hvp_flat(rng.standard_normal(op.dim))
+    row["first_hvp_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    op.hvp_flat(rng.standard_normal(op.dim))
+    row["hvp_seconds"] = time.perf_counter() - start
+    vectors = rng.standard_normal((args.block_size, op.dim))
+    start = time.perf_counter()
+    op.hvp_flat_batch(vectors)
+    row["first_batched_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    op.hvp_flat_batch(vectors)
+    row["batched_per_vector_over_single"] = (
+        (time.perf_counter() - start) / args.block_size / row["hvp_seconds"]
+    )
+    row["batch_fallback_reason"] = op.batch_fallback_reason
+
+    start, before = time.perf_counter(), op.num_hvps
+    values, _, result = op.eigenvalues(top_n=1, max_iter=100, tol=1e-3, return_result=True)
+    row["lambda_max"] = {
+        "value": values[0],
+        "hvps": op.num_hvps - before,
+        "seconds": time.perf_counter() - start,
+        "relative_residual": float(result.residuals[0]),
+        "converged": bool(result.converged[0]),
+    }
+    start, before = time.perf_counter(), op.num_hvps
+    trace, result = op.trace(
+        max_iter=args.max_probes, tol=1e-2, return_result=True, block_size=args.block_size
+    )
+    row["trace"] = {
+        "value": trace,
+        "standard_error": result.standard_error,
+        "probes": result.num_matvecs,
+        "hvps": op.num_hvps - before,
+        "seconds": time.perf_counter() - start,
+        "converged": result.converged,
+    }
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="mobilenetv2,resnet50")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--block_size", type=int, default=8)
+    parser.add_argument("--max_probes", type=int, default=400)
+    args = parser.parse_args()
+    for name in args.models.split(","):
+        load = os.getloadavg()[0]
+        row = run(name, args)
+        row["load_average_start_end"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
