@@ -1,6 +1,6 @@
 """tf_ode: ANODE / ANODEV2 coupled neural ODEs with exact (DTO) gradients and TFP solvers.
 
-`odeint` solves over nested states with fixed-step (euler, rk2, rk4), our adaptive embedded
+`odeint` (and `odeint_event`, to a terminal event) solves over nested states with fixed-step (euler, rk2, rk4), our adaptive embedded
 Runge-Kutta (dopri5, bosh3, tsit5; `SOLVERS`) or TFP DormandPrince ("tfp_dopri5") solvers and three
 gradient modes ("dto", "checkpoint", "adjoint"); the Keras layers
 build ANODE (`ODEBlock`) and ANODEV2 (`CoupledODEBlock` with weight dynamics q) networks.
@@ -16,6 +16,7 @@ from tf_ode.dynamics import (
     build_weight_dynamics,
     register_weight_dynamics,
 )
+from tf_ode.events import odeint_event
 from tf_ode.functions import ConvODEFunc, DenseODEFunc
 from tf_ode.integrate import GRADIENTS, METHODS, SolveInfo, odeint
 from tf_ode.models import ODEClassifier, build_model
@@ -40,5 +41,6 @@ __all__ = [
     "build_model",
     "build_weight_dynamics",
     "odeint",
+    "odeint_event",
     "register_weight_dynamics",
 ]

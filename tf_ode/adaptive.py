@@ -1,30 +1,42 @@
-"""Adaptive embedded Runge-Kutta solves (dopri5, bosh3, tsit5) with three gradient modes.
+"""Adaptive embedded Runge-Kutta solves (dopri5, bosh3, tsit5) with dense output and events.
 
-The solve runs one `tf.while_loop` per output interval [t_i, t_{i+1}] (fixed-shape loop state,
-so it works inside `tf.function`), in either time direction. Steps are clipped to land exactly
-on every output time (no dense-output interpolation error). Step-size control is the standard
-one (Hairer, Norsett & Wanner I, II.4; as torchdiffeq): error ratio = max over state leaves of
-the RMS of err / (atol + rtol * max(|y|, |y_new|)); accept when <= 1; next step
+One `tf.while_loop` steps from t[0] to t[-1] (fixed-shape loop state, so it runs inside
+`tf.function`; either time direction). Steps land exactly on t[-1] and on the forced boundaries
+`step_t` / `jump_t` only; every other output time is read off the step's continuous extension
+(`ButcherTableau.dense`: dopri5's and tsit5's 4th-order interpolants, the cubic Hermite for bosh3),
+which reuses the step's stages, so the number of evaluations of f does not depend on the number of
+output times (torchdiffeq `_impl/rk_common.py` and diffrax `SaveAt(ts=...)` do the same). After a
+`jump_t` boundary f is evaluated again instead of reusing the FSAL stage (the field may jump
+there; diffrax `PIDController(jump_ts=...)`). Step-size control is the standard one (Hairer,
+Norsett & Wanner I, II.4; as torchdiffeq): error ratio = max over state leaves of the RMS of
+err / (atol + rtol * max(|y|, |y_new|)); accept when <= 1; next step
 dt * min(10, max(0.9 * ratio^(-1/order), 0.2)) (never shrinking after an accepted step). The
 first step is Hairer's automatic choice (HINIT of DOPRI5: two evaluations of f).
 
+Failures end the loop with a status (`STATUS_*`) instead of running on: max_num_steps reached,
+step-size underflow, or f returning NaN / Inf; the status is in the solve statistics (so it can be
+returned from `tf.function`, also under XLA) and, outside XLA, raises an `InvalidArgumentError`
+whose message names the cause, t, the step size and the step counts.
+
 Gradients (all through `tf.custom_gradient`; the forward solve is not recorded on any tape):
   * "dto": discretise-then-optimise over the accepted steps. The forward keeps the state at the
-    start of every accepted step (one checkpoint per accepted step, plus its t and dt); the
-    backward walks the accepted steps in reverse, recomputing one step under a tape and pulling
-    the cotangent through it. This is the exact gradient of the discrete map y_0 -> y_N with the
-    accepted step sizes held fixed (the step-size controller is not differentiated). Memory:
-    N_accepted states, plus one step's intermediates (does not grow with the step count).
-  * "checkpoint": same gradient, less memory: the forward keeps only the states at the output
-    times and the accepted (t, dt) scalars; the backward first replays each interval's accepted
-    steps from its stored start (no tape) and then runs the "dto" reverse sweep. Costs one more
-    forward evaluation per accepted step; memory N_accepted-in-one-interval states.
+    start of every accepted step (plus its t, dt and which outputs it produced); the backward
+    walks the accepted steps in reverse, recomputing one step under a tape and pulling back the
+    cotangent of its end state and of the dense outputs inside it (through the interpolant's
+    stage weights). This is the exact gradient of the discrete map with the accepted step sizes
+    held fixed (the controller is not differentiated). Memory: N_accepted states plus one step's
+    intermediates.
+  * "checkpoint": same gradient, less memory: the forward keeps the start state only of the first
+    step after each output time (at most T states) and the accepted (t, dt) scalars; the backward
+    replays one such segment at a time, then sweeps it backwards. Costs one more forward
+    evaluation per accepted step.
   * "adjoint": optimise-then-discretise (Chen et al., 2018): the augmented system
     (y, a, g), dy/dt = f, da/dt = -a^T df/dy, dg/dt = -a^T df/dtheta is solved backwards with
-    the same tableau and its own tolerances (adjoint_rtol / adjoint_atol), re-anchoring y and
-    adding dL/dy(t_i) at every output time. The error norm covers y and a only (the parameter
-    integrals g are left out of step-size control: the "seminorm" of Kidger et al., 2021), and
-    g is formed for the floating-point variables read by func only.
+    the same tableau and its own tolerances, interval by interval (one `tf.while_loop`),
+    re-anchoring y and adding dL/dy(t_i) at every output time. The error norm covers y and a only
+    (the "seminorm" of Kidger, Chen & Lyons, 2021), and g is formed for the floating-point
+    variables read by func only.
+  * Output times are not differentiated here; `integrate.odeint` adds their gradients.
 
 Non-float variables read inside func (counters, seeds) receive no gradient (None).
 """
@@ -54,6 +66,21 @@ SAFETY = 0.9
 MAX_FACTOR = 10.0
 MIN_FACTOR = 0.2
 
+STATUS_OK = 0
+STATUS_MAX_STEPS = 1
+STATUS_UNDERFLOW = 2
+STATUS_NAN = 3
+STATUS_INF = 4
+STATUS_NO_EVENT = 5
+CAUSES = (
+    "finished",
+    "max_num_steps exceeded",
+    "step size underflow (the step shrank to round-off: stiff, singular or discontinuous here)",
+    "func(t, y) returned NaN",
+    "func(t, y) returned Inf",
+    "no event before the final time",
+)
+
 
 def _in_xla_context():
     """True while tracing inside `tf.function(jit_compile=True)`."""
@@ -73,20 +100,31 @@ class _Problem:
         self.a = [[(j, const(v)) for j, v in enumerate(row) if v != 0.0] for row in tableau.a]
         self.b = [(j, const(v)) for j, v in enumerate(tableau.b) if v != 0.0]
         self.e = [(j, const(v)) for j, v in enumerate(tableau.b_error) if v != 0.0]
+        # dense[j] = [(power, coefficient)] of b_j(theta); stages with b_j(theta) = 0 are left out.
+        self.dense = [
+            (j, [(p + 1, const(v)) for p, v in enumerate(row) if v != 0.0])
+            for j, row in enumerate(tableau.dense)
+            if any(v != 0.0 for v in row)
+        ]
 
     def f(self, t, leaves):
         out = self.func(t, tf.nest.pack_sequence_as(self.structure, list(leaves)))
         return tf.nest.flatten(out)
 
-    def step(self, t, y, dt, f0, *, with_error=True):
-        """One attempted step: (y_new, err, f_new); f_new is None unless FSAL or with_error."""
-        tab = self.tableau
+    def stages(self, t, y, dt, f0, last):
+        """Stages k[0..last-1] (k[0] = f0) and the state of the last stage computed."""
         k = [f0]
         y_stage = None
-        last = tab.num_stages if with_error else tab.solution_stages
         for i in range(1, last):
             y_stage = _combine(y, dt, self.a[i], k)
             k.append(self.f(t + self.c[i] * dt, y_stage))
+        return k, y_stage
+
+    def step(self, t, y, dt, f0, *, with_error=True):
+        """One attempted step: (y_new, err, f_new, k); err and f_new None unless with_error."""
+        tab = self.tableau
+        last = tab.num_stages if with_error else tab.solution_stages
+        k, y_stage = self.stages(t, y, dt, f0, last)
         if tab.fsal and with_error:
             y_new, f_new = y_stage, k[-1]  # a[-1] = b: the last stage state is y_new
         else:
@@ -94,7 +132,19 @@ class _Problem:
         err = _weighted(dt, self.e, k) if with_error else None
         if with_error and f_new is None:
             f_new = self.f(t + dt, y_new)
-        return y_new, err, f_new
+            k.append(f_new)
+        return y_new, err, f_new, k
+
+    def dense_weights(self, theta):
+        """[(stage j, b_j(theta))] for scalar or [m] theta."""
+        return [(j, sum(coef * theta**p for p, coef in terms)) for j, terms in self.dense]
+
+    def interpolate(self, y, dt, k, theta):
+        """y(t + theta dt) from the step's start y and stages k (scalar theta)."""
+        weights = self.dense_weights(theta)
+        return [
+            y[leaf] + dt * sum(w * k[j][leaf] for j, w in weights) for leaf in range(len(y))
+        ]
 
     @property
     def evaluations_per_step(self):
@@ -142,6 +192,13 @@ def _norm(leaves, scales, mask):
     return tf.reduce_max(tf.stack(values))
 
 
+def _nonfinite_status(leaves):
+    """STATUS_NAN if any leaf holds a NaN, else STATUS_INF if any holds an Inf, else STATUS_OK."""
+    has_nan = tf.reduce_any(tf.stack([tf.reduce_any(tf.math.is_nan(x)) for x in leaves]))
+    has_inf = tf.reduce_any(tf.stack([tf.reduce_any(tf.math.is_inf(x)) for x in leaves]))
+    return tf.where(has_nan, STATUS_NAN, tf.where(has_inf, STATUS_INF, STATUS_OK))
+
+
 def initial_step(problem, t0, y0, f0, direction, rtol, atol, mask=None):
     """Hairer's HINIT (Solving ODEs I, II.4): |h| from ||y0||, ||f0|| and a trial Euler step.
 
@@ -165,7 +222,9 @@ def initial_step(problem, t0, y0, f0, direction, rtol, atol, mask=None):
         tf.maximum(tf.constant(1e-6, dtype), h0 * 1e-3),
         (0.01 / tf.where(tiny, tf.ones_like(dmax), dmax)) ** (1.0 / problem.tableau.order),
     )
-    return tf.minimum(100.0 * h0, h1)
+    h = tf.minimum(100.0 * h0, h1)
+    # A NaN from f makes h NaN: start from a finite step so the loop reports the NaN by name.
+    return tf.where(tf.math.is_finite(h), h, tf.constant(1e-6, dtype))
 
 
 def _next_step(dt_abs, ratio, accepted, order):
@@ -180,200 +239,453 @@ def _next_step(dt_abs, ratio, accepted, order):
     return dt_abs * factor
 
 
-class _Counts:
-    """Int32 counters carried through the loops: accepted, rejected, evaluations, attempts."""
+def boundary_times(t_end, step_t, jump_t, dtype):
+    """(times, is_jump): the forced step boundaries step_t / jump_t, then t_end (static order).
 
-    @staticmethod
-    def zeros():
-        return [tf.zeros([], tf.int32) for _ in range(4)]
+    step_t and jump_t are static sequences of times strictly between t[0] and t[-1], already
+    sorted in the direction of integration (see `integrate._boundaries`).
+    """
+    merged = sorted([(s, False) for s in step_t] + [(s, True) for s in jump_t])
+    times = [tf.constant(s, dtype) for s, _ in merged] + [t_end]
+    flags = [j for _, j in merged] + [False]
+    return tf.stack(times), tf.constant(flags)
 
 
-def solve_interval(
+def integrate(
     problem,
-    t0,
-    t1,
-    y,
-    f0,
-    dt_abs,
-    counts,
+    y0,
+    t_out,
     *,
     rtol,
     atol,
     max_num_steps,
-    record_states,
+    record=None,
     mask=None,
+    first_step_size=None,
+    boundaries=None,
+    event_fn=None,
+    event_tol=None,
 ):
-    """Adaptive steps from t0 to exactly t1. Returns (y1, f1, dt_abs, counts, record).
+    """Adaptive steps from t_out[0] to t_out[-1] with dense output at every t_out.
 
-    record = (ts [n], dts [n], states: per leaf [n, ...] or None): the accepted steps.
+    Args:
+      problem: the `_Problem`.
+      y0: flat list of leaves at t_out[0].
+      t_out: [T] strictly monotone output times (T >= 2; t_out[-1] ends the solve).
+      record: None, "states" (dto: every accepted step's start state) or "anchors" (checkpoint:
+        the start state of the first step after each output).
+      boundaries: None or (times [B], is_jump [B]) from `boundary_times`; the last is t_out[-1].
+      event_fn: None or g(t, y) -> scalar; the solve stops at its first sign change, located by
+        bisection on the dense output to event_tol.
+
+    Returns:
+      dict with "outputs" (per leaf [T, ...]; None with an event_fn), "y_end",
+      "t_end", "dt_end", "status", "counts" (accepted, rejected, evaluations, attempts, dense
+      steps), "record" (TensorArrays, see below) and, with event_fn, "event_t", "event_y".
     """
     dtype = problem.dtype
-    direction = tf.sign(t1 - t0)
-    span = tf.abs(t1 - t0)
+    num_times = t_out.shape[0]
+    direction = tf.sign(t_out[-1] - t_out[0])
     order = problem.tableau.order
     eps = tf.constant(np.finfo(dtype.as_numpy_dtype).eps, dtype)
-    ta_t = tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=[])
-    ta_dt = tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=[])
-    ta_y = (
-        [tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=leaf.shape) for leaf in y]
-        if record_states
-        else []
-    )
-    limit = tf.constant(np.iinfo(np.int32).max if max_num_steps is None else max_num_steps)
-    del span
+    limit = np.iinfo(np.int32).max if max_num_steps is None else max_num_steps
+    t0 = t_out[0]
+    f0 = problem.f(t0, y0)
+    nfe0 = 1
+    if first_step_size is None:
+        dt_abs = initial_step(problem, t0, y0, f0, direction, rtol, atol, mask)
+        nfe0 += 1
+    else:
+        dt_abs = tf.constant(abs(first_step_size), dtype)
+    if boundaries is None:
+        bounds, is_jump = tf.reshape(t_out[-1], [1]), tf.constant([False])
+    else:
+        bounds, is_jump = boundaries
+    has_jumps = boundaries is not None and bool(np.any(tf.get_static_value(is_jump)))
+    leaf_shapes = [leaf.shape for leaf in y0]
+    with_outputs = event_fn is None
+
+    def ta(size=0, dynamic=True, shape=()):
+        return tf.TensorArray(dtype, size=size, dynamic_size=dynamic, element_shape=shape)
+
+    state = {
+        "t": t0,
+        "y": list(y0),
+        "f0": list(f0),
+        "dt_abs": dt_abs,
+        "counts": [tf.constant(0), tf.constant(0), tf.constant(nfe0), tf.constant(0), tf.constant(0)],
+        "status": _nonfinite_status(f0),
+        "fail_dt": tf.zeros([], dtype),
+        "next_out": tf.constant(1),
+        "bidx": tf.constant(0),
+        "prev_emitted": tf.constant(True),
+    }
+    if with_outputs:
+        state["out"] = [
+            ta(num_times, False, s).write(0, leaf) for s, leaf in zip(leaf_shapes, y0)
+        ]
+    if record is not None:
+        int_ta = lambda: tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=())  # noqa: E731
+        state["rec"] = {
+            "ts": ta(),
+            "dts": ta(),
+            "tns": ta(),
+            "lo": int_ta(),
+            "hi": int_ta(),
+            "states": [ta(shape=s) for s in leaf_shapes],
+            "anchor_steps": int_ta(),
+            "num_anchors": tf.constant(0),
+        }
+    if event_fn is not None:
+        state["g_prev"] = tf.cast(event_fn(t0, _pack(problem, y0)), dtype)
+        state["found"] = tf.constant(False)
+        state["event_t"] = t0
+        state["event_y"] = list(y0)
 
     def remaining(t):
-        return direction * (t1 - t)
+        return direction * (t_out[-1] - t)
 
-    def cond(t, y, f0, dt_abs, n_acc, n_rej, nfe, attempts, ta_t, ta_dt, ta_y):
-        del y, f0, n_acc, n_rej, nfe, ta_t, ta_dt, ta_y
-        tiny = dt_abs <= 4.0 * eps * tf.maximum(tf.abs(t), 1.0)
-        return (remaining(t) > 0) & (attempts < limit) & tf.logical_not(tiny)
+    def cond(s):
+        go = (s["status"] == STATUS_OK) & (remaining(s["t"]) > 0)
+        if event_fn is not None:
+            go = go & tf.logical_not(s["found"])
+        return go
 
-    def body(t, y, f0, dt_abs, n_acc, n_rej, nfe, attempts, ta_t, ta_dt, ta_y):
-        left = remaining(t)
+    def body(s):
+        s = dict(s)
+        t, y, f_start, dt_abs = s["t"], s["y"], s["f0"], s["dt_abs"]
+        bidx = s["bidx"]
+        bound = bounds[bidx]
+        end = bound
+        if has_jumps:
+            # As diffrax: the step into a jump ends one ulp before it (its stages see the field
+            # from the left) and the next starts one ulp after it (f evaluated afresh there).
+            at_jump = tf.gather(is_jump, bidx)
+            before = tf.math.nextafter(bound, t)
+            end = tf.where(at_jump, before, bound)
+            bound = tf.where(at_jump, tf.math.nextafter(bound, bound + direction), bound)
+        left = direction * (end - t)
         clipped = dt_abs >= left
         dt = direction * tf.minimum(dt_abs, left)
-        y_new, err, f_new = problem.step(t, y, dt, f0)
+        y_new, err, f_new, k = problem.step(t, y, dt, f_start)
         ratio = error_ratio(err, y, y_new, rtol, atol, mask)
         accepted = ratio <= 1.0
-        t_new = tf.where(clipped, t1, t + dt)
+        t_new = tf.where(clipped, bound, t + dt)
         next_abs = _next_step(tf.abs(dt), ratio, accepted, order)
-        # An accepted step shortened to land on t1 does not shrink the solver's own proposal.
+        # An accepted step shortened to land on a boundary does not shrink the next proposal.
         next_abs = tf.where(accepted & clipped, tf.maximum(next_abs, dt_abs), next_abs)
+        n_acc, n_rej, nfe, attempts, n_dense = s["counts"]
+        nfe = nfe + problem.evaluations_per_step
+        attempts = attempts + 1
 
-        def record(ta_t=ta_t, ta_dt=ta_dt, ta_y=ta_y):
-            return (
-                ta_t.write(n_acc, t),
-                ta_dt.write(n_acc, dt),
-                [ta.write(n_acc, leaf) for ta, leaf in zip(ta_y, y)],
-            )
+        def on_accept(s=s):
+            s = dict(s)
+            f_next = f_new
+            extra = tf.constant(0)
+            if has_jumps:
+                jump = clipped & tf.gather(is_jump, bidx)
+                f_next = tf.cond(
+                    jump, lambda: problem.f(t_new, y_new), lambda: [tf.identity(v) for v in f_new]
+                )
+                extra = tf.cast(jump, tf.int32)
+            lo = s["next_out"]
+            if with_outputs:
+                reached = tf.reduce_sum(tf.cast(direction * (t_out - t_new) <= 0, tf.int32))
+                hi = tf.maximum(reached, lo)
+                ends_here = (hi > lo) & tf.equal(tf.gather(t_out, tf.maximum(hi - 1, 0)), t_new)
+                interior = hi - lo - tf.cast(ends_here, tf.int32)
 
-        ta_t, ta_dt, ta_y = tf.cond(accepted, record, lambda: (ta_t, ta_dt, ta_y))
-        pick = lambda new, old: [tf.where(accepted, a, b) for a, b in zip(new, old)]  # noqa: E731
-        return (
-            tf.where(accepted, t_new, t),
-            pick(y_new, y),
-            pick(f_new, f0),
-            next_abs,
-            n_acc + tf.cast(accepted, tf.int32),
-            n_rej + tf.cast(tf.logical_not(accepted), tf.int32),
-            nfe + problem.evaluations_per_step,
-            attempts + 1,
-            ta_t,
-            ta_dt,
-            ta_y,
+                def write_output(j, out):
+                    t_j = t_out[j]
+                    at_end = tf.equal(t_j, t_new)
+                    theta = (t_j - t) / dt
+                    values = problem.interpolate(y, dt, k, theta)
+                    values = [tf.where(at_end, a, b) for a, b in zip(y_new, values)]
+                    return j + 1, [o.write(j, v) for o, v in zip(out, values)]
+
+                _, s["out"] = tf.while_loop(lambda j, out: j < hi, write_output, (lo, s["out"]))
+                s["next_out"] = hi
+                emitted = hi > lo
+            else:
+                hi, interior, emitted = lo, tf.constant(0), tf.constant(False)
+            if record is not None:
+                rec = dict(s["rec"])
+                n = n_acc
+                rec["ts"] = rec["ts"].write(n, t)
+                rec["dts"] = rec["dts"].write(n, dt)
+                rec["tns"] = rec["tns"].write(n, t_new)
+                rec["lo"] = rec["lo"].write(n, lo)
+                rec["hi"] = rec["hi"].write(n, hi)
+                if record == "states":
+                    rec["states"] = [ta_.write(n, leaf) for ta_, leaf in zip(rec["states"], y)]
+                else:
+                    anchor = s["prev_emitted"]
+
+                    def add_anchor(rec=rec):
+                        rec = dict(rec)
+                        m = rec["num_anchors"]
+                        rec["states"] = [ta_.write(m, leaf) for ta_, leaf in zip(rec["states"], y)]
+                        rec["anchor_steps"] = rec["anchor_steps"].write(m, n)
+                        rec["num_anchors"] = m + 1
+                        return rec
+
+                    rec = tf.cond(anchor, add_anchor, lambda rec=rec: dict(rec))
+                s["rec"] = rec
+            s["prev_emitted"] = emitted
+            if event_fn is not None:
+                g_new = tf.cast(event_fn(t_new, _pack(problem, y_new)), dtype)
+                g_prev = s["g_prev"]
+                crossed = tf.not_equal(g_prev, 0) & tf.not_equal(tf.sign(g_new), tf.sign(g_prev))
+
+                def locate():
+                    theta = _bisect_event(problem, event_fn, t, y, dt, k, g_prev, event_tol)
+                    at_end = tf.equal(g_new, 0)
+                    theta = tf.where(at_end, tf.ones_like(theta), theta)
+                    values = problem.interpolate(y, dt, k, theta)
+                    return tf.where(at_end, t_new, t + theta * dt), [
+                        tf.where(at_end, a, b) for a, b in zip(y_new, values)
+                    ]
+
+                s["event_t"], s["event_y"] = tf.cond(
+                    crossed, locate, lambda: (s["event_t"], list(s["event_y"]))
+                )
+                s["found"] = crossed
+                s["g_prev"] = g_new
+            s["t"] = t_new
+            s["y"] = list(y_new)
+            s["f0"] = list(f_next)
+            s["counts"] = [
+                n_acc + 1,
+                n_rej,
+                nfe + extra,
+                attempts,
+                n_dense + tf.cast(interior > 0, tf.int32),
+            ]
+            s["bidx"] = bidx + tf.cast(clipped, tf.int32)
+            s["status"] = _nonfinite_status(f_next)
+            return s
+
+        def on_reject(s=s):
+            s = dict(s)
+            s["counts"] = [n_acc, n_rej + 1, nfe, attempts, n_dense]
+            s["status"] = tf.constant(STATUS_OK)
+            return s
+
+        s = tf.cond(accepted, on_accept, on_reject)
+        finished = remaining(s["t"]) <= 0
+        if event_fn is not None:
+            finished = finished | s["found"]
+        tiny = next_abs <= 4.0 * eps * tf.maximum(tf.abs(s["t"]), 1.0)
+        bad_ratio = tf.logical_not(tf.math.is_finite(ratio))
+        status = s["status"]
+        cause = _nonfinite_status(err + [leaf for stage in k for leaf in stage])
+        cause = tf.where(bad_ratio & (cause != STATUS_OK), cause, STATUS_UNDERFLOW)
+        status = tf.where((status == STATUS_OK) & tiny & tf.logical_not(finished), cause, status)
+        status = tf.where(
+            (status == STATUS_OK) & (attempts >= limit) & tf.logical_not(finished),
+            STATUS_MAX_STEPS,
+            status,
         )
+        s["status"] = status
+        s["fail_dt"] = dt
+        s["dt_abs"] = next_abs
+        return (s,)
 
-    n_acc0 = tf.zeros([], tf.int32)
-    loop = tf.while_loop(
-        cond,
-        body,
-        (t0, list(y), list(f0), dt_abs, n_acc0, counts[1], counts[2], counts[3], ta_t, ta_dt, ta_y),
-        maximum_iterations=None,
-    )
-    t_end, y_end, f_end, dt_end, n_new, n_rej, nfe, attempts, ta_t, ta_dt, ta_y = loop
-    reached = tf.debugging.Assert(
-        remaining(t_end) <= 0,
-        [
-            f"odeint({problem.tableau.name}): max_num_steps exceeded (max_num_steps="
-            f"{max_num_steps}) or step size underflow; stopped at t =",
-            t_end,
-            "before the output time",
-            t1,
-            "with step",
-            dt_end,
-        ],
-        summarize=4,
-    )
-    with tf.control_dependencies([reached] if reached is not None else []):
-        y_end = [tf.identity(leaf) for leaf in y_end]
-    counts = [counts[0] + n_new, n_rej, nfe, attempts]
-    states = [ta.stack() for ta in ta_y] if record_states else None
-    return y_end, f_end, dt_end, counts, (ta_t.stack(), ta_dt.stack(), n_new, states)
-
-
-def forward_solve(
-    problem, y0, t, *, rtol, atol, max_num_steps, record_states, mask=None, first_step_size=None
-):
-    """Solves over all output intervals. Returns (outputs per time, records per interval, counts)."""
-    num_times = t.shape[0]
-    f0 = problem.f(t[0], y0)
-    direction = tf.sign(t[-1] - t[0])
-    counts = _Counts.zeros()
-    if first_step_size is None:
-        dt_abs = initial_step(problem, t[0], y0, f0, direction, rtol, atol, mask)
-        counts[2] = counts[2] + 2  # f0 and HINIT's trial evaluation
+    (final,) = tf.while_loop(cond, body, (state,), maximum_iterations=None)
+    result = {
+        "y_end": final["y"],
+        "f_end": final["f0"],
+        "t_end": final["t"],
+        "dt_end": final["dt_abs"],
+        "fail_dt": final["fail_dt"],
+        "status": final["status"],
+        "counts": final["counts"],
+        "record": final.get("rec"),
+        "outputs": None,
+    }
+    if with_outputs:
+        result["outputs"] = [o.stack() for o in final["out"]]
     else:
-        dt_abs = tf.constant(abs(first_step_size), problem.dtype)
-        counts[2] = counts[2] + 1
-    y = list(y0)
-    outputs = [y]
-    records = []
-    for i in range(num_times - 1):
-        y, f0, dt_abs, counts, rec = solve_interval(
-            problem,
-            t[i],
-            t[i + 1],
-            y,
-            f0,
-            dt_abs,
-            counts,
-            rtol=rtol,
-            atol=atol,
-            max_num_steps=max_num_steps,
-            record_states=record_states,
-            mask=mask,
+        result["status"] = tf.where(
+            (final["status"] == STATUS_OK) & tf.logical_not(final["found"]),
+            STATUS_NO_EVENT,
+            final["status"],
         )
-        outputs.append(y)
-        records.append(rec)
-    return outputs, records, counts
+        result["event_t"] = final["event_t"]
+        result["event_y"] = final["event_y"]
+    return result
 
 
-def _replay_states(problem, y_start, ts, dts, n):
-    """Re-runs the accepted steps of one interval (no error estimate); per leaf [n, ...] states."""
+def _pack(problem, leaves):
+    return tf.nest.pack_sequence_as(problem.structure, list(leaves))
+
+
+def _bisect_event(problem, event_fn, t, y, dt, k, g_start, tol):
+    """theta in (0, 1] where g(t + theta dt, y(theta)) changes sign, to |theta dt| <= tol."""
     dtype = problem.dtype
-    tas = [tf.TensorArray(dtype, size=n, element_shape=leaf.shape) for leaf in y_start]
+    eps = np.finfo(dtype.as_numpy_dtype).eps
+    if tol is None:
+        tol = 64.0 * eps * tf.maximum(tf.abs(t) + tf.abs(dt), 1.0)
+    tol = tf.cast(tol, dtype)
+    sign_start = tf.sign(g_start)
+
+    def cond(lo, hi, i):
+        return ((hi - lo) * tf.abs(dt) > tol) & (i < 200)
+
+    def body(lo, hi, i):
+        mid = 0.5 * (lo + hi)
+        values = problem.interpolate(y, dt, k, mid)
+        g_mid = tf.cast(event_fn(t + mid * dt, _pack(problem, values)), dtype)
+        same = tf.equal(tf.sign(g_mid), sign_start)
+        return tf.where(same, mid, lo), tf.where(same, hi, mid), i + 1
+
+    lo, hi, _ = tf.while_loop(
+        cond, body, (tf.zeros([], dtype), tf.ones([], dtype), tf.constant(0))
+    )
+    return 0.5 * (lo + hi)
+
+
+def status_message(name, status, t, dt, counts, t_final, max_num_steps):
+    """The failure message (Python str) for a status, as raised by `check_status`."""
+    cause = CAUSES[int(status)]
+    if int(status) == STATUS_MAX_STEPS:
+        cause += f" (max_num_steps={max_num_steps} accepted + rejected steps)"
+    return (
+        f"odeint({name}): {cause}; stopped at t = {float(t):.17g} with step size "
+        f"{float(dt):.6g} after {int(counts[0])} accepted and {int(counts[1])} rejected steps, "
+        f"before the final time {float(t_final):.17g}"
+    )
+
+
+def check_status(name, result, t_final, max_num_steps):
+    """Raises `InvalidArgumentError` naming the cause unless the solve finished (status 0).
+
+    Eager: raised at once with a Python-formatted message. Graph: a `tf.debugging.Assert` whose
+    data is that message (formatted in the graph). Under XLA (no string ops): nothing; the status
+    is in the solve statistics. Returns a list of control dependencies for the outputs.
+    """
+    status, t, dt, counts = result["status"], result["t_end"], result["fail_dt"], result["counts"]
+    if tf.executing_eagerly():
+        if int(status) != STATUS_OK:
+            raise tf.errors.InvalidArgumentError(
+                None, None, status_message(name, status, t, dt, counts, t_final, max_num_steps)
+            )
+        return []
+    if _in_xla_context():
+        return []
+    causes = list(CAUSES)
+    causes[STATUS_MAX_STEPS] += f" (max_num_steps={max_num_steps} accepted + rejected steps)"
+    message = tf.strings.join(
+        [
+            f"odeint({name}): ",
+            tf.gather(tf.constant(causes), status),
+            tf.strings.format(
+                "; stopped at t = {} with step size {} after {} accepted and {} rejected steps, "
+                "before the final time {}",
+                (t, dt, counts[0], counts[1], t_final),
+                summarize=-1,
+            ),
+        ]
+    )
+    check = tf.debugging.Assert(tf.equal(status, STATUS_OK), [message])
+    return [check] if check is not None else []
+
+
+def _replay_states(problem, y_start, ts, dts, start, stop):
+    """Re-runs accepted steps start..stop-1 (no error estimate); per leaf [stop - start, ...]."""
+    dtype = problem.dtype
+    tas = [
+        tf.TensorArray(dtype, size=stop - start, element_shape=leaf.shape) for leaf in y_start
+    ]
 
     def body(k, y, tas):
-        tas = [ta.write(k, leaf) for ta, leaf in zip(tas, y)]
+        tas = [ta.write(k - start, leaf) for ta, leaf in zip(tas, y)]
         t_k, dt_k = ts[k], dts[k]
-        y_next, _, _ = problem.step(t_k, y, dt_k, problem.f(t_k, y), with_error=False)
+        y_next, _, _, _ = problem.step(t_k, y, dt_k, problem.f(t_k, y), with_error=False)
         return k + 1, y_next, tas
 
     _, _, tas = tf.while_loop(
-        lambda k, y, tas: k < n, body, (tf.constant(0), list(y_start), tas), parallel_iterations=1
+        lambda k, y, tas: k < stop, body, (start, list(y_start), tas), parallel_iterations=1
     )
     return [ta.stack() for ta in tas]
 
 
-def _reverse_sweep(problem, states, ts, dts, n, adj, g, variables):
-    """Pulls adj back through the accepted steps n-1 .. 0 of one interval (recomputing each)."""
+def _step_vjp(problem, y_k, t_k, dt_k, adj, variables, dense_cotangent):
+    """Pulls adj (cotangent of the step's end state) and the dense outputs' cotangents back.
+
+    dense_cotangent: None, or (thetas [m], cotangents per leaf [m, ...]) of the outputs read off
+    this step's interpolant (y + dt sum_j b_j(theta) k_j: linear in y and in the stages).
+    Returns (cotangent of y_k, cotangents of variables).
+    """
+    num_leaves = len(y_k)
+    with tf.GradientTape() as tape:
+        tape.watch(y_k)
+        tape.watch(variables)
+        f_k = problem.f(t_k, y_k)
+        if dense_cotangent is None:
+            y_next, _, _, _ = problem.step(t_k, y_k, dt_k, f_k, with_error=False)
+            targets, cotangents = y_next, list(adj)
+        else:
+            k, y_next = problem.stages(t_k, y_k, dt_k, f_k, problem.tableau.num_stages)
+            thetas, cots = dense_cotangent
+            targets, cotangents = list(y_next), list(adj)
+            for j, weight in problem.dense_weights(thetas):
+                for leaf in range(num_leaves):
+                    w = tf.reshape(weight, [-1] + [1] * cots[leaf].shape[1:].rank)
+                    targets.append(k[j][leaf])
+                    cotangents.append(dt_k * tf.reduce_sum(w * cots[leaf], axis=0))
+    grads = tape.gradient(
+        targets,
+        y_k + variables,
+        output_gradients=cotangents,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    grads = [tf.convert_to_tensor(x) for x in grads]
+    d_y = grads[:num_leaves]
+    if dense_cotangent is not None:
+        d_y = [d + tf.reduce_sum(c, axis=0) for d, c in zip(d_y, dense_cotangent[1])]
+    return d_y, grads[num_leaves:]
+
+
+def _reverse_sweep(problem, state_at, start, stop, rec, t_out, d_outputs, adj, g, variables):
+    """Pulls adj back through accepted steps stop-1 .. start, adding each step's output cotangents."""
     num_leaves = len(adj)
+    ts, dts, tns, los, his = rec
 
     def body(k, adj, g):
         k = k - 1
+        lo, hi, t_k, dt_k, tn_k = los[k], his[k], ts[k], dts[k], tns[k]
+        ends_here = (hi > lo) & tf.equal(tf.gather(t_out, tf.maximum(hi - 1, 0)), tn_k)
+        stop_interior = hi - tf.cast(ends_here, tf.int32)
+        # The output at the step's end is its end state: its cotangent joins adj.
+        adj = [
+            a + tf.where(ends_here, tf.gather(d, tf.maximum(hi - 1, 0)), tf.zeros_like(a))
+            for a, d in zip(adj, d_outputs)
+        ]
         # Recompute step k only once the cotangent from step k+1 exists, so no executor can run
         # several steps' recomputations ahead (each holds a step's activations).
         with tf.control_dependencies(adj):
-            y_k = [tf.identity(s[k]) for s in states]
-        t_k, dt_k = ts[k], dts[k]
-        with tf.GradientTape() as tape:
-            tape.watch(y_k)
-            tape.watch(variables)
-            y_next, _, _ = problem.step(t_k, y_k, dt_k, problem.f(t_k, y_k), with_error=False)
-        grads = tape.gradient(
-            y_next,
-            y_k + variables,
-            output_gradients=adj,
-            unconnected_gradients=tf.UnconnectedGradients.ZERO,
-        )
-        grads = [tf.convert_to_tensor(x) for x in grads]
-        return k, grads[:num_leaves], [a + b for a, b in zip(g, grads[num_leaves:])]
+            y_k = [tf.identity(leaf) for leaf in state_at(k)]
+
+        def plain():
+            return _step_vjp(problem, y_k, t_k, dt_k, adj, variables, None)
+
+        def dense():
+            idx = tf.range(lo, stop_interior)
+            thetas = (tf.gather(t_out, idx) - t_k) / dt_k
+            cots = [tf.gather(d, idx) for d in d_outputs]
+            return _step_vjp(problem, y_k, t_k, dt_k, adj, variables, (thetas, cots))
+
+        if t_out.shape[0] > 2:
+            d_y, d_vars = tf.cond(stop_interior > lo, dense, plain)
+        else:
+            d_y, d_vars = plain()
+        return k, list(d_y), [a + b for a, b in zip(g, d_vars)]
 
     _, adj, g = tf.while_loop(
-        lambda k, adj, g: k > 0, body, (n, list(adj), list(g)), parallel_iterations=1
+        lambda k, adj, g: k > start, body, (stop, list(adj), list(g)), parallel_iterations=1
     )
+    del num_leaves
     return adj, g
 
 
@@ -399,23 +711,28 @@ def adaptive_solve(
     adjoint_rtol: float,
     adjoint_atol: float,
     first_step_size: float | None = None,
+    step_t=(),
+    jump_t=(),
 ):
     """Adaptive solve of dy/dt = func(t, y) at the times t (see module docstring).
 
     Args:
       func: `func(t, y)` with y's structure.
       y0: nested float tensors of one dtype (already validated).
-      t: 1-D [T] strictly monotone output times of y0's dtype (already validated).
+      t: 1-D [T] strictly monotone output times of y0's dtype (already validated; not
+        differentiated here).
       tableau: the embedded RK pair.
       gradient: "dto", "checkpoint" or "adjoint".
       rtol, atol: forward tolerances; adjoint_rtol, adjoint_atol: the adjoint solve's.
       max_num_steps: bound on attempted steps (accepted + rejected) of one solve, or None.
       first_step_size: initial step magnitude; None = Hairer's automatic choice.
+      step_t, jump_t: static forced step boundaries inside (t[0], t[-1]), sorted in the
+        direction of integration; after a jump_t boundary f is evaluated afresh.
 
     Returns:
       (ys, stats): ys with y0's structure, leaves [T, ...]; stats a dict of int32 scalars
       accepted_steps, rejected_steps, forward_evaluations, backward_evaluations (None for
-      "adjoint", whose backward evaluations are known only once the backward pass runs).
+      "adjoint", whose backward evaluations are known only once the backward pass runs), status.
     """
     if gradient != "adjoint" and _in_xla_context():
         raise ValueError(
@@ -429,61 +746,77 @@ def adaptive_solve(
     num_leaves = len(flat_y0)
     dtype = flat_y0[0].dtype
     problem = _Problem(func, structure, tableau, dtype)
-    t = tf.stop_gradient(t)
-    num_times = t.shape[0]
     stats = {}
+    record = {"dto": "states", "checkpoint": "anchors"}.get(gradient)
+    times = tf.stop_gradient(t)
 
     @tf.custom_gradient
     def solve(*leaves):
+        leaves = list(leaves)
         with _stop_recording():
-            outputs, records, counts = forward_solve(
+            boundaries = None
+            if step_t or jump_t:
+                boundaries = boundary_times(times[-1], step_t, jump_t, dtype)
+            result = integrate(
                 problem,
-                list(leaves),
-                t,
+                leaves,
+                times,
                 rtol=rtol,
                 atol=atol,
                 max_num_steps=max_num_steps,
-                record_states=gradient == "dto",
+                record=record,
                 first_step_size=first_step_size,
+                boundaries=boundaries,
             )
-            stacked = [tf.stack([o[j] for o in outputs], axis=0) for j in range(num_leaves)]
+            checks = check_status(tableau.name, result, times[-1], max_num_steps)
+            with tf.control_dependencies(checks):
+                stacked = [tf.identity(o) for o in result["outputs"]]
+        counts = result["counts"]
         stats["accepted_steps"] = counts[0]
         stats["rejected_steps"] = counts[1]
         stats["forward_evaluations"] = counts[2]
+        stats["status"] = result["status"]
         per_step = tableau.solution_stages
+        dense_extra = counts[4] * (tableau.num_stages - per_step)
         if gradient == "dto":
-            stats["backward_evaluations"] = counts[0] * per_step
+            stats["backward_evaluations"] = counts[0] * per_step + dense_extra
         elif gradient == "checkpoint":
-            stats["backward_evaluations"] = counts[0] * (2 * per_step)
+            stats["backward_evaluations"] = counts[0] * (2 * per_step) + dense_extra
         else:
             stats["backward_evaluations"] = None
+        rec = result["record"]
 
         def grad(*d_outputs, variables=None):
             variables = list(variables or [])
             float_vars = _float_variables(variables)
             d_outputs = [tf.convert_to_tensor(d) for d in d_outputs]
-            adj = [d[num_times - 1] for d in d_outputs]
             g = [tf.zeros_like(v) for v in float_vars]
-            for i in range(num_times - 2, -1, -1):
-                if gradient == "adjoint":
-                    adj, g = _adjoint_interval(
-                        problem,
-                        [o[i + 1] for o in stacked],
-                        adj,
-                        g,
-                        float_vars,
-                        t[i + 1],
-                        t[i],
-                        rtol=adjoint_rtol,
-                        atol=adjoint_atol,
-                        max_num_steps=max_num_steps,
-                    )
+            if gradient == "adjoint":
+                adj, g = _adjoint_backward(
+                    problem, stacked, d_outputs, g, float_vars, times,
+                    rtol=adjoint_rtol, atol=adjoint_atol, max_num_steps=max_num_steps,
+                )  # fmt: skip
+            else:
+                steps = (
+                    rec["ts"].stack(),
+                    rec["dts"].stack(),
+                    rec["tns"].stack(),
+                    rec["lo"].stack(),
+                    rec["hi"].stack(),
+                )
+                n = counts[0]
+                adj = [tf.zeros_like(d[0]) for d in d_outputs]
+                if gradient == "dto":
+                    states = [s.stack() for s in rec["states"]]
+                    adj, g = _reverse_sweep(
+                        problem, lambda k: [s[k] for s in states], 0, n, steps, times,
+                        d_outputs, adj, g, float_vars,
+                    )  # fmt: skip
                 else:
-                    ts, dts, n, states = records[i]
-                    if states is None:  # "checkpoint": replay from the interval's stored start
-                        states = _replay_states(problem, [o[i] for o in stacked], ts, dts, n)
-                    adj, g = _reverse_sweep(problem, states, ts, dts, n, adj, g, float_vars)
-                adj = [a + d[i] for a, d in zip(adj, d_outputs)]
+                    adj, g = _checkpoint_backward(
+                        problem, rec, steps, n, times, d_outputs, adj, g, float_vars
+                    )
+            adj = [a + d[0] for a, d in zip(adj, d_outputs)]
             if variables:
                 return adj, _variable_grads(variables, g)
             return adj
@@ -492,6 +825,55 @@ def adaptive_solve(
 
     ys = solve(*flat_y0)
     return tf.nest.pack_sequence_as(structure, list(ys)), stats
+
+
+def _checkpoint_backward(problem, rec, steps, n, t_out, d_outputs, adj, g, variables):
+    """Replays and sweeps one anchored segment at a time, last segment first."""
+    anchors = [s.stack() for s in rec["states"]]
+    anchor_steps = rec["anchor_steps"].stack()
+    num_anchors = rec["num_anchors"]
+    ts, dts = steps[0], steps[1]
+
+    def body(a, adj, g):
+        a = a - 1
+        start = anchor_steps[a]
+        following = tf.gather(anchor_steps, tf.minimum(a + 1, num_anchors - 1))
+        stop = tf.where(a + 1 < num_anchors, following, n)
+        with tf.control_dependencies(adj):
+            y_start = [tf.identity(x[a]) for x in anchors]
+        states = _replay_states(problem, y_start, ts, dts, start, stop)
+        adj, g = _reverse_sweep(
+            problem, lambda k: [s[k - start] for s in states], start, stop, steps, t_out,
+            d_outputs, adj, g, variables,
+        )  # fmt: skip
+        return a, adj, g
+
+    _, adj, g = tf.while_loop(
+        lambda a, adj, g: a > 0, body, (num_anchors, list(adj), list(g)), parallel_iterations=1
+    )
+    return adj, g
+
+
+def _adjoint_backward(problem, stacked, d_outputs, g, variables, t, *, rtol, atol, max_num_steps):
+    """Continuous adjoint over the intervals t[T-1] -> ... -> t[0] (one tf.while_loop)."""
+    num_times = t.shape[0]
+    adj = [d[num_times - 1] for d in d_outputs]
+
+    def body(i, adj, g):
+        y1 = [tf.gather(o, i + 1) for o in stacked]
+        adj, g = _adjoint_interval(
+            problem, y1, adj, g, variables, t[i + 1], t[i],
+            rtol=rtol, atol=atol, max_num_steps=max_num_steps,
+        )  # fmt: skip
+        adj = [a + tf.gather(d, i) for a, d in zip(adj, d_outputs)]
+        return i - 1, adj, g
+
+    _, adj, g = tf.while_loop(
+        lambda i, adj, g: i >= 0, body, (tf.constant(num_times - 2), list(adj), list(g))
+    )
+    # The loop added dL/dy(t_0); the caller adds it once more for y0 itself.
+    adj = [a - d[0] for a, d in zip(adj, d_outputs)]
+    return adj, g
 
 
 def _adjoint_interval(problem, y1, adj, g, variables, t1, t0, *, rtol, atol, max_num_steps):
@@ -514,16 +896,16 @@ def _adjoint_interval(problem, y1, adj, g, variables, t1, t0, *, rtol, atol, max
     aug_problem = _Problem(aug_func, structure, problem.tableau, problem.dtype)
     mask = [True] * (2 * n_y) + [False] * n_g
     aug0 = list(y1) + list(adj) + list(g)
-    times = tf.stack([t1, t0])
-    outputs, _, _ = forward_solve(
+    result = integrate(
         aug_problem,
         aug0,
-        times,
+        tf.stack([t1, t0]),
         rtol=rtol,
         atol=atol,
         max_num_steps=max_num_steps,
-        record_states=False,
         mask=mask,
     )
-    final = outputs[-1]
+    checks = check_status(f"{problem.tableau.name} adjoint", result, t0, max_num_steps)
+    with tf.control_dependencies(checks):
+        final = [tf.identity(x) for x in result["y_end"]]
     return final[n_y : 2 * n_y], final[2 * n_y :]

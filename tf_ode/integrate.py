@@ -2,7 +2,8 @@
 
 Methods: fixed-step "euler", "rk2", "rk4" (`solvers.py`); adaptive embedded pairs "dopri5",
 "bosh3", "tsit5" (ours, `adaptive.py`, float64-exact tableaux in `tableaux.SOLVERS`); and
-"tfp_dopri5" (TFP's DormandPrince, kept for comparison; continuous adjoint only).
+"tfp_dopri5" (TFP's DormandPrince, kept for comparison) and "bdf" (TFP's BDF, the stiff solver);
+both continuous adjoint only.
 
 Gradient modes (ANODE, arXiv 1902.10298; ANODEV2 spec section 1.5):
   * "dto": discretise-then-optimise; the exact gradient of the discrete solve. Fixed step:
@@ -17,6 +18,13 @@ Gradient modes (ANODE, arXiv 1902.10298; ANODEV2 spec section 1.5):
     the augmented system (y, a, g) with the same scheme and step count (`adjoint.py`); adaptive:
     the same system with the same tableau and its own tolerances. Approximate: differs from the
     discrete gradient by O(dt) and needs the state to be reconstructible backwards.
+
+Output times t are differentiable in every mode. Fixed-step "dto" and "checkpoint": the exact
+derivative of the discrete solve (t enters the step sizes). Adaptive methods, "tfp_dopri5" and
+the fixed-step "adjoint": the derivative of the exact flow, dL/dt_i = <dL/dy(t_i), f(t_i, y(t_i))>
+and dL/dt_0 = -<dL/dy0 - dL/dy(t_0), f(t_0, y0)> (as torchdiffeq's `odeint_adjoint` forms them),
+which costs one evaluation of f per output time, only when a gradient with respect to t is
+requested (`_with_flow_time_gradients`).
 """
 
 import dataclasses
@@ -26,20 +34,22 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ode import adaptive, solvers, tableaux, tfp_solver
+from tensorflow.python.eager import record as _record  # should_record_backprop: is t watched?
 from tf_ode import adjoint as adjoint_lib
 
 ADAPTIVE_METHODS = tuple(tableaux.SOLVERS)
-METHODS = solvers.FIXED_STEP_METHODS + ADAPTIVE_METHODS + ("tfp_dopri5",)
+TFP_METHODS = {"tfp_dopri5": "dormand_prince", "bdf": "bdf"}
+METHODS = solvers.FIXED_STEP_METHODS + ADAPTIVE_METHODS + tuple(TFP_METHODS)
 GRADIENTS = ("dto", "checkpoint", "adjoint")
 
 
 def is_adaptive(method: str) -> bool:
     """True for step-size-controlled methods (ours and TFP's), which take no num_steps."""
-    return method in ADAPTIVE_METHODS or method == "tfp_dopri5"
+    return method in ADAPTIVE_METHODS or method in TFP_METHODS
 
 
 @dataclasses.dataclass
-class SolveInfo:
+class SolveInfo:  # noqa: PLW1641 - a record, compared by value
     """Diagnostics of one `odeint` call.
 
     Attributes:
@@ -50,7 +60,12 @@ class SolveInfo:
         (adaptive "adjoint" and "tfp_dopri5": count them with `ODEBlock.nfe`).
       num_accepted_steps: accepted steps (fixed step: num_steps * intervals).
       num_rejected_steps: rejected steps (0 for fixed-step methods).
-      status: 0 on success (failures raise instead).
+      status: 0 on success; otherwise `adaptive.STATUS_*` (1 max_num_steps, 2 step-size
+        underflow, 3 NaN, 4 Inf). Outside XLA a failure raises instead; under
+        `jit_compile=True` check this status.
+
+    A `SolveInfo` can be returned from a `tf.function` (it implements `tf.nest`'s
+    `__tf_flatten__` protocol; Python ints come back as tensors).
     """
 
     num_function_evaluations: object
@@ -58,6 +73,14 @@ class SolveInfo:
     num_accepted_steps: object = None
     num_rejected_steps: object = 0
     status: object = 0
+
+    def __tf_flatten__(self):
+        names = tuple(field.name for field in dataclasses.fields(self))
+        return names, tuple(getattr(self, name) for name in names)
+
+    @classmethod
+    def __tf_unflatten__(cls, names, components):
+        return cls(**dict(zip(names, components)))
 
 
 def validate_options(method, num_steps, gradient):
@@ -72,6 +95,11 @@ def validate_options(method, num_steps, gradient):
             "method='tfp_dopri5' is TFP's DormandPrince, whose only gradient is the continuous "
             "adjoint: use gradient='adjoint', or method='dopri5' (ours) for DTO. "
             f"Received: gradient={gradient!r}"
+        )
+    if method == "bdf" and gradient != "adjoint":
+        raise ValueError(
+            "method='bdf' is TFP's BDF, whose only gradient is the continuous adjoint: use "
+            f"gradient='adjoint'. Received: gradient={gradient!r}"
         )
     if is_adaptive(method):
         if num_steps is not None:
@@ -191,8 +219,13 @@ def odeint(
     adjoint_rtol: float | None = None,
     adjoint_atol: float | None = None,
     return_info: bool = False,
+    step_t=None,
+    jump_t=None,
 ):
     """Solves dy/dt = func(t, y), y(t[0]) = y0 and returns y at the times `t`.
+
+    Wrap calls in `tf.function`: eager execution runs every step's ops one by one (tens of times
+    slower for adaptive methods).
 
     Args:
       func: `func(t, y)` returning dy/dt with the structure, dtypes and shapes of `y`. May read
@@ -201,7 +234,9 @@ def odeint(
       y0: a float tensor or nested structure (dict/tuple/list) of float tensors, one dtype.
         Python numbers become float64.
       t: 1-D [T] output times, static T >= 2, strictly increasing or strictly decreasing;
-        `t[0]` is the initial time. A tensor must have y0's dtype. Not differentiated.
+        `t[0]` is the initial time. A tensor must have y0's dtype. Differentiable (module
+        docstring). Adaptive methods step freely and read every t[i] before t[-1] off the dense
+        output (no extra evaluations); they land exactly on t[-1].
       method: one of `METHODS` (see module docstring).
       num_steps: fixed steps per output interval (None = 1). Must be None for adaptive methods.
       gradient: "dto", "checkpoint" or "adjoint" (see module docstring).
@@ -211,6 +246,10 @@ def odeint(
         TFP's default 1e-3 ("tfp_dopri5").
       adjoint_rtol, adjoint_atol: tolerances of the adaptive adjoint solve (default rtol, atol).
       return_info: also return a `SolveInfo`.
+      step_t: adaptive methods only: static times strictly inside (t[0], t[-1]) the steps must
+        land on (diffrax `PIDController(step_ts=...)`; `step_t=t` steps onto every output time).
+      jump_t: as step_t, and f is evaluated afresh after each (the field may be discontinuous
+        there; diffrax `jump_ts`). Each costs one evaluation.
 
     Returns:
       `ys` with the structure of y0, each leaf of shape [T, *leaf.shape]; plus `SolveInfo`
@@ -219,8 +258,9 @@ def odeint(
     Raises:
       ValueError: unknown method/gradient, bad num_steps, non-float or mixed-dtype y0, bad or
         non-monotone t, t of another dtype, func returning another structure/dtype/shape.
-      tf.errors.InvalidArgumentError: (at run time) max_num_steps exceeded or step size
-        underflow, naming the time reached.
+      tf.errors.InvalidArgumentError: (at run time, adaptive methods) max_num_steps exceeded,
+        step-size underflow, or func returning NaN / Inf, naming the cause, t, the step size and
+        the step counts (under XLA: no error, `SolveInfo.status` says it).
     """
     validate_options(method, num_steps, gradient)
     if max_num_steps is not None and (not isinstance(max_num_steps, int) or max_num_steps < 1):
@@ -229,38 +269,59 @@ def odeint(
         )
     y0, t = _prepare(y0, t)
     func = _checked(func, y0)
+    step_t, jump_t = _boundaries(method, t, step_t, jump_t)
     num_intervals = t.shape[0] - 1
-    if method == "tfp_dopri5":
-        ys, nfe, status = tfp_solver.dormand_prince_solve(
-            func,
-            y0,
-            t,
-            rtol=rtol,
-            atol=atol,
-            max_num_steps=max_num_steps,
-            first_step_size=1e-3 if first_step_size is None else first_step_size,
-        )
+    if method in TFP_METHODS:
+        results = {}
+
+        def tfp_solve(y_start, times):
+            ys, results["nfe"], results["status"] = tfp_solver.dormand_prince_solve(
+                func,
+                y_start,
+                times,
+                rtol=rtol,
+                atol=atol,
+                max_num_steps=max_num_steps,
+                first_step_size=(
+                    1e-3 if first_step_size is None and method == "tfp_dopri5" else first_step_size
+                ),
+                solver=TFP_METHODS[method],
+            )
+            return ys
+
+        ys = _with_flow_time_gradients(func, y0, t, tfp_solve)
+        nfe, status = results["nfe"], results["status"]
         info = SolveInfo(num_function_evaluations=nfe, status=status)
         return (ys, info) if return_info else ys
     if method in ADAPTIVE_METHODS:
-        ys, stats = adaptive.adaptive_solve(
-            func,
-            y0,
-            t,
-            tableau=tableaux.SOLVERS[method],
-            gradient=gradient,
-            rtol=rtol,
-            atol=atol,
-            max_num_steps=max_num_steps,
-            adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
-            adjoint_atol=atol if adjoint_atol is None else adjoint_atol,
-            first_step_size=first_step_size,
-        )
+        stats = {}
+
+        def adaptive_solve(y_start, times):
+            ys, solve_stats = adaptive.adaptive_solve(
+                func,
+                y_start,
+                times,
+                tableau=tableaux.SOLVERS[method],
+                gradient=gradient,
+                rtol=rtol,
+                atol=atol,
+                max_num_steps=max_num_steps,
+                adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
+                adjoint_atol=atol if adjoint_atol is None else adjoint_atol,
+                first_step_size=first_step_size,
+                step_t=step_t,
+                jump_t=jump_t,
+            )
+            stats.update(solve_stats)
+            return ys
+
+        ys = _with_flow_time_gradients(func, y0, t, adaptive_solve)
         info = SolveInfo(
             num_function_evaluations=stats["forward_evaluations"],
             num_backward_function_evaluations=stats["backward_evaluations"],
             num_accepted_steps=stats["accepted_steps"],
             num_rejected_steps=stats["rejected_steps"],
+            status=stats["status"],
         )
         return (ys, info) if return_info else ys
 
@@ -274,7 +335,14 @@ def odeint(
         num_accepted_steps=num_steps * num_intervals,
     )
     if gradient == "adjoint":
-        ys = adjoint_lib.fixed_step_adjoint_solve(func, y0, t, method=method, num_steps=num_steps)
+        ys = _with_flow_time_gradients(
+            func,
+            y0,
+            t,
+            lambda y_start, times: adjoint_lib.fixed_step_adjoint_solve(
+                func, y_start, times, method=method, num_steps=num_steps
+            ),
+        )
         return (ys, info) if return_info else ys
 
     states = [y0]
@@ -286,7 +354,14 @@ def odeint(
             return solvers.integrate_interval(func, y_start, t_start, t_end, num_steps, method)
 
         if gradient == "checkpoint":
-            y = checkpointed(interval, y)
+            # The interval's times are inputs of the checkpoint, so they receive gradients too.
+            y = checkpointed(
+                lambda y_start, t_start, t_end: solvers.integrate_interval(
+                    func, y_start, t_start, t_end, num_steps, method
+                ),
+                y,
+                args=(t_start, t_end),
+            )
         else:
             y = interval(y)
         states.append(y)
@@ -294,8 +369,100 @@ def odeint(
     return (ys, info) if return_info else ys
 
 
-def checkpointed(fn: Callable, y):
-    """Runs `fn(y)` keeping only `y` for backprop; `fn` is re-run under a tape in the backward.
+def _boundaries(method, t, step_t, jump_t):
+    """Validates step_t / jump_t: static, finite, strictly inside (t[0], t[-1]); sorted along t."""
+    if step_t is None and jump_t is None:
+        return (), ()
+    if method not in ADAPTIVE_METHODS:
+        raise ValueError(
+            f"step_t / jump_t apply to the adaptive methods {ADAPTIVE_METHODS} (fixed-step methods "
+            f"step on a uniform grid per output interval). Received: method={method!r}"
+        )
+    static_t = tf.get_static_value(t)
+    if static_t is None:
+        raise ValueError(
+            "step_t / jump_t need t with static values (to check they lie inside (t[0], t[-1])). "
+            "Received: a dynamic t"
+        )
+    direction = 1.0 if static_t[-1] > static_t[0] else -1.0
+    cleaned = {}
+    for name, values in (("step_t", step_t), ("jump_t", jump_t)):
+        if values is None:
+            cleaned[name] = []
+            continue
+        values = tf.get_static_value(tf.convert_to_tensor(values, tf.float64))
+        if values is None:
+            raise ValueError(f"{name} must have static values. Received: a dynamic {name}")
+        values = np.atleast_1d(values).astype(np.float64)
+        inside = direction * (values - static_t[0]) > 0
+        inside &= direction * (static_t[-1] - values) > 0
+        if not np.all(np.isfinite(values)) or not np.all(inside):
+            raise ValueError(
+                f"{name} must hold finite times strictly between t[0] = {static_t[0]} and "
+                f"t[-1] = {static_t[-1]}. Received: {name}={values.tolist()}"
+            )
+        cleaned[name] = sorted(set(values.tolist()), key=lambda v: direction * v)
+    jumps = cleaned["jump_t"]
+    steps = [v for v in cleaned["step_t"] if v not in set(jumps)]
+    return tuple(steps), tuple(jumps)
+
+
+def _dot(a, b):
+    return tf.add_n([tf.reduce_sum(x * y) for x, y in zip(a, b)])
+
+
+def _with_flow_time_gradients(func, y0, t, solve):
+    """`solve(y0, t)` with gradients for t from the exact flow (module docstring).
+
+    One custom-gradient op of t returns zeros that are added to y0 (before the solve) and to the
+    outputs; its gradient is -<dL/dy0 - dL/dy(t_0), f(t_0, y0)> for t_0 and
+    <dL/dy(t_i), f(t_i, y(t_i))> for the others, so f is evaluated only if some tape asks for
+    the gradient of t. In eager mode nothing is added unless a tape watches t.
+    """
+    structure = y0
+    leaves0 = tf.nest.flatten(y0)
+    num_times = t.shape[0]
+    if tf.executing_eagerly() and not _record.should_record_backprop([t]):
+        return solve(y0, t)
+    t_stopped = tf.stop_gradient(t)
+    holder = {}
+
+    def f_at(time, leaves):
+        return tf.nest.flatten(func(time, tf.nest.pack_sequence_as(structure, list(leaves))))
+
+    @tf.custom_gradient
+    def tangents(times):
+        zeros0 = [tf.zeros_like(x) for x in leaves0]
+        zeros_out = [tf.zeros([num_times] + x.shape.as_list(), x.dtype) for x in leaves0]
+
+        def grad(*cotangents):
+            n = len(leaves0)
+            d_y0 = [tf.zeros_like(x) if c is None else c for x, c in zip(leaves0, cotangents[:n])]
+            d_out = [
+                tf.zeros_like(x) if c is None else c
+                for x, c in zip(holder["outputs"], cotangents[n:])
+            ]
+            values = [tf.stop_gradient(o) for o in holder["outputs"]]
+            d_t = [-_dot([a - d[0] for a, d in zip(d_y0, d_out)], f_at(times[0], leaves0))]
+            for i in range(1, num_times):
+                f_i = f_at(times[i], [v[i] for v in values])
+                d_t.append(_dot([d[i] for d in d_out], f_i))
+            return tf.stack(d_t)
+
+        return zeros0 + zeros_out, grad
+
+    zeros = tangents(t)
+    n = len(leaves0)
+    y_start = tf.nest.pack_sequence_as(structure, [x + z for x, z in zip(leaves0, zeros[:n])])
+    ys = tf.nest.flatten(solve(y_start, t_stopped))
+    holder["outputs"] = ys
+    return tf.nest.pack_sequence_as(structure, [y + z for y, z in zip(ys, zeros[n:])])
+
+
+def checkpointed(fn: Callable, y, *, args=()):
+    """Runs `fn(y, *args)` keeping only `y` (and `args`) for backprop; re-run under a tape in the backward.
+
+    `args` are extra float tensors (e.g. the interval's end times) that receive gradients.
 
     Unlike `tf.recompute_grad`, the recomputation reads the incoming gradient first (a control
     dependency on it), and the gradient handed to the previous block waits for this block's
@@ -306,10 +473,12 @@ def checkpointed(fn: Callable, y):
     variables read inside `fn` get gradients; non-float ones get None.
     """
     structure = y
-    flat = tf.nest.flatten(y)
+    flat = tf.nest.flatten(y) + [tf.convert_to_tensor(a) for a in args]
+    num_leaves = len(flat) - len(args)
 
     def run(leaves):
-        return tf.nest.flatten(fn(tf.nest.pack_sequence_as(structure, list(leaves))))
+        state = tf.nest.pack_sequence_as(structure, list(leaves[:num_leaves]))
+        return tf.nest.flatten(fn(state, *leaves[num_leaves:]) if args else fn(state))
 
     @tf.custom_gradient
     def block(*leaves):

@@ -12,9 +12,23 @@ References:
     Wanner, Solving ODEs I, Table II.5.2 (order 5, embedded 4, FSAL, 7 stages / 6 evaluations).
   bosh3: Bogacki & Shampine (1989), "A 3(2) pair of Runge-Kutta formulas" (FSAL, 4 stages / 3).
   tsit5: Tsitouras (2011), "Runge-Kutta pairs of order 5(4) satisfying only the first column
-    simplifying assumption", Table 1 (FSAL, 7 stages / 6). torchdiffeq 0.2.5's tsit5 pairs the
-    right error weights with the wrong solution weights (its `c_sol` is b + btilde; its tests
-    exclude tsit5); here b is the FSAL row a[6] and btilde = b - bhat as published.
+    simplifying assumption", Table 1 (FSAL, 7 stages / 6); b is the FSAL row a[6] and the
+    error row is bhat - b (its sign does not matter to the error norm; diffrax
+    `diffrax/_solver/tsit5.py` holds the same rows with the opposite sign). The
+    `torchdiffeq/_impl/tsit5.py` on torchdiffeq's master branch (not part of release 0.2.5, which
+    has no tsit5) propagates the embedded 4th-order row: its `c_sol` equals bhat, not b.
+
+Dense output (continuous extensions, `ButcherTableau.dense`): y(t + theta dt) =
+y + dt * sum_j b_j(theta) k_j with b_j a polynomial in theta and b_j(1) = b_j, so an output time
+inside a step costs no evaluation of f.
+  dopri5: Hairer's 4th-order continuous extension (Hairer, Norsett & Wanner I, II.6, the CONTD5
+    coefficients of DOPRI5), written per stage as in scipy `scipy/integrate/_ivp/rk.py`
+    (`RK45.P`).
+  tsit5: Tsitouras (2011)'s 4th-order interpolant polynomials (as diffrax
+    `diffrax/_solver/tsit5.py` `_Tsit5Interpolation`), expanded into powers of theta.
+  bosh3: the cubic Hermite interpolant through (y, f) at both ends of the step (Shampine,
+    "Interpolation for Runge-Kutta methods", SIAM J. Numer. Anal. 22, 1985); the end slope is the
+    FSAL stage, so it is free too. 3rd order, C1 across steps.
 """
 
 import dataclasses
@@ -34,6 +48,8 @@ class ButcherTableau:
       b_error: b - b_hat (weights of the local error estimate), length s.
       fsal: the last stage is f(t + dt, y_new) (c[-1] = 1 and a[-1] = b[:-1], b[-1] = 0), so it
         is the next step's first stage: s - 1 evaluations per step.
+      dense: continuous extension, one row per stage: dense[j][p] is the coefficient of
+        theta^(p + 1) in b_j(theta), where y(t + theta dt) = y + dt sum_j b_j(theta) k_j.
     """
 
     name: str
@@ -43,6 +59,7 @@ class ButcherTableau:
     b: tuple
     b_error: tuple
     fsal: bool
+    dense: tuple = ()
 
     @property
     def num_stages(self) -> int:
@@ -64,7 +81,7 @@ def _floats(values):
     return tuple(float(v) for v in values)
 
 
-def _tableau(name, order, c, a, b, b_hat=None, b_error=None, fsal=True):
+def _tableau(name, order, c, a, b, b_hat=None, b_error=None, fsal=True, dense=None):
     if b_error is None:
         b_error = [bi - bh for bi, bh in zip(b, b_hat)]
     return ButcherTableau(
@@ -75,7 +92,40 @@ def _tableau(name, order, c, a, b, b_hat=None, b_error=None, fsal=True):
         b=_floats(b),
         b_error=_floats(b_error),
         fsal=fsal,
+        dense=tuple(_floats(row) for row in (dense if dense is not None else _hermite(b))),
     )
+
+
+def _hermite(b):
+    """Cubic Hermite through (y0, f0) and (y1, f1 = last FSAL stage), per stage (Shampine 1985).
+
+    y(theta) = y0 + dt [(3 theta^2 - 2 theta^3) sum_j b_j k_j + (theta - 2 theta^2 + theta^3) k_0
+    + (theta^3 - theta^2) k_last].
+    """
+    rows = [[0, 3 * F(bj), -2 * F(bj)] for bj in b]
+    rows[0] = [r + h for r, h in zip(rows[0], [1, -2, 1])]
+    rows[-1] = [r + h for r, h in zip(rows[-1], [0, -1, 1])]
+    return rows
+
+
+def _poly(*factors):
+    """Expands a product of polynomials (coefficient lists, lowest power first) exactly."""
+    out = [F(1)]
+    for factor in factors:
+        factor = [F(str(v)) if isinstance(v, (float, str)) else F(v) for v in factor]
+        prod = [F(0)] * (len(out) + len(factor) - 1)
+        for i, x in enumerate(out):
+            for j, y in enumerate(factor):
+                prod[i + j] += x * y
+        out = prod
+    return out
+
+
+def _theta_powers(coefficients):
+    """Drops the constant term of a polynomial in theta (b_j(0) = 0) and pads to degree 4."""
+    if coefficients[0] != 0:
+        raise ValueError(f"b_j(0) must be 0. Received: {coefficients[0]}")
+    return (list(coefficients[1:]) + [F(0)] * 4)[:4]
 
 
 _DOPRI5_B = [F(35, 384), 0, F(500, 1113), F(125, 192), F(-2187, 6784), F(11, 84), 0]
@@ -101,6 +151,31 @@ DOPRI5 = _tableau(
         F(-92097, 339200),
         F(187, 2100),
         F(1, 40),
+    ],
+    # Hairer's CONTD5 continuous extension as per-stage polynomials (scipy RK45.P): theta^1..^4.
+    dense=[
+        [1, F(-8048581381, 2820520608), F(8663915743, 2820520608), F(-12715105075, 11282082432)],
+        [0, 0, 0, 0],
+        [
+            0,
+            F(131558114200, 32700410799),
+            F(-68118460800, 10900136933),
+            F(87487479700, 32700410799),
+        ],
+        [
+            0,
+            F(-1754552775, 470086768),
+            F(14199869525, 1410260304),
+            F(-10690763975, 1880347072),
+        ],
+        [
+            0,
+            F(127303824393, 49829197408),
+            F(-318862633887, 49829197408),
+            F(701980252875, 199316789632),
+        ],
+        [0, F(-282668133, 205662961), F(2019193451, 616988883), F(-1453857185, 822651844)],
+        [0, F(40617522, 29380423), F(-110615467, 29380423), F(69997945, 29380423)],
     ],
 )
 
@@ -172,6 +247,36 @@ TSIT5 = _tableau(
         5.823571654525552250199376106520421794260781239567387797673045438803694038950012e-01,
         -4.580821059291869466616365188325542974428047279788398179474684434732070620889539e-01,
         1.0 / 66.0,
+    ],
+    # Tsitouras (2011) interpolant b_j(theta), factored as in diffrax's _Tsit5Interpolation.
+    dense=[
+        _theta_powers(
+            _poly(
+                [0, "-1.0530884977290216"],
+                ["-1.3299890189751412", 1],
+                ["0.7139816917074209", "-1.4364028541716351", 1],
+            )
+        ),
+        _theta_powers(_poly([0, 0, "0.1017"], ["1.2949852507374631", "-2.1966568338249754", 1])),
+        _theta_powers(
+            _poly([0, 0, "2.490627285651252793"], ["1.57803468208092486", "-2.38535645472061657", 1])
+        ),
+        _theta_powers(
+            _poly(
+                [0, 0, "-16.54810288924490272"],
+                ["-1.21712927295533244", 1],
+                ["-0.61620406037800089", 1],
+            )
+        ),
+        _theta_powers(
+            _poly(
+                [0, 0, "47.37952196281928122"],
+                ["-1.203071208372362603", 1],
+                ["-0.658047292653547382", 1],
+            )
+        ),
+        _theta_powers(_poly([0, 0, "-34.87065786149660974"], [F(-6, 5), 1], [F(-2, 3), 1])),
+        _theta_powers(_poly([0, 0, F(5, 2)], [-1, 1], [F(-3, 5), 1])),
     ],
 )
 

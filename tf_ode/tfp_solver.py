@@ -1,4 +1,8 @@
-"""Adaptive Dormand-Prince path through `tfp.math.ode.DormandPrince`.
+"""TFP's solvers: `tfp.math.ode.DormandPrince` ("tfp_dopri5") and `tfp.math.ode.BDF` ("bdf").
+
+BDF (variable order 1-5, Newton iterations with a dense Jacobian from autodiff) is the stiff
+solver: Van der Pol with mu = 1000 on [0, 3000] (`benchmarks/ode_stiff.py`). Its dense N x N
+Jacobian makes it unusable for network-sized states (ANODEV2 spec section 6.4).
 
 TFP's solver is adaptive (5th order, FSAL, 6 evaluations per step), with one RMS error norm
 over the whole nested state, and its gradient is always the continuous adjoint
@@ -21,9 +25,10 @@ def dormand_prince_solve(
     rtol: float,
     atol: float,
     max_num_steps: int | None,
-    first_step_size: float,
+    first_step_size: float | None,
+    solver: str = "dormand_prince",
 ):
-    """Solves with DormandPrince at the solution times `t` (t[0] = initial time).
+    """Solves with DormandPrince (or BDF) at the solution times `t` (t[0] = initial time).
 
     Args:
       func: `func(t, y)` returning dy/dt with the structure of `y`.
@@ -32,7 +37,9 @@ def dormand_prince_solve(
       rtol: relative tolerance.
       atol: absolute tolerance.
       max_num_steps: maximum number of accepted+rejected steps (None = unbounded).
-      first_step_size: initial step size (TFP restarts from it on every solve / interval).
+      first_step_size: initial step size (TFP restarts from it on every solve / interval);
+        None lets BDF choose.
+      solver: "dormand_prince" or "bdf".
 
     Returns:
       (ys, nfe, status): ys nested with leaves [T, ...]; nfe int32 scalar, forward function
@@ -43,7 +50,8 @@ def dormand_prince_solve(
         raise ValueError(
             f"max_num_steps must be >= 1 or None. Received: max_num_steps={max_num_steps}"
         )
-    solver = tfp.math.ode.DormandPrince(
+    solver_cls = {"dormand_prince": tfp.math.ode.DormandPrince, "bdf": tfp.math.ode.BDF}[solver]
+    solver = solver_cls(
         rtol=rtol, atol=atol, first_step_size=first_step_size, max_num_steps=max_num_steps
     )
     results = solver.solve(
@@ -56,7 +64,8 @@ def dormand_prince_solve(
     check = tf.debugging.assert_equal(
         status,
         tf.zeros_like(status),
-        message="DormandPrince failed (status != 0; e.g. max_num_steps reached)",
+        message=f"tfp.math.ode {solver_cls.__name__} failed (status != 0; e.g. max_num_steps "
+        f"reached, max_num_steps={max_num_steps})",
     )
     with tf.control_dependencies([check] if check is not None else []):
         ys = tf.nest.map_structure(tf.identity, results.states)
