@@ -34,6 +34,8 @@ def main(argv, flag_values=flags.FLAGS):
     strategy = run.build_strategy()
     # Every field of every model's config is checked before the study folder is touched.
     study_lib.validate_config(run.config, strategy)
+    # Models trained under another training config are refused before config.json changes.
+    study_lib.check_rows(run.config, run.workdir)
     # Lock the study folder, check its config against the recorded one, then record it.
     with tf_runtime.open_run(
         run.workdir, run.config, strategy=strategy, allow_config_change=run.allow_config_change

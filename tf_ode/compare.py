@@ -29,6 +29,7 @@ def main(argv, flag_values=flags.FLAGS):
     run = tf_runtime.run_flags(flag_values)
     strategy = run.build_strategy()
     compare_lib.validate_config(run.config)  # every cell's config, before the folder is touched
+    compare_lib.check_cells(run.config, run.workdir)  # before config.json records a new config
     # Lock the comparison folder, check its config against the recorded one, then record it.
     with tf_runtime.open_run(
         run.workdir, run.config, strategy=strategy, allow_config_change=run.allow_config_change

@@ -143,3 +143,27 @@ def test_compare_binary_validates_every_cell_before_writing(tmp_path):
     with pytest.raises(ValueError, match=r"config\.learning_rate=-0\.5.*cell resnet4/"):
         compare.main([], flag_values=values)
     assert not workdir.exists()
+
+
+def test_compare_binary_refuses_stale_cells_before_recording_the_new_config(
+    tmp_path, default_strategy
+):
+    from tf_ode import compare
+
+    config = compare_config.get_config("smoke")
+    config.variants = ("baseline",)
+    tf_runtime.write_config(config, tmp_path)  # as the binary records it
+    compare_lib.run_comparison(config, str(tmp_path), default_strategy)
+    before = (tmp_path / "config.json").read_text()
+    argv = [
+        "prog",
+        f"--workdir={tmp_path}",
+        f"--config={compare.DEFAULT_CONFIG}:smoke",
+        "--config.variants=('baseline',)",
+        "--config.learning_rate=0.5",
+        "--allow_config_change",
+    ]
+    values = tf_runtime.parse_flags(argv, compare.define_flags)
+    with pytest.raises(tf_runtime.ConfigMismatchError, match=r"baseline/seed_0 \(learning_rate\)"):
+        compare.main([], flag_values=values)
+    assert (tmp_path / "config.json").read_text() == before
