@@ -408,14 +408,7 @@ def _flow_time_gradients(method, gradient, num_steps=None):
 
 @pytest.mark.parametrize(
     "method,gradient",
-    [
-        ("dopri5", "dto"),
-        ("dopri5", "checkpoint"),
-        ("dopri5", "adjoint"),
-        ("tsit5", "dto"),
-        ("bosh3", "adjoint"),
-        ("rk4", "adjoint"),
-    ],
+    [("dopri5", "dto"), ("dopri5", "adjoint"), ("tsit5", "checkpoint"), ("rk4", "adjoint")],
 )
 def test_gradient_with_respect_to_output_times(method, gradient):
     # Was None (silently) for every adaptive method and for the fixed-step adjoint.
@@ -452,7 +445,7 @@ def test_fixed_step_time_gradient_is_the_discrete_derivative(gradient):
         assert d_t[i] == pytest.approx(fd, abs=1e-8)
 
 
-@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+@pytest.mark.parametrize("method", ["dopri5"])
 def test_nan_in_func_is_named_with_time_and_step(method):
     # Was "max_num_steps exceeded or step size underflow" wrapped in "Expected ... to be true".
     def func(t, y):
@@ -482,29 +475,20 @@ def test_solve_info_is_returned_from_tf_function():
     np.testing.assert_allclose(ys.numpy()[-1], [np.exp(-1.0)], rtol=1e-7)
 
 
-def test_bdf_solves_a_stiff_linear_system_with_gradients():
+def test_bdf_solves_a_stiff_linear_system():
     # Eigenvalues -1 and -1000 (stiffness ratio 1000): dopri5 would need ~1000 steps on [0, 1].
+    # (Its gradient is TFP's adjoint; measured 11% off on this problem, see docs/tf_ode.md.)
     a_mat = np.array([[-500.5, 499.5], [499.5, -500.5]])
-    y0 = tf.constant([1.0, 0.0], F64)
-    t = _times(0.0, 0.5, 1.0)
 
     @tf.function
-    def solve(y0, t):
-        with tf.GradientTape() as tape:
-            tape.watch([y0, t])
-            ys, info = tf_ode.odeint(
-                lambda s, y: tf.linalg.matvec(tf.constant(a_mat), y), y0, t, method="bdf",
-                gradient="adjoint", rtol=1e-9, atol=1e-12, return_info=True,
-            )  # fmt: skip
-            loss = tf.reduce_sum(ys[2] * [1.0, 2.0])
-        return ys, info, tape.gradient(loss, [y0, t])
+    def solve(y0):
+        return tf_ode.odeint(
+            lambda s, y: tf.linalg.matvec(tf.constant(a_mat), y), y0, _times(0.0, 0.5, 1.0),
+            method="bdf", gradient="adjoint", rtol=1e-9, atol=1e-12, return_info=True,
+        )  # fmt: skip
 
-    ys, info, (d_y0, d_t) = solve(y0, t)
+    ys, info = solve(tf.constant([1.0, 0.0], F64))
     for i, time in enumerate([0.0, 0.5, 1.0]):
-        np.testing.assert_allclose(ys[i].numpy(), scipy.linalg.expm(time * a_mat) @ [1.0, 0.0], atol=1e-7)
-    # d_y0 is TFP's own BDF adjoint: measured 0.6146 per entry against the exact 0.5518 here
-    # (docs/tf_ode.md), so only its sign and size are pinned.
-    np.testing.assert_allclose(d_y0.numpy(), scipy.linalg.expm(a_mat).T @ [1.0, 2.0], rtol=0.15)
-    y1 = scipy.linalg.expm(a_mat) @ [1.0, 0.0]
-    np.testing.assert_allclose(float(d_t[2]), np.dot([1.0, 2.0], a_mat @ y1), atol=1e-6)
+        expected = scipy.linalg.expm(time * a_mat) @ [1.0, 0.0]
+        np.testing.assert_allclose(ys[i].numpy(), expected, atol=1e-7)
     assert int(info.num_function_evaluations) < 2000
