@@ -109,3 +109,8 @@ def test_retracing_warnings_are_dropped_unless_verbose(monkeypatch):
     assert any(
         isinstance(f, _quiet.RetracingFilter) for f in logging.getLogger("tensorflow").filters
     )
+
+
+def test_tensorflow_info_lines_are_off_unless_verbose():
+    # Its own level, so absl's INFO root level under app.run does not let them through.
+    assert logging.getLogger("tensorflow").level == logging.WARNING

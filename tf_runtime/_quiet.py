@@ -1,8 +1,9 @@
 """TensorFlow's start-up lines and retracing warnings off by default (imported first by tf_runtime).
 
 Importing TensorFlow prints lines that say nothing about the run (oneDNN, cudart and CUDA
-platform probes, cpu_feature_guard), and `tf.function` retracing warnings repeat on every call
-of an evaluation helper. Both are hidden unless asked for:
+platform probes, cpu_feature_guard), TensorFlow's Python logger prints INFO lines (checkpoint
+sharding) under absl's handler, and `tf.function` retracing warnings repeat on every call of an
+evaluation helper. All are hidden unless asked for:
 
   * `TF_RUNTIME_VERBOSE=1` in the environment, or `--verbosity=1` (`-v 1`) on the command line,
     shows everything (TensorFlow's C++ start-up lines are printed before flags are parsed, so
@@ -83,6 +84,10 @@ def import_tensorflow_quietly():
     logger = tf.get_logger()
     if not any(isinstance(f, RetracingFilter) for f in logger.filters):
         logger.addFilter(RetracingFilter())
+    if not verbose() and logger.level == logging.NOTSET:
+        # absl's handler prints the root level (INFO under app.run): TensorFlow's own INFO
+        # lines (checkpoint sharding, ...) only with --verbosity=1.
+        logger.setLevel(logging.WARNING)
     return tf
 
 
