@@ -3,8 +3,7 @@ r"""Our gradient / HVP / batched HVP against JAX and PyTorch on the identical C1
 Run (JAX and PyTorch live in a separate venv, never in the project's requirements):
 
     python3 -m venv /tmp/peers
-    /tmp/peers/bin/pip install torch jax jaxlib tensorflow==2.21.0 keras==3.15.1 \
-        ml-collections absl-py
+    /tmp/peers/bin/pip install -r requirements.txt torch jax jaxlib   # measured: torch 2.13.0, jax 0.10.2
     cd <project root> && nice -n 10 /tmp/peers/bin/python benchmarks/hessian_peers.py \
         [--threads 1] [--repeats 7] [--batch_k 8]
 
