@@ -30,7 +30,7 @@ def run_demo(workdir: str) -> dict:
     results = study_lib.run_study(config, workdir, strategy)
     plots = {k: v for k, v in results["paths"].items() if k.endswith("_plot")}
     analysis = analyze.get_config()
-    analysis.num_examples = 250
+    analysis.num_examples = 128
     analysis.top_n = 5
     analysis.method = "lanczos"
     analysis.max_iter = 30
