@@ -5,6 +5,8 @@ Classifier (saliency + Grad-CAM++ for the true label):
 Segmenter (per-class Grad-CAM):
   python -m visuals.explain --task=segmentation --model=seg.keras --dataset=cityscapes \
       --data_dir=/data/cityscapes --split=val --classes=road,car,person --out=runs/seg/visuals
+A MADAN run's segmenter (built from the run's config.json, on its target's evaluation split):
+  python -m visuals.explain --workdir=runs/madan_cpu --stage=madan --out=runs/madan_cpu/visuals
 
 The model is a Keras 3 `.keras` file of a functional model (the project's packages are imported
 first so their custom layers deserialize).
@@ -24,8 +26,16 @@ def define_flags(flag_values=flags.FLAGS):
         "Model kind.",
         flag_values=flag_values,
     )
+    flags.DEFINE_string("model", None, "Path of a .keras model file.", flag_values=flag_values)
     flags.DEFINE_string(
-        "model", None, "Path of a .keras model file.", required=True, flag_values=flag_values
+        "workdir",
+        None,
+        "A MADAN run folder: explain the segmenter of --stage, built from its config.json "
+        "(instead of --model; implies --task=segmentation and the run's target data).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "stage", "madan", "With --workdir: the segmenter stage.", flag_values=flag_values
     )
     flags.DEFINE_string(
         "dataset",
@@ -64,6 +74,21 @@ def define_flags(flag_values=flags.FLAGS):
 def main(argv, flag_values=flags.FLAGS):
     del argv
     v = flag_values
+    if bool(v.model) == bool(v.workdir):
+        raise app.UsageError("Pass exactly one of --model and --workdir.")
+    if v.workdir:
+        model, dataset, data_dir, split = explain_lib.load_madan_segmenter(v.workdir, v.stage)
+        path = explain_lib.explain_segmenter(
+            model,
+            dataset,
+            data_dir=data_dir,
+            split=split,
+            class_names=v.classes,
+            num_images=v.num_images,
+            out=v.out,
+        )
+        print(path)
+        return
     model = explain_lib.load_model(v.model)
     if v.task == "classification":
         path = explain_lib.explain_classifier(

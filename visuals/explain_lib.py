@@ -14,6 +14,23 @@ def load_model(path):
     return keras.saving.load_model(path, compile=False)
 
 
+def load_madan_segmenter(workdir, stage="madan"):
+    """The segmenter of a MADAN run's `stage`, built from the run's own config.json.
+
+    Returns:
+      (model, target dataset name, its data folder, its evaluation split).
+
+    Raises:
+      FileNotFoundError / ValueError: naming the run's config.json or the stage's weights.
+    """
+    from tf_madan import data, layout
+
+    config = layout.run_config(workdir)
+    model = layout.load_segmenter(config, layout.segmenter_weights(workdir, stage))
+    target = config.data.target
+    return model, target, data.domain_dir(config, target), config.data.eval_split
+
+
 def explain_classifier(model, dataset, *, data_dir, split, normalize, num_images, out):
     """Writes `<out>/attribution_<dataset>.png`; returns its path."""
     import numpy as np

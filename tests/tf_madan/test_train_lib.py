@@ -146,6 +146,26 @@ def test_binaries_read_the_runs_config_json(smoke_run, tmp_path):
         layout.run_config(str(tmp_path))
 
 
+def test_explain_reads_the_madan_run(smoke_run, tmp_path):
+    from visuals import explain_lib
+
+    _, workdir, _ = smoke_run
+    model, dataset, data_dir, split = explain_lib.load_madan_segmenter(workdir, "madan")
+    assert (dataset, split) == ("cityscapes", "val") and model.count_params() > 0
+    path = explain_lib.explain_segmenter(
+        model,
+        dataset,
+        data_dir=data_dir,
+        split=split,
+        class_names=["road", "car"],
+        num_images=2,
+        out=str(tmp_path),
+    )
+    assert open(path, "rb").read(4) == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        explain_lib.load_madan_segmenter(str(tmp_path), "madan")
+
+
 def test_translate_pairs_each_source_with_its_own_generator(smoke_run, tmp_path):
     from tf_madan import translate as translate_binary
 
