@@ -1,9 +1,10 @@
 """tf_ode: ANODE / ANODEV2 coupled neural ODEs with exact (DTO) gradients and TFP solvers.
 
-`odeint` (and `odeint_event`, to a terminal event) solves over nested states with fixed-step (euler, rk2, rk4), our adaptive embedded
-Runge-Kutta (dopri5, bosh3, tsit5; `SOLVERS`) or TFP DormandPrince ("tfp_dopri5") solvers and three
-gradient modes ("dto", "checkpoint", "adjoint"); the Keras layers
-build ANODE (`ODEBlock`) and ANODEV2 (`CoupledODEBlock` with weight dynamics q) networks.
+`odeint` (and `odeint_event`, up to a terminal event) solves over nested states with fixed-step
+(euler, rk2, rk4), our adaptive embedded Runge-Kutta with dense output (dopri5, bosh3, tsit5;
+`SOLVERS`) or TFP (DormandPrince "tfp_dopri5", BDF "bdf") solvers and three gradient modes
+("dto", "checkpoint", "adjoint"); the Keras layers build ANODE (`ODEBlock`) and ANODEV2
+(`CoupledODEBlock` with weight dynamics q) networks.
 See docs/tf_ode.md.
 """
 

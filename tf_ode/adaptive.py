@@ -142,9 +142,7 @@ class _Problem:
     def interpolate(self, y, dt, k, theta):
         """y(t + theta dt) from the step's start y and stages k (scalar theta)."""
         weights = self.dense_weights(theta)
-        return [
-            y[leaf] + dt * sum(w * k[j][leaf] for j, w in weights) for leaf in range(len(y))
-        ]
+        return [y[leaf] + dt * sum(w * k[j][leaf] for j, w in weights) for leaf in range(len(y))]
 
     @property
     def evaluations_per_step(self):
@@ -313,7 +311,13 @@ def integrate(
         "y": list(y0),
         "f0": list(f0),
         "dt_abs": dt_abs,
-        "counts": [tf.constant(0), tf.constant(0), tf.constant(nfe0), tf.constant(0), tf.constant(0)],
+        "counts": [
+            tf.constant(0),
+            tf.constant(0),
+            tf.constant(nfe0),
+            tf.constant(0),
+            tf.constant(0),
+        ],
         "status": _nonfinite_status(f0),
         "fail_dt": tf.zeros([], dtype),
         "next_out": tf.constant(1),
@@ -321,9 +325,7 @@ def integrate(
         "prev_emitted": tf.constant(True),
     }
     if with_outputs:
-        state["out"] = [
-            ta(num_times, False, s).write(0, leaf) for s, leaf in zip(leaf_shapes, y0)
-        ]
+        state["out"] = [ta(num_times, False, s).write(0, leaf) for s, leaf in zip(leaf_shapes, y0)]
     if record is not None:
         int_ta = lambda: tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=())  # noqa: E731
         state["rec"] = {
@@ -539,9 +541,7 @@ def _bisect_event(problem, event_fn, t, y, dt, k, g_start, tol):
         same = tf.equal(tf.sign(g_mid), sign_start)
         return tf.where(same, mid, lo), tf.where(same, hi, mid), i + 1
 
-    lo, hi, _ = tf.while_loop(
-        cond, body, (tf.zeros([], dtype), tf.ones([], dtype), tf.constant(0))
-    )
+    lo, hi, _ = tf.while_loop(cond, body, (tf.zeros([], dtype), tf.ones([], dtype), tf.constant(0)))
     return 0.5 * (lo + hi)
 
 
@@ -594,9 +594,7 @@ def check_status(name, result, t_final, max_num_steps):
 def _replay_states(problem, y_start, ts, dts, start, stop):
     """Re-runs accepted steps start..stop-1 (no error estimate); per leaf [stop - start, ...]."""
     dtype = problem.dtype
-    tas = [
-        tf.TensorArray(dtype, size=stop - start, element_shape=leaf.shape) for leaf in y_start
-    ]
+    tas = [tf.TensorArray(dtype, size=stop - start, element_shape=leaf.shape) for leaf in y_start]
 
     def body(k, y, tas):
         tas = [ta.write(k - start, leaf) for ta, leaf in zip(tas, y)]
@@ -743,7 +741,6 @@ def adaptive_solve(
         )
     structure = y0
     flat_y0 = tf.nest.flatten(y0)
-    num_leaves = len(flat_y0)
     dtype = flat_y0[0].dtype
     problem = _Problem(func, structure, tableau, dtype)
     stats = {}

@@ -32,9 +32,9 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import record as _record  # should_record_backprop: is t watched?
 
 from tf_ode import adaptive, solvers, tableaux, tfp_solver
-from tensorflow.python.eager import record as _record  # should_record_backprop: is t watched?
 from tf_ode import adjoint as adjoint_lib
 
 ADAPTIVE_METHODS = tuple(tableaux.SOLVERS)

@@ -81,7 +81,9 @@ def test_single_threaded_schedule_keeps_one_block_of_activations():
     # (~13 MiB = 4 steps x ~3 state-sized tensors per block). Now only the 3 extra block inputs.
     # The CPU allocator keeps peak statistics only as a BFC allocator; without it
     # reset_memory_stats("CPU:0") raises "Cannot reset memory stats for device 'CPU:0'".
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", TF_CPU_ALLOCATOR_USE_BFC="true")
+    env = dict(
+        os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", TF_CPU_ALLOCATOR_USE_BFC="true"
+    )
     out = subprocess.run(
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, check=True
     ).stdout

@@ -452,7 +452,7 @@ def test_nan_in_func_is_named_with_time_and_step(method):
         return tf.where(t > 0.5, tf.fill(tf.shape(y), tf.constant(np.nan, F64)), -y)
 
     y0 = tf.constant([1.0], F64)
-    pattern = r"odeint\(%s\): func\(t, y\) returned NaN; stopped at t = 0\.(5|49)\d* with step size" % method
+    pattern = rf"odeint\({method}\): func\(t, y\) returned NaN; stopped at t = 0\.(5|49)\d* with step size"
     with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
         tf_ode.odeint(func, y0, _times(0.0, 1.0), method=method)
     with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
@@ -466,7 +466,9 @@ def test_nan_in_func_is_named_with_time_and_step(method):
 def test_solve_info_is_returned_from_tf_function():
     @tf.function
     def solve(y0):
-        return tf_ode.odeint(lambda t, y: -y, y0, _times(0.0, 1.0), method="dopri5", return_info=True)
+        return tf_ode.odeint(
+            lambda t, y: -y, y0, _times(0.0, 1.0), method="dopri5", return_info=True
+        )
 
     ys, info = solve(tf.constant([1.0], F64))
     assert isinstance(info, tf_ode.SolveInfo)
