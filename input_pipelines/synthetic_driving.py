@@ -2,9 +2,14 @@ r"""Writes an offline multi-domain driving benchmark in the real datasets' file 
 
 Usage:
   python -m input_pipelines.synthetic_driving --out /tmp/driving --seed 0 \
-      [--benchmark v1|madan_v2 --num_per_domain 60 --num_val 20 --height 128 --width 256]
+      [--benchmark v1|madan_v2|madan_v3 --num_per_domain 60 --num_val 20 --height 128 \
+       --width 256 --perfect_translation --overwrite]
 
-  MADAN CPU benchmark data (the GTA5 + SYNTHIA -> Cityscapes miniature):
+  MADAN CPU benchmark data (frozen with its design criteria, docs/driving.md):
+  python -m input_pipelines.synthetic_driving --benchmark=madan_v3 --out DIR --seed 0 \
+      --num_per_domain 120 --num_val 40 --height 64 --width 128
+
+  The previous MADAN benchmark (kept, byte-identical):
   python -m input_pipelines.synthetic_driving --benchmark=madan_v2 --out DIR --seed 0 \
       --num_per_domain 120 --num_val 40 --height 64 --width 128
 
@@ -25,6 +30,12 @@ Benchmarks (`--benchmark`):
             lighting and noise, each source close to the target on different classes
             (`input_pipelines.driving.synthetic_madan_bench`, which documents every
             parameter).
+  madan_v3  the benchmark that can decide MADAN's claim: neither source uses the target's
+            street generator or camera, the sources are complementary in content and
+            appearance, the target has no hood; `--perfect_translation` writes the sources'
+            scenes rendered in the target's style (same layouts and labels)
+            (`input_pipelines.driving.synthetic_madan_bench_v3`).
+`--out` must be empty or absent; `--overwrite` clears a previous benchmark folder first.
 Takes about a second per 100 images at 128x256 on one core (v1); madan_v2 about
 0.4 s per 100 images at 64x128.
 """
@@ -32,6 +43,7 @@ Takes about a second per 100 images at 128x256 on one core (v1); madan_v2 about
 import io
 import json
 import os
+import shutil
 import struct
 import zlib
 
@@ -40,10 +52,15 @@ from absl import app, flags
 from PIL import Image
 
 from input_pipelines.driving import labels as labels_lib
-from input_pipelines.driving import synthetic_madan_bench, synthetic_scenes
+from input_pipelines.driving import (
+    synthetic_madan_bench,
+    synthetic_madan_bench_v3,
+    synthetic_scenes,
+)
 
 DOMAINS = ("gta5", "synthia", "cityscapes")
-BENCHMARKS = ("v1", "madan_v2")
+BENCHMARKS = ("v1", "madan_v2", "madan_v3")
+MANIFEST = "synthetic_driving.json"
 _GTA5_STATIC_ID = 4  # Cityscapes "static"
 _CITYSCAPES_EGO_ID = 1  # Cityscapes "ego vehicle"
 _SYNTHIA_VOID, _SYNTHIA_LANEMARKING = 0, 22
@@ -112,15 +129,19 @@ def _check_benchmark(benchmark):
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {BENCHMARKS}")
 
 
-def _scenes(rng, count, height, width, style, benchmark="v1"):
+def _scenes(rng, count, height, width, style, benchmark="v1", perfect=False):
     _check_benchmark(benchmark)
+    if benchmark == "madan_v3":
+        yield from synthetic_madan_bench_v3.scenes(rng, count, height, width, style,
+                                                   perfect=perfect)  # fmt: skip
+        return
     module = synthetic_scenes if benchmark == "v1" else synthetic_madan_bench
     for _ in range(count):
         layout = module.sample_layout(rng, height, width, style)
         yield layout, module.render(layout, style, rng)
 
 
-def write_gta5(out_dir, rng, count, height, width, benchmark="v1"):
+def write_gta5(out_dir, rng, count, height, width, benchmark="v1", perfect=False):
     """Writes `count` GTA5-format examples and split.mat into `out_dir`."""
     import scipy.io
 
@@ -128,7 +149,7 @@ def write_gta5(out_dir, rng, count, height, width, benchmark="v1"):
     os.makedirs(os.path.join(out_dir, "labels"), exist_ok=True)
     palette = labels_lib.cityscapes_id_palette()
     for index, (layout, image) in enumerate(
-        _scenes(rng, count, height, width, "gta5", benchmark), start=1
+        _scenes(rng, count, height, width, "gta5", benchmark, perfect), start=1
     ):
         write_png(os.path.join(out_dir, "images", f"{index:05d}.png"), image)
         write_png(
@@ -149,12 +170,12 @@ def write_gta5(out_dir, rng, count, height, width, benchmark="v1"):
     )
 
 
-def write_synthia(out_dir, rng, count, height, width, benchmark="v1"):
+def write_synthia(out_dir, rng, count, height, width, benchmark="v1", perfect=False):
     """Writes `count` SYNTHIA-RAND-CITYSCAPES-format examples into `out_dir`."""
     os.makedirs(os.path.join(out_dir, "RGB"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "GT", "LABELS"), exist_ok=True)
     for index, (layout, image) in enumerate(
-        _scenes(rng, count, height, width, "synthia", benchmark)
+        _scenes(rng, count, height, width, "synthia", benchmark, perfect)
     ):
         write_png(os.path.join(out_dir, "RGB", f"{index:07d}.png"), image)
         write_png16(os.path.join(out_dir, "GT", "LABELS", f"{index:07d}.png"), _synthia_ids(layout))
@@ -187,6 +208,7 @@ def generate(
     width=256,
     domains=DOMAINS,
     benchmark="v1",
+    perfect_translation=False,
 ):
     """Generates the benchmark; deterministic for a given seed and sizes.
 
@@ -198,7 +220,10 @@ def generate(
       height, width: image size of every domain.
       domains: subset of ("gta5", "synthia", "cityscapes").
       benchmark: "v1" (default, the original generator) or "madan_v2" (the GTA5 +
-        SYNTHIA -> Cityscapes miniature, `synthetic_madan_bench`).
+        SYNTHIA -> Cityscapes miniature, `synthetic_madan_bench`) or "madan_v3"
+        (`synthetic_madan_bench_v3`, the benchmark that can decide MADAN's claim).
+      perfect_translation: madan_v3 only: render the sources' scenes in the target's style
+        (the same layouts, labels and files as without it): a perfect translation.
 
     Returns:
       dict domain -> data_dir.
@@ -209,6 +234,12 @@ def generate(
             f"num_per_domain={num_per_domain}, height={height}, width={width}"
         )
     _check_benchmark(benchmark)
+    if num_val is not None and num_val < 1:
+        raise ValueError(f"need num_val >= 1 (the target val split). Received: num_val={num_val}")
+    if perfect_translation and benchmark != "madan_v3":
+        raise ValueError(
+            f"perfect_translation needs benchmark='madan_v3'. Received: benchmark={benchmark!r}"
+        )
     unknown = set(domains) - set(DOMAINS)
     if unknown:
         raise ValueError(f"unknown domains {sorted(unknown)}; expected a subset of {DOMAINS}")
@@ -220,9 +251,9 @@ def generate(
         rng = np.random.default_rng([seed, index])
         path = os.path.join(out_dir, domain)
         if domain == "gta5":
-            write_gta5(path, rng, num_per_domain, height, width, benchmark)
+            write_gta5(path, rng, num_per_domain, height, width, benchmark, perfect_translation)
         elif domain == "synthia":
-            write_synthia(path, rng, num_per_domain, height, width, benchmark)
+            write_synthia(path, rng, num_per_domain, height, width, benchmark, perfect_translation)
         else:
             write_cityscapes(
                 path, rng, "train", num_per_domain, height, width, "synthtown", benchmark
@@ -239,33 +270,87 @@ def generate(
         "width": width,
         "domains": sorted(paths),
     }
+    if perfect_translation:
+        manifest["perfect_translation"] = True
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "synthetic_driving.json"), "w") as handle:
+    with open(os.path.join(out_dir, MANIFEST), "w") as handle:
         json.dump(manifest, handle, indent=2)
     return paths
 
 
-def _define_flags():
-    """Defines the command-line flags (only when run as a program, so importing
-    `generate` from this module never registers flags)."""
-    flags.DEFINE_string("out", None, "Output directory.", required=True)
-    flags.DEFINE_integer("seed", 0, "Random seed.")
-    flags.DEFINE_integer("num_per_domain", 60, "Examples per domain (Cityscapes: train).")
-    flags.DEFINE_integer("num_val", None, "Cityscapes val examples.")
-    flags.DEFINE_integer("height", 128, "Image height.")
-    flags.DEFINE_integer("width", 256, "Image width.")
+def prepare_output_dir(out_dir, *, overwrite):
+    """Makes sure `out_dir` starts empty, so old files never mix with a new benchmark.
+
+    A non-empty folder is an error unless `overwrite`; then it is cleared, but only when it
+    holds nothing except a benchmark's entries (the domain folders and the manifest), so a
+    mistyped `--out` never deletes unrelated files.
+    """
+    if not os.path.isdir(out_dir) or not os.listdir(out_dir):
+        return
+    entries = sorted(os.listdir(out_dir))
+    if not overwrite:
+        raise ValueError(
+            f"--out={out_dir} is not empty ({len(entries)} entries: {entries[:5]}); a new "
+            "benchmark would mix with the old files. Pass --overwrite to clear it, or an "
+            "empty --out."
+        )
+    foreign = [e for e in entries if e not in (*DOMAINS, MANIFEST)]
+    if foreign:
+        raise ValueError(
+            f"--overwrite refuses to clear --out={out_dir}: it holds entries that no benchmark "
+            f"writes: {foreign[:5]}"
+        )
+    for entry in entries:
+        path = os.path.join(out_dir, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the command-line flags on `flag_values` (called only when run as a program, so
+    importing `generate` from this module never registers flags)."""
+    fv = dict(flag_values=flag_values)
+    flags.DEFINE_string("out", None, "Output directory (empty or absent).", required=True, **fv)
+    flags.DEFINE_integer("seed", 0, "Random seed.", **fv)
+    flags.DEFINE_integer("num_per_domain", 60, "Examples per domain (Cityscapes: train).", **fv)
+    flags.DEFINE_integer("num_val", None, "Cityscapes val examples.", **fv)
+    flags.DEFINE_integer("height", 128, "Image height.", **fv)
+    flags.DEFINE_integer("width", 256, "Image width.", **fv)
     flags.DEFINE_enum(
         "benchmark",
         "v1",
         list(BENCHMARKS),
-        "v1: original generator; madan_v2: GTA5 + SYNTHIA -> Cityscapes miniature.",
+        "v1: original generator; madan_v2: GTA5 + SYNTHIA -> Cityscapes miniature; madan_v3: "
+        "the miniature that can decide MADAN's claim (complementary sources, no hood).",
+        **fv,
+    )
+    flags.DEFINE_bool(
+        "perfect_translation",
+        False,
+        "madan_v3: write the sources' scenes rendered in the target's style (same labels).",
+        **fv,
+    )
+    flags.DEFINE_bool(
+        "overwrite", False, "Clear a non-empty --out (a previous benchmark) first.", **fv
+    )
+    # Counts < 1 would write an empty split that a later run trains or evaluates on.
+    flags.register_validator(
+        "num_per_domain", lambda v: v >= 1, message="--num_per_domain must be >= 1", **fv
+    )
+    flags.register_validator(
+        "num_val", lambda v: v is None or v >= 1, message="--num_val must be >= 1", **fv
     )
 
 
-def main(argv):
-    del argv
-    values = flags.FLAGS
-    paths = generate(
+def run(values):
+    """Clears or checks `--out`, then generates; returns {domain: data_dir}."""
+    try:
+        prepare_output_dir(values.out, overwrite=values.overwrite)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    return generate(
         values.out,
         seed=values.seed,
         num_per_domain=values.num_per_domain,
@@ -273,10 +358,15 @@ def main(argv):
         height=values.height,
         width=values.width,
         benchmark=values.benchmark,
+        perfect_translation=values.perfect_translation,
     )
-    print(json.dumps(paths, indent=2))
+
+
+def main(argv):
+    del argv
+    print(json.dumps(run(flags.FLAGS), indent=2))
 
 
 if __name__ == "__main__":
-    _define_flags()
+    define_flags()
     app.run(main)

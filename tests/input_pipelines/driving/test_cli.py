@@ -5,9 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+from absl import app, flags
 from PIL import Image
 
 from input_pipelines import inspect as inspect_lib
+from input_pipelines import synthetic_driving
 from input_pipelines.driving import labels
 
 
@@ -66,3 +69,56 @@ def test_format_report_lists_every_class(synthetic_root, tmp_path):
     assert text.startswith("synthia all: 6 examples, sizes {'64x128': 6}")
     assert all(name in text for name in labels.TRAIN_ID_NAMES)
     assert report["class_pixel_counts"]["ignore"] > 0  # lane markings and void
+
+
+# ---------------------------------------------- synthetic_driving: --out, --overwrite, counts
+def _flag_values(*args):
+    values = flags.FlagValues()
+    synthetic_driving.define_flags(values)
+    values(["synthetic_driving", *args])
+    return values
+
+
+@pytest.mark.parametrize(
+    "flag", ["--num_val=0", "--num_val=-2", "--num_per_domain=0", "--num_per_domain=-1"]
+)
+def test_cli_rejects_counts_below_one_naming_the_flag(tmp_path, flag):
+    with pytest.raises(flags.IllegalFlagValueError, match=flag.split("=")[0] + " must be >= 1"):
+        _flag_values(f"--out={tmp_path / 'x'}", flag)
+
+
+def test_generate_rejects_an_empty_val_split(tmp_path):
+    with pytest.raises(ValueError, match="num_val >= 1"):
+        synthetic_driving.generate(str(tmp_path), num_per_domain=2, num_val=0, height=16, width=16)
+
+
+def test_cli_refuses_a_non_empty_out_and_overwrite_clears_it(tmp_path):
+    out = tmp_path / "bench"
+    size = ["--height=16", "--width=24", "--num_per_domain=3", "--num_val=1"]
+    synthetic_driving.run(_flag_values(f"--out={out}", *size))
+    stale = out / "gta5" / "images" / "99999.png"
+    stale.write_bytes((out / "gta5" / "images" / "00001.png").read_bytes())
+    smaller = ["--height=16", "--width=24", "--num_per_domain=2", "--num_val=1"]
+    with pytest.raises(app.UsageError, match=r"--out=.*not empty.*--overwrite"):
+        synthetic_driving.run(_flag_values(f"--out={out}", *smaller))
+    assert stale.exists()  # refused: nothing touched
+    synthetic_driving.run(_flag_values(f"--out={out}", "--overwrite", *smaller))
+    assert sorted(p.name for p in (out / "gta5" / "images").iterdir()) == ["00001.png", "00002.png"]
+    assert json.loads((out / "synthetic_driving.json").read_text())["num_per_domain"] == 2
+    # --overwrite never clears a folder holding files no benchmark writes.
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(app.UsageError, match=r"refuses to clear.*notes\.txt"):
+        synthetic_driving.run(_flag_values(f"--out={out}", "--overwrite", *smaller))
+    assert (out / "notes.txt").exists() and (out / "gta5").exists()
+
+
+def test_cli_non_empty_out_exits_with_an_error_naming_the_flag(tmp_path):
+    (tmp_path / "old.png").write_bytes(b"x")
+    result = subprocess.run(
+        [sys.executable, "-m", "input_pipelines.synthetic_driving", f"--out={tmp_path}",
+         "--num_per_domain=1", "--num_val=1", "--height=16", "--width=16"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"--out={tmp_path} is not empty" in result.stderr and "--overwrite" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png"]
