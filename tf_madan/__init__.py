@@ -15,6 +15,9 @@ Segmentation", NeurIPS 2019 (arXiv 1910.12181).
   tf_madan.demo.run_demo    3-4 minute CPU demo
 """
 
+# tf_runtime first: it silences TensorFlow's start-up lines before TensorFlow is imported.
+import tf_runtime  # noqa: F401  # isort: skip
+
 from tf_madan.madan_gan import MadanGAN
 
 # Registers the custom layers (BilinearUpsample, ...) so that `keras.models.load_model` of a

@@ -8,6 +8,8 @@
 See docs/tf_ode.md.
 """
 
+# tf_runtime first: it silences TensorFlow's start-up lines before TensorFlow is imported.
+import tf_runtime  # noqa: F401  # isort: skip
 from tf_ode.blocks import CoupledODEBlock, ODEBlock, ResidualBlock
 from tf_ode.dynamics import (
     LinearDynamics,
