@@ -394,8 +394,15 @@ def stale_stages(config, workdir):
 
 def run_schedule(config, workdir, strategy):
     """Runs `config.stage` with its upstream stages (tf_madan.stages); returns {stage: outputs}."""
-    table = stages.table_for(config)
+    selected = stages.select(stages.table_for(config), config.stage, config.pipeline)
+    progress = tf_runtime.TaskProgress(len(selected), "madan")
     outputs = {}
-    for stage in stages.select(table, config.stage, config.pipeline):
-        run_stage(stage, config, workdir, strategy, outputs)
+    for stage in selected:
+        progress.start(stage.name)
+        reused = layout.stage_results(workdir, stage.name) is not None
+        result = run_stage(stage, config, workdir, strategy, outputs)
+        detail = (
+            f"mIoU-16 {result['evaluation']['miou_16']:.1f} %" if "evaluation" in result else ""
+        )
+        progress.finish(stage.name, detail, reused=reused)
     return outputs
