@@ -29,8 +29,8 @@ BINARIES = {
                            "allow_config_change"},
     "tf_madan.export": {"config", "workdir", "out", "segmenter_stage", "generator_stage",
                         "allow_config_change"},
-    "visuals.explain": {"task", "model", "dataset", "data_dir", "split", "normalize",
-                        "num_images", "classes", "out"},
+    "visuals.explain": {"task", "model", "workdir", "stage", "dataset", "data_dir", "split",
+                        "normalize", "num_images", "classes", "out"},
 }  # fmt: skip
 
 
