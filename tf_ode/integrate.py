@@ -433,7 +433,10 @@ def _with_flow_time_gradients(func, y0, t, solve):
     @tf.custom_gradient
     def tangents(times):
         zeros0 = [tf.zeros_like(x) for x in leaves0]
-        zeros_out = [tf.zeros([num_times] + x.shape.as_list(), x.dtype) for x in leaves0]
+        # Dynamic shapes: inside tf.function the batch dimension may be unknown.
+        zeros_out = [
+            tf.zeros(tf.concat([tf.shape(times)[:1], tf.shape(x)], 0), x.dtype) for x in leaves0
+        ]
 
         def grad(*cotangents):
             n = len(leaves0)
