@@ -29,18 +29,6 @@ from tf_runtime import files as rt_files
 SIZE = 16
 
 
-@pytest.fixture
-def float64():
-    # Keras caches the global dtype policy on first use: set and restore it with floatx, or
-    # float64 leaks into later tests' networks.
-    previous, policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    yield
-    keras.config.set_floatx(previous)
-    keras.config.set_dtype_policy(policy)
-
-
 def _nets(m, seed):
     keras.utils.set_random_seed(seed)
 

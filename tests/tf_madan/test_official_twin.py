@@ -39,16 +39,6 @@ TORCH_EPSILON = 1e-8
 TOLERANCE = 1e-5
 
 
-@pytest.fixture
-def float64():
-    previous, policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    yield
-    keras.config.set_floatx(previous)
-    keras.config.set_dtype_policy(policy)
-
-
 @pytest.fixture(scope="module")
 def twin():
     init = torch_reader.load(os.path.join(FIXTURES, "madan_twin_init.pth"))
