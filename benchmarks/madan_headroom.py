@@ -32,7 +32,10 @@ Derived (paired over seeds; "best single" = the source with the higher mean):
   paper_pattern     the winners against MADAN Table 1's source-only rows (spec §5)
 
 Usage (the criteria in docs/driving.md):
-  python benchmarks/madan_headroom.py --benchmark=madan_v3 --data_seed=0 --seeds=0,1,2
+  python benchmarks/madan_headroom.py --benchmark=madan_v4 --data_seed=0 --seeds=0,1,2
+  (--config: the benchmark's schedule, default tf_madan/configs/cpu_benchmark_v4.py; its DATA
+  names the benchmark, which --benchmark overrides; madan_v3's criteria were measured with
+  --config=tf_madan/configs/cpu_benchmark_v3.py --benchmark=madan_v3)
 Tiny run (tests): --steps=3 --patch_steps=2 --num_per_domain=8 --num_val=4 --height=32 --width=64
 """
 
@@ -55,7 +58,7 @@ from input_pipelines import driving, synthetic_driving
 from tf_madan import builders
 
 SOURCES = ("gta5", "synthia")
-BENCHMARKS = ("madan_v3",)  # benchmarks whose generator can render a perfect translation
+BENCHMARKS = tuple(synthetic_driving.PERFECT_TRANSLATION)  # generators of perfect translations
 # MADAN Table 1 (spec §5), source-only rows, classes where the two differ by >= 1.4 points.
 PAPER_WINNER = {
     "road": "gta5", "sidewalk": "gta5", "building": "gta5", "wall": "gta5", "fence": "gta5",
@@ -455,9 +458,11 @@ def merge_reports(paths):
 def _define_flags():
     """Defines the flags (only when run as a program: importing `measure` registers none)."""
     config_flags.DEFINE_config_file(
-        "config", "tf_madan/configs/cpu_benchmark_v3.py", "Benchmark schedule config."
+        "config", "tf_madan/configs/cpu_benchmark_v4.py", "Benchmark schedule config."
     )
-    flags.DEFINE_string("benchmark", "madan_v3", "Benchmark generator.")
+    flags.DEFINE_string(
+        "benchmark", None, "Benchmark generator (default: the --config's DATA benchmark)."
+    )
     flags.DEFINE_integer("data_seed", 0, "Seed of the generated data.")
     flags.DEFINE_list("seeds", "0,1,2", "Training seeds (one full set of rows each).")
     flags.DEFINE_string("out_dir", None, "Work folder (default: a temporary folder).")
@@ -485,7 +490,7 @@ def _data_spec(config_path):
     if not hasattr(module, "DATA"):
         raise ValueError(f"--config={config_path} has no DATA dict (the data it expects).")
     values = flags.FLAGS
-    data_spec = dict(module.DATA, benchmark=values.benchmark)
+    data_spec = dict(module.DATA, benchmark=values.benchmark or module.DATA["benchmark"])
     for key in ("num_per_domain", "num_val", "height", "width"):
         if values[key].value is not None:
             data_spec[key] = values[key].value

@@ -2,11 +2,11 @@ r"""Writes an offline multi-domain driving benchmark in the real datasets' file 
 
 Usage:
   python -m input_pipelines.synthetic_driving --out /tmp/driving --seed 0 \
-      [--benchmark v1|madan_v2|madan_v3 --num_per_domain 60 --num_val 20 --height 128 \
+      [--benchmark v1|madan_v2|madan_v3|madan_v4 --num_per_domain 60 --num_val 20 --height 128 \
        --width 256 --perfect_translation --overwrite]
 
-  MADAN CPU benchmark data (frozen with its design criteria, docs/driving.md):
-  python -m input_pipelines.synthetic_driving --benchmark=madan_v3 --out DIR --seed 0 \
+  MADAN CPU benchmark data (each madan_v* frozen with its design criteria, docs/driving.md):
+  python -m input_pipelines.synthetic_driving --benchmark=madan_v4 --out DIR --seed 0 \
       --num_per_domain 120 --num_val 40 --height 64 --width 128
 
   The previous MADAN benchmark (kept, byte-identical):
@@ -30,11 +30,13 @@ Benchmarks (`--benchmark`):
             lighting and noise, each source close to the target on different classes
             (`input_pipelines.driving.synthetic_madan_bench`, which documents every
             parameter).
-  madan_v3  the benchmark that can decide MADAN's claim: neither source uses the target's
+  madan_v3  neither source uses the target's
             street generator or camera, the sources are complementary in content and
             appearance, the target has no hood; `--perfect_translation` writes the sources'
             scenes rendered in the target's style (same layouts and labels)
             (`input_pipelines.driving.synthetic_madan_bench_v3`).
+  madan_v4  madan_v3 with more SYNTHIA-style sky, nearer and more bicycles, a GTA5-style
+            camera nearer the target's (`input_pipelines.driving.synthetic_madan_bench_v4`).
 `--out` must be empty or absent; `--overwrite` clears a previous benchmark folder first.
 Takes about a second per 100 images at 128x256 on one core (v1); madan_v2 about
 0.4 s per 100 images at 64x128.
@@ -55,11 +57,17 @@ from input_pipelines.driving import labels as labels_lib
 from input_pipelines.driving import (
     synthetic_madan_bench,
     synthetic_madan_bench_v3,
+    synthetic_madan_bench_v4,
     synthetic_scenes,
 )
 
 DOMAINS = ("gta5", "synthia", "cityscapes")
-BENCHMARKS = ("v1", "madan_v2", "madan_v3")
+BENCHMARKS = ("v1", "madan_v2", "madan_v3", "madan_v4")
+# Benchmarks whose generator can render a perfect translation of the sources.
+PERFECT_TRANSLATION = {
+    "madan_v3": synthetic_madan_bench_v3,
+    "madan_v4": synthetic_madan_bench_v4,
+}
 MANIFEST = "synthetic_driving.json"
 _GTA5_STATIC_ID = 4  # Cityscapes "static"
 _CITYSCAPES_EGO_ID = 1  # Cityscapes "ego vehicle"
@@ -131,9 +139,9 @@ def _check_benchmark(benchmark):
 
 def _scenes(rng, count, height, width, style, benchmark="v1", perfect=False):
     _check_benchmark(benchmark)
-    if benchmark == "madan_v3":
-        yield from synthetic_madan_bench_v3.scenes(rng, count, height, width, style,
-                                                   perfect=perfect)  # fmt: skip
+    if benchmark in PERFECT_TRANSLATION:
+        module = PERFECT_TRANSLATION[benchmark]
+        yield from module.scenes(rng, count, height, width, style, perfect=perfect)
         return
     module = synthetic_scenes if benchmark == "v1" else synthetic_madan_bench
     for _ in range(count):
@@ -221,9 +229,10 @@ def generate(
       domains: subset of ("gta5", "synthia", "cityscapes").
       benchmark: "v1" (default, the original generator) or "madan_v2" (the GTA5 +
         SYNTHIA -> Cityscapes miniature, `synthetic_madan_bench`) or "madan_v3"
-        (`synthetic_madan_bench_v3`, the benchmark that can decide MADAN's claim).
-      perfect_translation: madan_v3 only: render the sources' scenes in the target's style
-        (the same layouts, labels and files as without it): a perfect translation.
+        (`synthetic_madan_bench_v3`, complementary sources, no hood) or "madan_v4"
+        (`synthetic_madan_bench_v4`: v3 with the changes its design criteria called for).
+      perfect_translation: madan_v3 / madan_v4 only: render the sources' scenes in the
+        target's style (the same layouts, labels and files as without it): a perfect translation.
 
     Returns:
       dict domain -> data_dir.
@@ -236,9 +245,10 @@ def generate(
     _check_benchmark(benchmark)
     if num_val is not None and num_val < 1:
         raise ValueError(f"need num_val >= 1 (the target val split). Received: num_val={num_val}")
-    if perfect_translation and benchmark != "madan_v3":
+    if perfect_translation and benchmark not in PERFECT_TRANSLATION:
         raise ValueError(
-            f"perfect_translation needs benchmark='madan_v3'. Received: benchmark={benchmark!r}"
+            f"perfect_translation needs benchmark in {sorted(PERFECT_TRANSLATION)}. "
+            f"Received: benchmark={benchmark!r}"
         )
     unknown = set(domains) - set(DOMAINS)
     if unknown:
@@ -323,13 +333,15 @@ def define_flags(flag_values=flags.FLAGS):
         "v1",
         list(BENCHMARKS),
         "v1: original generator; madan_v2: GTA5 + SYNTHIA -> Cityscapes miniature; madan_v3: "
-        "the miniature that can decide MADAN's claim (complementary sources, no hood).",
+        "complementary sources, no hood; madan_v4: v3 with more SYNTHIA sky, nearer bicycles and "
+        "a GTA5 camera nearer the target's (docs/driving.md).",
         **fv,
     )
     flags.DEFINE_bool(
         "perfect_translation",
         False,
-        "madan_v3: write the sources' scenes rendered in the target's style (same labels).",
+        "madan_v3 / madan_v4: write the sources' scenes rendered in the target's style "
+        "(same labels).",
         **fv,
     )
     flags.DEFINE_bool(

@@ -153,15 +153,21 @@ def _poisson(rng, mean):
     return int(rng.poisson(mean)) if mean > 0 else 0
 
 
-def sample_layout(rng, height, width, domain):
+def sample_layout(rng, height, width, domain, *, cameras=None, streets=None, content=None):
     """Samples one scene of `domain` with that domain's camera, streets and content.
+
+    `cameras`, `streets`, `content`: tables of the same form as CAMERAS, STREETS, CONTENT
+    (default: these); a later benchmark passes its own. CONTENT entries may set
+    `two_wheeler_far` (metres, default 40), the farthest depth of a motorcycle or bicycle.
 
     Returns the dict of `synthetic_madan_bench.sample_layout` ("train_ids", "lane", "ego"
     (all False: no domain has a hood), "static", "instances", "objects", "depth", "u", "v",
     "surface", "geometry").
     """
     _check_domain(domain)
-    cam, content, street = CAMERAS[domain], CONTENT[domain], STREETS[domain]
+    cam = (cameras or CAMERAS)[domain]
+    street = (streets or STREETS)[domain]
+    content = (content or CONTENT)[domain]
     lo, hi = cam["height"]
     camera_height = (
         float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
@@ -287,7 +293,7 @@ def sample_layout(rng, height, width, domain):
     for count_key, cls in (("motorcycles", MOTORCYCLE), ("bicycles", BICYCLE)):
         for _ in range(_poisson(rng, content[count_key])):
             ridden = rng.uniform() < content["ridden"]
-            z = depth(40.0)
+            z = depth(content.get("two_wheeler_far", 40.0))
             if ridden:
                 x = (
                     lane_position()
@@ -342,14 +348,16 @@ def render(layout, style, rng):
     return v2.render(layout, style, rng)
 
 
-def scene(image_seed, height, width, domain, *, perfect=False):
+def scene(image_seed, height, width, domain, *, perfect=False, layout_fn=None):
     """One scene of `domain` from its integer seed: (layout, image uint8 [H, W, 3]).
 
     The layout uses the stream `[image_seed, 0]` and rendering `[image_seed, 1]`, so
     `perfect=True` renders the SAME layout (labels, lane markings, instances) in the
-    target's style: the perfect translation of a source scene.
+    target's style: the perfect translation of a source scene. `layout_fn`: the layout
+    sampler (default `sample_layout`; a later benchmark passes its own).
     """
-    layout = sample_layout(np.random.default_rng([image_seed, 0]), height, width, domain)
+    layout_fn = layout_fn or sample_layout
+    layout = layout_fn(np.random.default_rng([image_seed, 0]), height, width, domain)
     style = TARGET if perfect else domain
     return layout, render(layout, style, np.random.default_rng([image_seed, 1]))
 
@@ -359,7 +367,7 @@ def render_perfect(layout, image_seed):
     return render(layout, TARGET, np.random.default_rng([image_seed, 1]))
 
 
-def scenes(rng, count, height, width, domain, *, perfect=False):
+def scenes(rng, count, height, width, domain, *, perfect=False, layout_fn=None):
     """Yields `count` (layout, image) pairs of `domain`; image seeds are drawn from `rng`."""
     for image_seed in rng.integers(0, 2**62, size=count):
-        yield scene(int(image_seed), height, width, domain, perfect=perfect)
+        yield scene(int(image_seed), height, width, domain, perfect=perfect, layout_fn=layout_fn)

@@ -1,4 +1,4 @@
-"""Tests of benchmark "madan_v3" and that "madan_v2" / "v1" stay byte-identical."""
+"""Tests of benchmarks "madan_v3" and "madan_v4" and that "madan_v2" / "v1" stay byte-identical."""
 
 import hashlib
 import pathlib
@@ -10,12 +10,16 @@ from PIL import Image
 from input_pipelines import synthetic_driving
 from input_pipelines.driving import labels, readers
 from input_pipelines.driving import synthetic_madan_bench_v3 as bench
+from input_pipelines.driving import synthetic_madan_bench_v3 as v3
+from input_pipelines.driving import synthetic_madan_bench_v4 as v4
 
 _SMALL = dict(seed=0, num_per_domain=3, num_val=2, height=32, width=64)
 # Decoded-pixel digests of generate(**_SMALL, benchmark=...). madan_v2's was computed with the
 # generator of commit 2e1105e (before madan_v3 existed); madan_v3's when it was frozen.
 EXPECTED_V2_DIGEST = "d190e77fc5694cbc342cc264d11acf848af7ea8920158679574d7e9fb925fd02"
 EXPECTED_V3_DIGEST = "9b5aec28c13d11d641ea7f8c068b9b837fe61b3864bf2b003753923de7317e5c"
+# madan_v4's when it was frozen.
+EXPECTED_V4_DIGEST = "ef19ff2ce3713ca932960f83ae6877441987a3cf96e2cc0d5409aeb62d5fde56"
 
 
 def _decoded_digest(root):
@@ -62,7 +66,7 @@ def test_perfect_translation_writes_the_same_labels_with_other_images(tmp_path):
             assert path.read_bytes() == (tmp_path / "perfect" / labels_dir / path.name).read_bytes()
         for path in sorted((tmp_path / "raw" / images_dir).iterdir()):
             assert path.read_bytes() != (tmp_path / "perfect" / images_dir / path.name).read_bytes()
-    with pytest.raises(ValueError, match="perfect_translation needs benchmark='madan_v3'"):
+    with pytest.raises(ValueError, match="perfect_translation needs benchmark in"):
         synthetic_driving.generate(str(tmp_path / "x"), benchmark="madan_v2",
                                    perfect_translation=True, **_SMALL)  # fmt: skip
 
@@ -135,6 +139,62 @@ def test_sources_are_complementary_in_content_and_neither_is_the_target():
     # SYNTHIA-style scenes never have the three classes SYNTHIA lacks.
     pixels = np.concatenate([lay["train_ids"].ravel() for lay, _ in _scenes("synthia", 40)])
     assert not np.isin(pixels, bench.SYNTHIA_MISSING).any()
+
+
+# ----------------------------------------------------------------- madan_v4
+def _layouts(module, domain, count=60, seed=5):
+    rng = np.random.default_rng([seed, v3.DOMAINS.index(domain)])
+    return np.stack([lay["train_ids"] for lay, _ in module.scenes(rng, count, 64, 128, domain)])
+
+
+def test_madan_v4_is_deterministic_and_differs_from_v3(tmp_path):
+    synthetic_driving.generate(str(tmp_path / "a"), benchmark="madan_v4", **_SMALL)
+    digest = _decoded_digest(tmp_path / "a")
+    assert digest == EXPECTED_V4_DIGEST
+    assert digest != EXPECTED_V3_DIGEST
+    synthetic_driving.generate(str(tmp_path / "b"), benchmark="madan_v4", **_SMALL)
+    assert _decoded_digest(tmp_path / "b") == digest
+
+
+def test_madan_v4_perfect_translation_keeps_the_labels(tmp_path):
+    kwargs = dict(benchmark="madan_v4", domains=("gta5", "synthia"), **_SMALL)
+    synthetic_driving.generate(str(tmp_path / "raw"), **kwargs)
+    synthetic_driving.generate(str(tmp_path / "perfect"), perfect_translation=True, **kwargs)
+    for labels_dir, images_dir in (
+        ("gta5/labels", "gta5/images"),
+        ("synthia/GT/LABELS", "synthia/RGB"),
+    ):
+        for path in sorted((tmp_path / "raw" / labels_dir).iterdir()):
+            assert path.read_bytes() == (tmp_path / "perfect" / labels_dir / path.name).read_bytes()
+        for path in sorted((tmp_path / "raw" / images_dir).iterdir()):
+            assert path.read_bytes() != (tmp_path / "perfect" / images_dir / path.name).read_bytes()
+
+
+def test_the_three_changes_from_v3():
+    # SYNTHIA-style frames show sky far more often (measured on 120 frames at 64x128:
+    # 0.45 in v3, 0.74 in v4); GTA5-style frames keep theirs.
+    sky_frames = lambda ids: (ids == v3.SKY).any(axis=(1, 2)).mean()  # noqa: E731
+    assert sky_frames(_layouts(v4, "synthia")) > sky_frames(_layouts(v3, "synthia")) + 0.15
+    assert sky_frames(_layouts(v4, "gta5")) > 0.8
+    # More bicycle pixels in the SYNTHIA-style source and in the target; none in GTA5-style.
+    for domain in ("synthia", "cityscapes"):
+        v4_share = (_layouts(v4, domain) == v3.BICYCLE).mean()
+        assert v4_share > 1.2 * (_layouts(v3, domain) == v3.BICYCLE).mean(), domain
+    assert not (_layouts(v4, "gta5") == v3.BICYCLE).any()
+    # The GTA5-style camera is nearer the target's rig, but still not the target's.
+    for key in ("height", "horizon", "focal"):
+        lo, hi = v4.CAMERAS["gta5"][key]
+        lo3, hi3 = v3.CAMERAS["gta5"][key]
+        assert (hi - lo) <= (hi3 - lo3) + 1e-9 and v4.CAMERAS["gta5"][key] != v4.CAMERAS[
+            "cityscapes"
+        ][key]
+    assert v4.CAMERAS["gta5"]["height"][0] > v4.CAMERAS["cityscapes"]["height"][1]
+
+
+def test_perfect_translation_needs_a_benchmark_that_renders_it(tmp_path):
+    with pytest.raises(ValueError, match="perfect_translation needs benchmark in"):
+        synthetic_driving.generate(str(tmp_path), benchmark="v1", perfect_translation=True,
+                                   **_SMALL)  # fmt: skip
 
 
 # ----------------------------------------------------------------- benchmarks/madan_headroom.py
