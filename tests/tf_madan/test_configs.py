@@ -84,6 +84,25 @@ def test_code_preset_keeps_the_codes_weights():
     assert config.sad.warmup_steps == 0  # the warm-up is start_epoch 5 (SAD_frozen_epoch)
 
 
+def test_benchmark_code_reading_differs_from_its_paper_reading_only_in_the_codes_choices():
+    from tf_madan.configs import code, cpu_benchmark_v4, cpu_benchmark_v4_code
+
+    paper, reading = cpu_benchmark_v4.get_config(), cpu_benchmark_v4_code.get_config()
+    reading.data.root = "/data"
+    train_lib.validate_config(reading)
+    base, got = _flat(paper), _flat(reading)
+    got["data.root"] = base["data.root"]
+    diffs = {k for k in base if base[k] != got[k]}
+    # Every READING field the benchmark did not already share, plus the scaled SAD warm-up.
+    expected = {k for k, v in code.READING.items() if base[k] != v} | {"sad.start_epoch"}
+    assert diffs == expected and "fla.hidden" not in diffs  # sizes stay the benchmark's
+    assert all(got[k] == v for k, v in code.READING.items())
+    assert (got["sad.start_epoch"], got["gan.ada_epochs"]) == (1, 3)  # 5 of 20 -> 1 of 3
+    for key in diffs - set(code.READING):
+        assert key.split(".")[-1] in cpu_benchmark_v4_code.__doc__, key
+    assert cpu_benchmark_v4_code.DATA == cpu_benchmark_v4.DATA
+
+
 def _tiny(preset="code"):
     config = importlib.import_module(f"tf_madan.configs.{preset}").get_config()
     tiny = smoke.get_config()

@@ -41,18 +41,31 @@ its inputs are renormalised; the label tables are §4.2's.
 
 from tf_madan.configs import default
 
+# The reading's loss and structure choices, independent of network and data sizes; a scaled
+# benchmark config applies these (`apply_reading`) and keeps its own sizes.
+READING = {
+    "gan.mode": "lsgan",
+    "gan.target_discriminator_loss": "sum",
+    "dsc.direction": "code",
+    "dsc.networks": "shared",
+    "dsc.shared_network": "adapted",
+    "sad.mode": "asymmetric",
+    "sad.anchor": 0,
+    "ccd.separate_discriminators": True,
+    "fla.weight_decay_mode": "l2",
+}
+
+
+def apply_reading(config):
+    """Sets READING's fields on `config` (in place) and returns it."""
+    for key, value in READING.items():
+        section, field = key.split(".")
+        config[section][field] = value
+    return config
+
 
 def get_config():
-    c = default.get_config()
-    c.gan.mode = "lsgan"
-    c.gan.target_discriminator_loss = "sum"
-    c.dsc.direction = "code"
-    c.dsc.networks = "shared"
-    c.dsc.shared_network = "adapted"
-    c.sad.mode = "asymmetric"
-    c.sad.anchor = 0
-    c.ccd.separate_discriminators = True
+    c = apply_reading(default.get_config())
     c.fla.input = "score"
     c.fla.hidden = (512, 256)
-    c.fla.weight_decay_mode = "l2"
     return c
