@@ -96,3 +96,29 @@ def test_generator_export_refuses_to_change_the_size(tmp_path):
     assert out.shape == (1, 32, 40, 3)
     expected = (generator(rgb / 127.5 - 1.0, training=False) + 1.0) * 127.5
     np.testing.assert_allclose(out, tf.clip_by_value(expected, 0.0, 255.0), atol=1e-3)
+
+
+def test_export_reloads_once_and_checks_both_endpoints_at_two_batch_sizes(tmp_path, monkeypatch):
+    import tf_runtime
+
+    checks = []
+    real_check = tf_runtime.check_export
+
+    def check(path, fn, inputs, **kwargs):
+        checks.append((kwargs["endpoint"], int(inputs[0].shape[0]), path))
+        return real_check(path, fn, inputs, **kwargs)
+
+    monkeypatch.setattr(tf_runtime, "check_export", check)
+    generator = builders.build_generator(smoke.get_config(), "generator_s2t_0")
+    export_lib.export_generator(generator, str(tmp_path / "g"))
+    assert sorted(c[:2] for c in checks) == [
+        ("serve", 1), ("serve", 3), ("serve_uint8", 1), ("serve_uint8", 3)
+    ]  # fmt: skip
+    # One reloaded object for the four checks (a reload costs seconds per export, every stage).
+    reloaded = {id(c[2]) for c in checks}
+    assert len(reloaded) == 1 and not isinstance(checks[0][2], (str, os.PathLike))
+    # A reloaded object is checked like a folder, and a failure names the folder it came from.
+    model_fn = lambda x: generator(x / 127.5 - 1.0, training=False)  # noqa: E731
+    with pytest.raises(ValueError, match=r"Export .*/g: reloaded outputs differ"):
+        real_check(tf.saved_model.load(str(tmp_path / "g")), model_fn,
+                   (tf.zeros((1, 32, 32, 3)),), name=str(tmp_path / "g"))  # fmt: skip
