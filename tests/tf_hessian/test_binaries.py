@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -90,6 +91,27 @@ def test_analyze_writes_json_and_plots(trained_run, tmp_path):
     )
 
 
+@pytest.fixture(scope="module")
+def one_run_study(tmp_path_factory):
+    """A finished smoke study of one run (b16), made once; tests work on copies of its folder."""
+    workdir = tmp_path_factory.mktemp("one_run_study")
+    config = _one_run_config()
+    (row,) = study_lib.run_study(config, str(workdir), tf.distribute.get_strategy())["rows"]
+    return workdir, row
+
+
+def _one_run_config():
+    config = study.get_config("smoke")
+    config.robust_batch_sizes = ()
+    return config
+
+
+def _copy_of(one_run_study, tmp_path):
+    workdir, row = one_run_study
+    shutil.copytree(workdir, tmp_path / "study")
+    return _one_run_config(), tmp_path / "study", json.loads(json.dumps(row, default=float))
+
+
 def _without_timing(rows):
     return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rows]
 
@@ -169,10 +191,8 @@ def test_analyze_rejects_checkpoint_of_another_trainer(trained_run, tmp_path):
     assert not (tmp_path / "out" / "analysis.json").exists()
 
 
-def test_study_completes_rows_of_an_older_version(tmp_path):
-    config = study.get_config("smoke")
-    config.robust_batch_sizes = ()
-    first = study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())["rows"][0]
+def test_study_completes_rows_of_an_older_version(one_run_study, tmp_path):
+    config, tmp_path, first = _copy_of(one_run_study, tmp_path)
     row_path = tmp_path / "b16" / "row.json"
     # A row of an older study version: without later measures and without its settings.
     old = {k: v for k, v in first.items() if k not in ("pgd_accuracy", "rho_adv", "seed", "config")}
@@ -183,11 +203,9 @@ def test_study_completes_rows_of_an_older_version(tmp_path):
     assert json.loads(row_path.read_text())["pgd_accuracy"] == first["pgd_accuracy"]
 
 
-def test_study_rows_are_keyed_by_the_config_that_produced_them(tmp_path):
-    config = study.get_config("smoke")
-    config.robust_batch_sizes = ()
+def test_study_rows_are_keyed_by_the_config_that_produced_them(one_run_study, tmp_path):
+    config, tmp_path, first = _copy_of(one_run_study, tmp_path)
     strategy = tf.distribute.get_strategy()
-    (first,) = study_lib.run_study(config, str(tmp_path), strategy)["rows"]
     row_path = tmp_path / "b16" / "row.json"
     metrics_before = (tmp_path / "b16" / "metrics.json").read_text()
     # Another analysis setting: the row is recomputed from the same weights (no retraining).
@@ -210,11 +228,11 @@ def test_study_rows_are_keyed_by_the_config_that_produced_them(tmp_path):
     assert not (tmp_path / "b32").exists()
 
 
-def test_study_refuses_a_run_folder_trained_under_another_config_without_a_row(tmp_path):
+def test_study_refuses_a_run_folder_trained_under_another_config_without_a_row(
+    one_run_study, tmp_path
+):
     # Killed between the training and the row, then the config changed.
-    config = study.get_config("smoke")
-    config.robust_batch_sizes = ()
-    study_lib.run_study(config, str(tmp_path), tf.distribute.get_strategy())
+    config, tmp_path, _ = _copy_of(one_run_study, tmp_path)
     os.remove(tmp_path / "b16" / "row.json")
     config.train.optimizer.momentum = 0.5
     with pytest.raises(tf_runtime.ConfigMismatchError, match=r"b16 \(optimizer\.momentum\)"):

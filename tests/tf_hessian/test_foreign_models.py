@@ -183,12 +183,32 @@ def test_training_mode_batch_statistics_hessian_without_side_effects():
     assert np.linalg.norm(inference - hv) > 0.1 * np.linalg.norm(hv)
 
 
+def keras_application_prefix(application, last_layer, **kwargs):
+    """`application` (random weights, 3 classes) cut after `last_layer`, with its own top.
+
+    The pfor converters act per op type, not per block: a prefix holding every layer type
+    of the whole network (asserted here) exercises the same converters as the whole
+    network, whose trace costs minutes on a shared CPU (the whole networks run in
+    benchmarks/hessian_real_models.py).
+    """
+    keras.utils.set_random_seed(0)
+    full = application(weights=None, classes=3, **kwargs)
+    cut = [layer.name for layer in full.layers].index(last_layer) + 1
+    features = keras.layers.GlobalAveragePooling2D()(full.get_layer(last_layer).output)
+    top = full.layers[-1]  # the classifier: softmax probabilities, as in the whole network
+    outputs = keras.layers.Dense(3, activation=top.get_config()["activation"])(features)
+    prefix = keras.Model(full.inputs, outputs)
+    assert {type(layer) for layer in prefix.layers} == {type(layer) for layer in full.layers}
+    assert len(full.layers) > 2 * cut
+    return prefix
+
+
 @pytest.mark.slow
 def test_keras_applications_mobilenetv2_batched_products_without_fallback():
-    """MobileNetV2 (depthwise convs, BN, ReLU6, softmax output) at 32x32, loss by name."""
-    keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(
-        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=3
+    """MobileNetV2 (depthwise convs at strides 1 and 2, BN, ReLU6, zero padding, residual adds,
+    softmax output) at its smallest input, loss by name."""
+    model = keras_application_prefix(
+        keras.applications.MobileNetV2, "block_2_add", input_shape=(32, 32, 3), alpha=0.35
     )
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)

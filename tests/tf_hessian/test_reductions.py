@@ -61,7 +61,11 @@ def test_reduction_exact_on_uneven_batches(problem, mirrored_strategy, reduction
     v = np.random.default_rng(12).standard_normal(op.dim)
     scale = np.max(np.abs(expected))
     np.testing.assert_allclose(op.hvp_flat(v), expected @ v, atol=1e-8 * scale * np.sqrt(op.dim))
-    np.testing.assert_allclose(op.full_hessian(), expected, atol=1e-8 * scale)
+    if replicas == 1 or reduction == "mean_with_sample_weight":
+        # The explicit Hessian (a traced jacobian per batch, the slow part under two replicas)
+        # shares the operator's batch loop, reductions and normaliser: one two-replica case
+        # with an empty replica and weights covers it; the products above pin each reduction.
+        np.testing.assert_allclose(op.full_hessian(), expected, atol=1e-8 * scale)
 
 
 def test_full_hessian_of_two_replica_operator_on_one_batch(problem, mirrored_strategy):
