@@ -56,8 +56,11 @@ def test_two_workers_equal_single_process(tmp_path):
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
-    steps = 400
-    straight = _run(tmp_path / "straight", steps, "default", checkpoint_every=1)
+    # Enough steps that the victim, saving a checkpoint after every step, is still running when
+    # the poll below sees its fifth checkpoint; the reference run saves only its final one
+    # (checkpoints do not change the training).
+    steps = 120
+    straight = _run(tmp_path / "straight", steps, "default", checkpoint_every=steps)
     victim = _run(tmp_path / "victim", steps, "default", checkpoint_every=1)
     deadline = time.time() + 180
     # Kill once a few checkpoints exist, i.e. in the middle of the run (and possibly of a save).
