@@ -71,6 +71,7 @@ def test_rerun_of_a_finished_comparison_trains_nothing(tmp_path, default_strateg
     config = compare_config.get_config("smoke")
     config.variants = ("baseline", "neuralode")
     config.seeds = (0, 1)
+    config.train_limit = 16  # one step per cell
     first = compare_lib.run_comparison(config, str(tmp_path), default_strategy)
     assert [(r["variant"], r["seed"], r["reused"]) for r in first["rows"]] == [
         ("baseline", 0, False),

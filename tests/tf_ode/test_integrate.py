@@ -265,23 +265,34 @@ def test_adjoint_on_linear_euler_equals_dto():
     np.testing.assert_allclose(grads["adjoint"], grads["dto"], rtol=1e-14)
 
 
-@pytest.mark.parametrize("method", ["tfp_dopri5", "dopri5", "tsit5"])
-def test_adaptive_adjoint_agrees_with_fine_rk4(method):
+_FINE_TIMES = (0.0, 0.3, 1.0)
+
+
+@pytest.fixture(scope="module")
+def fine_rk4():
+    """The problem of `_dense_problem(4)`, its 64-step RK4 gradients and outputs (computed once)."""
     func, y0, variables = _dense_problem(4)
-    t = _times(0.0, 0.3, 1.0)
-    rk4 = _grads(func, y0, variables, t, method="rk4", num_steps=64)
+    t = _times(*_FINE_TIMES)
+    grads = _grads(func, y0, variables, t, method="rk4", num_steps=64)
+    ys = tf_ode.odeint(func, y0, t, method="rk4", num_steps=64).numpy()
+    return (func, y0, variables), grads, ys
+
+
+@pytest.mark.parametrize("method", ["tfp_dopri5", "dopri5", "tsit5"])
+def test_adaptive_adjoint_agrees_with_fine_rk4(method, fine_rk4):
+    (func, y0, variables), rk4, ys_rk4 = fine_rk4
+    t = _times(*_FINE_TIMES)
     dopri = _grads(
         func, y0, variables, t, method=method, gradient="adjoint", rtol=1e-10, atol=1e-12
     )
     for a, b in zip(rk4, dopri):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9)
-    ys_rk4 = tf_ode.odeint(func, y0, t, method="rk4", num_steps=64)
     ys_dp = tf.function(
         lambda y0: tf_ode.odeint(
             func, y0, t, method=method, gradient="adjoint", rtol=1e-10, atol=1e-12
         )
     )(y0)
-    np.testing.assert_allclose(ys_dp.numpy(), ys_rk4.numpy(), atol=1e-8)
+    np.testing.assert_allclose(ys_dp.numpy(), ys_rk4, atol=1e-8)
 
 
 def test_solve_info_counts_function_evaluations():
@@ -320,8 +331,8 @@ def test_dopri5_step_bound_raises(method):
 
 
 @pytest.mark.parametrize("method", ["tfp_dopri5", "dopri5"])
-def test_jit_compiled_dopri5_with_gradient(method):
-    func, y0, variables = _dense_problem(5)
+def test_jit_compiled_dopri5_with_gradient(method, fine_rk4):
+    (func, y0, variables), rk4, _ = fine_rk4
 
     @tf.function(jit_compile=True)
     def solve_and_grad(y0):
@@ -331,7 +342,7 @@ def test_jit_compiled_dopri5_with_gradient(method):
                 tf_ode.odeint(
                     func,
                     y0,
-                    _times(0.0, 0.5, 1.0),
+                    _times(*_FINE_TIMES),
                     method=method,
                     gradient="adjoint",
                     rtol=1e-9,
@@ -341,8 +352,7 @@ def test_jit_compiled_dopri5_with_gradient(method):
         return loss, tape.gradient(loss, variables[0])
 
     loss, grad = solve_and_grad(y0)
-    eager = _grads(func, y0, variables, _times(0.0, 0.5, 1.0), method="rk4", num_steps=64)
-    np.testing.assert_allclose(grad.numpy(), eager[1], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(grad.numpy(), rk4[1], rtol=1e-5, atol=1e-8)
     assert np.isfinite(float(loss))
 
 

@@ -151,6 +151,7 @@ def test_compare_binary_writes_table(tmp_workdir):
         f"--config={ROOT}/tf_ode/configs/compare.py:smoke",
         f"--workdir={tmp_workdir}",
         "--config.variants=('baseline','anodev2')",
+        "--config.train_limit=16",  # one step per epoch
     ]
     _run_binary("tf_ode.compare", argv)
     table = (tmp_workdir / "comparison.md").read_text()
@@ -202,7 +203,7 @@ def test_gradcheck_model_kind_is_float64_exact():
 def test_train_with_tfp_dopri5_adjoint(tmp_workdir, default_strategy):
     config = default_config.get_config("smoke")
     config.method, config.gradient, config.export = "tfp_dopri5", "adjoint", False
-    config.num_train_steps = 1
+    config.num_train_steps, config.eval_limit = 1, 8
     results = train_lib.train_and_evaluate(config, str(tmp_workdir), default_strategy)
     assert results["step"] == 1
     # Adaptive forward + adjoint solves: 6 evaluations per DormandPrince step, many steps.
@@ -213,12 +214,12 @@ def test_train_with_our_dopri5_dto(tmp_workdir, default_strategy):
     # Our embedded Dormand-Prince with backprop through the accepted steps (TFP has no DTO).
     config = default_config.get_config("smoke")
     config.method, config.gradient, config.export = "dopri5", "dto", False
-    config.log_every = 0
+    config.log_every, config.num_train_steps, config.eval_limit = 0, 1, 8
     results = train_lib.train_and_evaluate(config, str(tmp_workdir), default_strategy)
     assert (
-        results["step"] == 2 and np.isfinite(results["loss"]) and np.isfinite(results["eval_loss"])
+        results["step"] == 1 and np.isfinite(results["loss"]) and np.isfinite(results["eval_loss"])
     )
-    assert (tmp_workdir / "checkpoints" / "ckpt-2.index").exists()
+    assert (tmp_workdir / "checkpoints" / "ckpt-1.index").exists()
     # Each ODE block takes at least one accepted Dormand-Prince step (7 evaluations, FSAL):
     # adaptive, not the smoke config's fixed Nt = 2 (config.num_steps is ignored).
     model = train_lib.build_model(config, 10, (8, 8, 1))
