@@ -2,8 +2,8 @@
 
 Methods: fixed-step "euler", "rk2", "rk4" (`solvers.py`); adaptive embedded pairs "dopri5",
 "bosh3", "tsit5" (ours, `adaptive.py`, float64-exact tableaux in `tableaux.SOLVERS`); and
-"tfp_dopri5" (TFP's DormandPrince, kept for comparison) and "bdf" (TFP's BDF, the stiff solver);
-both continuous adjoint only.
+"tfp_dopri5" (TFP's DormandPrince, kept for comparison; continuous adjoint only) and "bdf" (TFP's
+BDF, the stiff solver; forward only: a gradient through it raises, `tfp_solver.py` says why).
 
 Gradient modes (ANODE, arXiv 1902.10298; ANODEV2 spec section 1.5):
   * "dto": discretise-then-optimise; the exact gradient of the discrete solve. Fixed step:
@@ -98,8 +98,10 @@ def validate_options(method, num_steps, gradient):
         )
     if method == "bdf" and gradient != "adjoint":
         raise ValueError(
-            "method='bdf' is TFP's BDF, whose only gradient is the continuous adjoint: use "
-            f"gradient='adjoint'. Received: gradient={gradient!r}"
+            "method='bdf' is TFP's BDF, whose only gradient is its continuous adjoint, and "
+            "that one raises when a tape asks for it (wrong on stiff problems; see "
+            "tfp_solver.BDF_GRADIENT_ERROR): pass gradient='adjoint' and solve outside the "
+            f"tape. Received: gradient={gradient!r}"
         )
     if is_adaptive(method):
         if num_steps is not None:
