@@ -19,7 +19,7 @@ _SMALL = dict(seed=0, num_per_domain=3, num_val=2, height=32, width=64)
 EXPECTED_V2_DIGEST = "d190e77fc5694cbc342cc264d11acf848af7ea8920158679574d7e9fb925fd02"
 EXPECTED_V3_DIGEST = "9b5aec28c13d11d641ea7f8c068b9b837fe61b3864bf2b003753923de7317e5c"
 # madan_v4's when it was frozen.
-EXPECTED_V4_DIGEST = "ef19ff2ce3713ca932960f83ae6877441987a3cf96e2cc0d5409aeb62d5fde56"
+EXPECTED_V4_DIGEST = "b27bef92008feceb0bbb6a2f25d4c78a719711162cb851bd5f1a9f12405f5cd4"
 
 
 def _decoded_digest(root):
@@ -189,6 +189,10 @@ def test_the_three_changes_from_v3():
             "cityscapes"
         ][key]
     assert v4.CAMERAS["gta5"]["height"][0] > v4.CAMERAS["cityscapes"]["height"][1]
+    # GTA5-style roads as wide as the target's; its buildings and frontage stay its own.
+    gta, target = v4.STREETS["gta5"], v4.STREETS["cityscapes"]
+    assert gta["road_half"] == target["road_half"] != v3.STREETS["gta5"]["road_half"]
+    assert gta != target and v4.STREETS["synthia"] == v3.STREETS["synthia"]
 
 
 def test_perfect_translation_needs_a_benchmark_that_renders_it(tmp_path):
