@@ -32,6 +32,7 @@ TRAINERS = {
             "tf_ode.train",
             "--config=tf_ode/configs/default.py:smoke",
             "--config.export=False",
+            "--config.num_steps=1",  # one Euler step per ODE block: a smaller graph to trace
         ],
         "checkpoints",
     ),
