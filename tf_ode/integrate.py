@@ -1,14 +1,15 @@
 """`odeint`: one solver API over nested states with selectable gradient modes.
 
 Methods: fixed-step "euler", "rk2", "rk4" (`solvers.py`); adaptive embedded pairs "dopri5",
-"bosh3", "tsit5" (ours, `adaptive.py`, float64-exact tableaux in `tableaux.SOLVERS`); and
+"bosh3", "tsit5" (ours: `adaptive.py` and its gradients `adaptive_gradients.py`, float64-exact
+tableaux in `tableaux.SOLVERS`); and
 "tfp_dopri5" (TFP's DormandPrince, kept for comparison; continuous adjoint only) and "bdf" (TFP's
 BDF, the stiff solver; forward only: a gradient through it raises, `tfp_solver.py` says why).
 
 Gradient modes (ANODE, arXiv 1902.10298; ANODEV2 spec section 1.5):
   * "dto": discretise-then-optimise; the exact gradient of the discrete solve. Fixed step:
     plain backprop, memory O(intervals * num_steps * stages). Adaptive: backprop through the
-    accepted steps, one checkpoint per accepted step (see `adaptive.py`).
+    accepted steps, one checkpoint per accepted step (see `adaptive_gradients.py`).
   * "checkpoint": DTO with ANODE checkpointing. Fixed step: only the state at each output time
     is kept; the backward pass re-runs that interval under a tape once the interval's incoming
     gradient exists (a data dependency, so the recomputation cannot be scheduled early and
@@ -34,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import record as _record  # should_record_backprop: is t watched?
 
-from tf_ode import adaptive, solvers, tableaux, tfp_solver
+from tf_ode import adaptive, adaptive_gradients, solvers, tableaux, tfp_solver
 from tf_ode import adjoint as adjoint_lib
 
 ADAPTIVE_METHODS = tuple(tableaux.SOLVERS)
@@ -299,7 +300,7 @@ def odeint(
         stats = {}
 
         def adaptive_solve(y_start, times):
-            ys, solve_stats = adaptive.adaptive_solve(
+            ys, solve_stats = adaptive_gradients.adaptive_solve(
                 func,
                 y_start,
                 times,
