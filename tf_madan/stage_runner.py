@@ -303,8 +303,9 @@ def _paths(outputs, convert):
     return out
 
 
-def _stale(stage_path, record):
-    """Why a stage folder must be rewritten (None when it may be reused or resumed)."""
+def _changed_producer(stage_path, record):
+    """Why the stage folder's recorded producer differs from `record` (None if it matches or
+    the folder has none)."""
     stored = os.path.join(stage_path, layout.PRODUCER)
     if not os.path.exists(stored):
         return None
@@ -312,19 +313,29 @@ def _stale(stage_path, record):
         diffs = tf_runtime.config_differences(rt_files.read_json(stored), record)
     except ValueError as error:
         return str(error)
-    if diffs:
-        return f"its producer changed ({', '.join(diffs[:5])})"
+    return f"its producer changed ({', '.join(diffs[:5])})" if diffs else None
+
+
+def _changed_artefacts(stage_path):
+    """Why a finished stage's artefacts no longer match the digests it recorded (None if they
+    match or the stage has not finished)."""
     results = os.path.join(stage_path, layout.STAGE_RESULTS)
-    if rt_files.has_marker(os.path.join(stage_path, "DONE")) and os.path.exists(results):
-        workdir = os.path.dirname(stage_path)
-        for path, expected in rt_files.read_json(results).get("artefacts", {}).items():
-            path = os.path.join(workdir, path)
-            if not os.path.exists(path):
-                return f"{path} is missing"
-            actual = layout.folder_digest(path) if os.path.isdir(path) else layout.file_digest(path)
-            if actual != expected:
-                return f"{path} differs from what the stage wrote (truncated or replaced)"
+    if not (rt_files.has_marker(os.path.join(stage_path, "DONE")) and os.path.exists(results)):
+        return None
+    workdir = os.path.dirname(stage_path)
+    for path, expected in rt_files.read_json(results).get("artefacts", {}).items():
+        path = os.path.join(workdir, path)
+        if not os.path.exists(path):
+            return f"{path} is missing"
+        actual = layout.folder_digest(path) if os.path.isdir(path) else layout.file_digest(path)
+        if actual != expected:
+            return f"{path} differs from what the stage wrote (truncated or replaced)"
     return None
+
+
+def _stale(stage_path, record):
+    """Why a stage folder must be rewritten (None when it may be reused or resumed)."""
+    return _changed_producer(stage_path, record) or _changed_artefacts(stage_path)
 
 
 def run_stage(stage, config, workdir, strategy, outputs):
@@ -385,8 +396,7 @@ def stale_stages(config, workdir):
         if layout.stage_results(workdir, stage.name) is None:
             stale.append((stage.name, "not finished"))
             continue
-        stored = rt_files.read_json(os.path.join(path, layout.PRODUCER))
-        reason = _stale(path, stored)
+        reason = _changed_artefacts(path)
         if reason:
             stale.append((stage.name, reason))
     return stale
