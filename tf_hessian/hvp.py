@@ -274,9 +274,20 @@ class HessianOperator(ObjectiveMixin):
         hv, norm = self.strategy.run(self._replica_hvp, args=(batch, vector))
         return self._reduce(hv), self._reduce([norm])[0]
 
-    def _distributed_hvp_batch(self, batch, vectors):
-        hv, norm = self.strategy.run(self._replica_hvp_batch, args=(batch, vectors))
-        return self._reduce(hv), self._reduce([norm])[0]
+    def _distributed_hvp_batch(self, batch, flat_vectors):
+        """``(H V [k, dim], W)`` for flat vectors [k, dim] (the whole-data sum of one batch).
+
+        The split into variable shapes and the concatenation of the products run
+        in the graph: the host converts one [k, dim] array each way instead of one
+        per variable (for millions of parameters those copies cost as much as the
+        tangent pass).
+        """
+        pieces = tf.split(flat_vectors, self.layout.sizes, axis=1)
+        stacked = [tf.reshape(t, [-1, *s]) for t, s in zip(pieces, self.layout.shapes)]
+        hv, norm = self.strategy.run(self._replica_hvp_batch, args=(batch, stacked))
+        hv = self._reduce(hv)
+        flat = tf.concat([tf.reshape(h, [tf.shape(h)[0], -1]) for h in hv], axis=1)
+        return flat, self._reduce([norm])[0]
 
     def _distributed_grad(self, batch):
         grads, norm, total = self.strategy.run(self._replica_grad, args=(batch,))
@@ -315,13 +326,13 @@ class HessianOperator(ObjectiveMixin):
         `step(batch)` returns (per-batch product, its weight W); products are summed
         in float64 on the host.
         """
-        total, norm, seen = 0.0, 0.0, False
+        total, norm = None, 0.0
         for batch in self._data:
             hv, n = step(batch)
-            total = total + flatten(hv)
+            product = flatten(hv)
+            total = product if total is None else total + product
             norm += float(n)
-            seen = True
-        if not seen:
+        if total is None:
             raise ValueError("The data given to HessianOperator is empty.")
         return total / self._normaliser(norm)
 
@@ -343,26 +354,19 @@ class HessianOperator(ObjectiveMixin):
                 f"Received: shape={vectors.shape}."
             )
         k = vectors.shape[0]
-        stacked = [
-            tf.constant(vectors[:, a:b].reshape((k, *s)), dtype=self.dtype)
-            for a, b, s in zip(
-                self.layout.offsets[:-1], self.layout.offsets[1:], self.layout.shapes
-            )
-        ]
+        flat = tf.constant(vectors, dtype=self.dtype)
         products = self._over_data(
-            lambda batch: self._batch_step(batch, stacked),
-            lambda hv: np.concatenate(
-                [np.reshape(h.numpy(), (k, -1)).astype(np.float64) for h in hv], axis=1
-            ),
+            lambda batch: self._batch_step(batch, flat),
+            lambda hv: np.asarray(hv.numpy(), np.float64),
         )
         self.num_hvps += k
         return products
 
-    def _batch_step(self, batch, stacked):
+    def _batch_step(self, batch, flat):
         if self.batch_method != "vectorized_map":
-            return self._step_hvp_batch(batch, stacked)
+            return self._step_hvp_batch(batch, flat)
         try:
-            return self._step_hvp_batch(batch, stacked)
+            return self._step_hvp_batch(batch, flat)
         except _PFOR_ERRORS as error:
             # pfor has no converter for some op of this model: a while loop over the
             # vectors is exact too (one full product per vector, no shared primal).
@@ -378,7 +382,7 @@ class HessianOperator(ObjectiveMixin):
             self.batch_method = "map_fn"
             self.batch_fallback_reason = reason
             self._build_batch_functions()
-            return self._step_hvp_batch(batch, stacked)
+            return self._step_hvp_batch(batch, flat)
 
     matvec_batch = hvp_flat_batch
 

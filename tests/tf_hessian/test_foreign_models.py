@@ -203,13 +203,21 @@ def keras_application_prefix(application, last_layer, **kwargs):
     return prefix
 
 
+# Each prefix ends at the network's first residual add that follows every layer type.
+APPLICATION_PREFIXES = {
+    # Depthwise convs at strides 1 and 2, BN, ReLU6, zero padding, residual adds.
+    "mobilenetv2": (keras.applications.MobileNetV2, "block_2_add", {"alpha": 0.35}),
+    # 7x7 conv at stride 2, max pool after zero padding, a projection shortcut.
+    "resnet50": (keras.applications.ResNet50, "conv2_block1_out", {}),
+}
+
+
 @pytest.mark.slow
-def test_keras_applications_mobilenetv2_batched_products_without_fallback():
-    """MobileNetV2 (depthwise convs at strides 1 and 2, BN, ReLU6, zero padding, residual adds,
-    softmax output) at its smallest input, loss by name."""
-    model = keras_application_prefix(
-        keras.applications.MobileNetV2, "block_2_add", input_shape=(32, 32, 3), alpha=0.35
-    )
+@pytest.mark.parametrize("name", sorted(APPLICATION_PREFIXES))
+def test_keras_applications_batched_products_without_fallback(name):
+    """keras.applications networks at their smallest input (32x32), softmax output, loss by name."""
+    application, last_layer, kwargs = APPLICATION_PREFIXES[name]
+    model = keras_application_prefix(application, last_layer, input_shape=(32, 32, 3), **kwargs)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
     op = tf_hessian.HessianOperator(model, "sparse_categorical_crossentropy", (x, np.array([0, 2])))
