@@ -31,7 +31,7 @@ Two drafts were measured on data seed 0 (training seeds 0 / 1 / 2) before the fr
 The frozen generator (this file) was committed before its own measurement; docs/driving.md
 gives that measurement on the design data seed and on a held-out one.
 
-Everything else is v3's (streets, the rest of the content, renderer, styles, file formats,
+Everything else is v3's (the rest of the streets and content, renderer, styles, file formats,
 per-image streams so that `render_perfect` re-renders any source scene in the target's style).
 These values were set from the v3 measurements above and the real datasets, before any
 adaptation method ran on v4; its criteria are in docs/driving.md, "Benchmark madan_v4".
@@ -79,7 +79,7 @@ CONTENT = {
 
 
 def sample_layout(rng, height, width, domain):
-    """One scene of `domain` with v4's cameras and content (v3's street generator)."""
+    """One scene of `domain` with v4's cameras, streets and content (v3's scene builder)."""
     return v3.sample_layout(
         rng, height, width, domain, cameras=CAMERAS, streets=STREETS, content=CONTENT
     )
