@@ -55,7 +55,7 @@ from PIL import Image
 
 import tf_runtime
 from input_pipelines import driving, synthetic_driving
-from tf_madan import builders
+from tf_madan import builders, data
 
 SOURCES = ("gta5", "synthia")
 BENCHMARKS = tuple(synthetic_driving.PERFECT_TRANSLATION)  # generators of perfect translations
@@ -116,32 +116,16 @@ def _size(value):
 
 
 def segmenter_dataset_fn(config, sources):
-    """The schedule's segmenter input (tf_madan.data.multi_domain_fn, non-merged): one batch
-    of config.seg.batch_size seg-crops of each of `sources` per step, plus a target batch."""
-    root = config.data.root
-
-    def entry(name):
-        if name == config.data.target:
-            return (name, os.path.join(root, name), config.data.target_split)
-        return (name, os.path.join(root, name))
-
-    def dataset_fn(input_context=None):
-        return driving.build_multi_domain_dataset(
-            [entry(name) for name in sources],
-            (config.data.target, os.path.join(root, config.data.target)),
-            config.data.target_split,
-            batch_size=config.seg.batch_size,
-            crop_size=_size(config.data.seg_crop_size),
-            resize_shorter=_size(config.data.seg_resize_shorter),
-            normalization="segmenter",
-            input_context=input_context,
-            seed=config.seed,
-            deterministic=True,
-            cache=config.data.cache,
-            drop_remainder=True,
-        )
-
-    return dataset_fn
+    """The schedule's segmenter input: one batch of config.seg.batch_size seg-crops of each of
+    `sources` per step, plus a target batch (`tf_madan.data.multi_domain_fn`, non-merged)."""
+    return data.multi_domain_fn(
+        config,
+        normalization="segmenter",
+        batch_size=config.seg.batch_size,
+        crop_size=config.data.seg_crop_size,
+        resize_shorter=config.data.seg_resize_shorter,
+        sources=sources,
+    )
 
 
 def evaluate_on_target(config, segmenter):
