@@ -67,11 +67,11 @@ def _median_time(fn, repeats):
     return float(np.median(times)), float(np.min(times))
 
 
-def _ours(args, arrays):
+def _our_conv_func(arrays):
+    """Our ANODE conv block's dynamics with the shared weights of `arrays`, and its input x."""
     import keras
     import tensorflow as tf
 
-    import tf_ode
     from tf_ode import functions
 
     keras.utils.set_random_seed(0)
@@ -80,6 +80,15 @@ def _ours(args, arrays):
     func.build(x.shape)
     for name in ("kernel_1", "kernel_2", "bias_1", "bias_2"):
         getattr(func, name).assign(arrays[name])
+    return func, x
+
+
+def _ours(args, arrays):
+    import tensorflow as tf
+
+    import tf_ode
+
+    func, x = _our_conv_func(arrays)
     variables = func.trainable_variables
     rows = {}
     for label, method, gradient in (
@@ -171,18 +180,11 @@ def _linear_row(tol, evaluations, ys, exact):
 
 def _ours_fixed_step(args, arrays):
     """{label: callable} running one RK4 DTO forward + backward of ours (after a warm-up)."""
-    import keras
     import tensorflow as tf
 
     import tf_ode
-    from tf_ode import functions
 
-    keras.utils.set_random_seed(0)
-    func = functions.ConvODEFunc(norm="group")
-    x = tf.constant(arrays["x"])
-    func.build(x.shape)
-    for name in ("kernel_1", "kernel_2", "bias_1", "bias_2"):
-        getattr(func, name).assign(arrays[name])
+    func, x = _our_conv_func(arrays)
     variables = func.trainable_variables
     t = tf.constant([0.0, 1.0])
     steps = {}
