@@ -129,24 +129,11 @@ def test_instances_mark_exactly_the_visible_object_pixels():
 EXPECTED_V1_DIGEST = "7733b4095894162708e19049d1c0c309b52e1d2cf8851a451dd905d765b66214"
 
 
-def _decoded_digest(root):
-    digest = hashlib.sha256()
-    for path in sorted(pathlib.Path(root).rglob("*.png")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        if path.parent.name == "LABELS":
-            array = readers.read_raw_label(str(path), "png16_first_channel")
-        else:
-            with Image.open(path) as image:
-                array = np.asarray(image)
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
-def test_default_v1_output_is_unchanged(tmp_path):
+def test_default_v1_output_is_unchanged(tmp_path, decoded_digest):
     """The default generator ("v1", used by tf_madan's configs and tests) writes the same
     pixels as before the madan_v2 benchmark was added (digest taken from the commit
     before it, 710d28b)."""
     synthetic_driving.generate(
         str(tmp_path), seed=0, num_per_domain=4, num_val=2, height=32, width=64
     )
-    assert _decoded_digest(tmp_path) == EXPECTED_V1_DIGEST
+    assert decoded_digest(tmp_path) == EXPECTED_V1_DIGEST

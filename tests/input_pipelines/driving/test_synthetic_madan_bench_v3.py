@@ -1,6 +1,5 @@
 """Tests of benchmarks "madan_v3" and "madan_v4" and that "madan_v2" / "v1" stay byte-identical."""
 
-import hashlib
 import pathlib
 
 import numpy as np
@@ -8,7 +7,7 @@ import pytest
 from PIL import Image
 
 from input_pipelines import synthetic_driving
-from input_pipelines.driving import labels, readers
+from input_pipelines.driving import labels
 from input_pipelines.driving import synthetic_madan_bench_v3 as bench
 from input_pipelines.driving import synthetic_madan_bench_v3 as v3
 from input_pipelines.driving import synthetic_madan_bench_v4 as v4
@@ -22,34 +21,21 @@ EXPECTED_V3_DIGEST = "9b5aec28c13d11d641ea7f8c068b9b837fe61b3864bf2b003753923de7
 EXPECTED_V4_DIGEST = "b27bef92008feceb0bbb6a2f25d4c78a719711162cb851bd5f1a9f12405f5cd4"
 
 
-def _decoded_digest(root):
-    digest = hashlib.sha256()
-    for path in sorted(pathlib.Path(root).rglob("*.png")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        if path.parent.name == "LABELS":
-            array = readers.read_raw_label(str(path), "png16_first_channel")
-        else:
-            with Image.open(path) as image:
-                array = np.asarray(image)
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
 def _scenes(domain, count, seed=5, perfect=False, size=(32, 64)):
     rng = np.random.default_rng([seed, bench.DOMAINS.index(domain)])
     return list(bench.scenes(rng, count, *size, domain, perfect=perfect))
 
 
-def test_madan_v2_output_is_unchanged(tmp_path):
+def test_madan_v2_output_is_unchanged(tmp_path, decoded_digest):
     synthetic_driving.generate(str(tmp_path), benchmark="madan_v2", **_SMALL)
-    assert _decoded_digest(tmp_path) == EXPECTED_V2_DIGEST
+    assert decoded_digest(tmp_path) == EXPECTED_V2_DIGEST
 
 
-def test_madan_v3_is_deterministic_per_seed(tmp_path):
+def test_madan_v3_is_deterministic_per_seed(tmp_path, decoded_digest):
     synthetic_driving.generate(str(tmp_path / "a"), benchmark="madan_v3", **_SMALL)
-    assert _decoded_digest(tmp_path / "a") == EXPECTED_V3_DIGEST
+    assert decoded_digest(tmp_path / "a") == EXPECTED_V3_DIGEST
     synthetic_driving.generate(str(tmp_path / "b"), benchmark="madan_v3", **{**_SMALL, "seed": 1})
-    assert _decoded_digest(tmp_path / "b") != EXPECTED_V3_DIGEST
+    assert decoded_digest(tmp_path / "b") != EXPECTED_V3_DIGEST
 
 
 def test_perfect_translation_writes_the_same_labels_with_other_images(tmp_path):
@@ -147,13 +133,13 @@ def _layouts(module, domain, count=60, seed=5):
     return np.stack([lay["train_ids"] for lay, _ in module.scenes(rng, count, 64, 128, domain)])
 
 
-def test_madan_v4_is_deterministic_and_differs_from_v3(tmp_path):
+def test_madan_v4_is_deterministic_and_differs_from_v3(tmp_path, decoded_digest):
     synthetic_driving.generate(str(tmp_path / "a"), benchmark="madan_v4", **_SMALL)
-    digest = _decoded_digest(tmp_path / "a")
+    digest = decoded_digest(tmp_path / "a")
     assert digest == EXPECTED_V4_DIGEST
     assert digest != EXPECTED_V3_DIGEST
     synthetic_driving.generate(str(tmp_path / "b"), benchmark="madan_v4", **_SMALL)
-    assert _decoded_digest(tmp_path / "b") == digest
+    assert decoded_digest(tmp_path / "b") == digest
 
 
 def test_madan_v4_perfect_translation_keeps_the_labels(tmp_path):
