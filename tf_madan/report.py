@@ -174,6 +174,79 @@ def aggregate_seeds(per_seed):
     return rows
 
 
+# The published claims as paired comparisons (row a − row b, same seed). "best single-source
+# CyCADA" is the single-source CyCADA row with the higher mean over seeds (one choice for all
+# seeds, so the pairing does not pick each seed's maximum).
+BEST_SINGLE = "best single-source CyCADA"
+PAIRED_COMPARISONS = (
+    ("MADAN (+SAD+CCD+DSC+Feat)", "source-combined CyCADA"),
+    ("MADAN (+SAD+CCD+DSC+Feat)", BEST_SINGLE),
+    (BEST_SINGLE, "source-combined CyCADA"),
+    ("MADAN (+SAD+CCD+DSC+Feat)", "colour transfer (combined)"),
+    ("MADAN (+SAD+CCD+DSC+Feat)", "source-only (combined)"),
+    ("+SAD", "baseline (multi-source CycleGAN)"),
+    ("+CCD", "baseline (multi-source CycleGAN)"),
+    ("+SAD+CCD", "+SAD"),
+    ("+SAD+CCD+DSC", "+SAD+CCD"),
+    ("MADAN (+SAD+CCD+DSC+Feat)", "+SAD+CCD+DSC"),
+    ("MADAN (+SAD+CCD+DSC+Feat)", "baseline (multi-source CycleGAN)"),
+)
+
+
+def _best_single(rows, key):
+    """The single-source CyCADA row label with the highest mean `key`, or None."""
+    singles = [m for m in rows if m.startswith("single-source CyCADA (") and key in rows[m]]
+    return max(singles, key=lambda m: rows[m][key]["mean"]) if singles else None
+
+
+def paired_differences(rows, key="miou_16"):
+    """[{"a", "b", "mean", "sd", "values", "positive"}] of PAIRED_COMPARISONS over seeds.
+
+    `rows` is `aggregate_seeds`'s output; a difference is taken per seed present in both rows
+    (sd: ddof 1, 0 for one seed); "positive" counts the seeds where a > b. Comparisons with
+    a missing row are left out.
+    """
+    best = _best_single(rows, key)
+    out = []
+    for a, b in PAIRED_COMPARISONS:
+        a, b = (best if x == BEST_SINGLE else x for x in (a, b))
+        if a is None or b is None or key not in rows.get(a, {}) or key not in rows.get(b, {}):
+            continue
+        va, vb = rows[a][key]["values"], rows[b][key]["values"]
+        seeds = [s for s in va if s in vb]
+        if not seeds:
+            continue
+        d = np.array([va[s] - vb[s] for s in seeds])
+        out.append(
+            {
+                "a": a,
+                "b": b,
+                "mean": float(d.mean()),
+                "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+                "values": dict(zip(seeds, map(float, d))),
+                "positive": int((d > 0).sum()),
+            }
+        )
+    return out
+
+
+def paired_table(differences, key="miou_16"):
+    """Markdown table of `paired_differences` (a − b per seed, percentage points)."""
+    lines = [
+        f"Paired differences per seed ({key}, a − b, points):",
+        "",
+        "| a − b | mean ± sd | per seed | a > b |",
+        "|---|---|---|---|",
+    ]
+    for d in differences:
+        per_seed = " / ".join(f"{v:+.1f}" for v in d["values"].values())
+        lines.append(
+            f"| {d['a']} − {d['b']} | {d['mean']:+.1f} ± {d['sd']:.1f} | {per_seed} | "
+            f"{d['positive']} of {len(d['values'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def aggregate_table(rows, seconds):
     """Markdown: mean ± sd per row (mIoU-16, fixed-class mIoU-16, mIoU-19, FCN-score; %)."""
     lines = [
@@ -188,7 +261,9 @@ def aggregate_table(rows, seconds):
         count = len(row.get("miou_16", {}).get("values", {}))
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {count} |")
     times = ", ".join(f"seed {s}: {t:.0f} s" for s, t in seconds.items())
-    return "\n".join(lines) + f"\n\nWall time per seed: {times}.\n"
+    text = "\n".join(lines) + f"\n\nWall time per seed: {times}.\n"
+    differences = paired_differences(rows)
+    return text + "\n" + paired_table(differences) if differences else text
 
 
 def summarize(results):

@@ -200,7 +200,12 @@ def train_and_evaluate(config, workdir, strategy, *, allow_config_change=False):
                     per_seed[seed] = seed_run.finish(_run_one(one, seed_dir, strategy))
             seconds[seed] = rt_files.read_json(os.path.join(seed_dir, layout.TIMING))["seconds"]
         rows = report.aggregate_seeds(per_seed)
-        aggregate = {"seeds": list(seeds), "rows": rows, "seconds_per_seed": seconds}
+        aggregate = {
+            "seeds": list(seeds),
+            "rows": rows,
+            "paired": report.paired_differences(rows),
+            "seconds_per_seed": seconds,
+        }
         if run.chief:
             rt_files.atomic_write_json(run.results_path, aggregate)
             rt_files.atomic_write_text(

@@ -306,6 +306,38 @@ def test_aggregate_seeds_mean_and_sample_sd():
     assert "seed 0: 61 s, seed 1: 59 s" in table
 
 
+def test_paired_differences_per_seed_and_best_single_by_mean():
+    def row(*values):
+        return {"miou_16": {"values": {str(i): v for i, v in enumerate(values)}}}
+
+    rows = {
+        "single-source CyCADA (gta5)": row(30.0, 20.0, 25.0),  # mean 25
+        "single-source CyCADA (synthia)": row(10.0, 40.0, 16.0),  # mean 22, wins seed 1
+        "source-combined CyCADA": row(20.0, 21.0, 22.0),
+        "MADAN (+SAD+CCD+DSC+Feat)": row(26.0, 25.0, 24.0),
+        "+SAD": row(1.0, 2.0),
+    }
+    for r in rows.values():
+        v = list(r["miou_16"]["values"].values())
+        r["miou_16"]["mean"] = sum(v) / len(v)
+    diffs = {(d["a"], d["b"]): d for d in report.paired_differences(rows)}
+    madan_combined = diffs[("MADAN (+SAD+CCD+DSC+Feat)", "source-combined CyCADA")]
+    assert madan_combined["values"] == {"0": 6.0, "1": 4.0, "2": 2.0}
+    assert madan_combined["mean"] == 4.0 and madan_combined["sd"] == 2.0
+    assert madan_combined["positive"] == 3
+    # The best single source is chosen once, by mean (GTA5), not per seed.
+    madan_best = diffs[("MADAN (+SAD+CCD+DSC+Feat)", "single-source CyCADA (gta5)")]
+    assert madan_best["values"] == {"0": -4.0, "1": 5.0, "2": -1.0}
+    assert madan_best["positive"] == 1
+    # A comparison with a missing row is left out.
+    assert not any(a == "+SAD" for a, _ in diffs)
+    table = report.paired_table(report.paired_differences(rows))
+    assert (
+        "| MADAN (+SAD+CCD+DSC+Feat) − source-combined CyCADA | +4.0 ± 2.0 | +6.0 / +4.0 / +2.0 "
+        "| 3 of 3 |" in table
+    )
+
+
 def test_seeds_run_per_seed_folder_and_resume(tiny_data, tmp_path, monkeypatch):
     config = _tiny_config(tiny_data)
     config.seeds = (0, 1)
@@ -322,6 +354,7 @@ def test_seeds_run_per_seed_folder_and_resume(tiny_data, tmp_path, monkeypatch):
     values = stored["rows"]["source-only (gta5)"]["miou_16"]["values"]
     assert set(values) == {"0", "1"} and values["0"] != values["1"]  # seeds differ
     assert "mean" in stored["rows"]["source-only (gta5)"]["miou_16"]
+    assert stored["paired"] == report.paired_differences(stored["rows"])
     assert "± " in open(os.path.join(workdir, "results.md")).read()
 
     def no_rerun(*args):

@@ -1,0 +1,135 @@
+r"""Two multi-seed runs of one schedule side by side: the `paper` and the `code` reading.
+
+Usage:
+  python -m tf_madan.compare_readings --paper=runs/madan_v4 --code=runs/madan_v4_code \
+      [--out=readings.json]
+
+Reads each run's finished seeds (`seed_<s>/results.json`, so an unfinished run is reported over
+the seeds it has) and prints markdown: mean ± sd per row under each reading with the paired
+per-seed difference code − paper (same seed, same data; the seeds of both runs), the FCN-score
+per reading, each reading's paired claim comparisons (`report.PAIRED_COMPARISONS`) and the wall
+time per seed. `--out` writes the same as JSON. Values are mIoU-16 in percent.
+"""
+
+import glob
+import os
+import re
+
+import numpy as np
+from absl import app, flags
+
+import tf_runtime
+from tf_madan import report
+from tf_runtime import files as rt_files
+from tf_runtime import run as run_lib
+
+_PAPER = flags.DEFINE_string("paper", None, "Workdir of the `paper` reading (with seed_<s>/).")
+_CODE = flags.DEFINE_string("code", None, "Workdir of the `code` reading (with seed_<s>/).")
+_OUT = flags.DEFINE_string("out", None, "Optional JSON output path.")
+
+
+def finished_seeds(workdir):
+    """({seed: results}, {seed: wall seconds}) of every seed of `workdir` with a results.json.
+
+    Raises FileNotFoundError naming `workdir` when it has no finished seed.
+    """
+    per_seed, seconds = {}, {}
+    for path in sorted(glob.glob(os.path.join(workdir, "seed_*", "results.json"))):
+        folder = os.path.dirname(path)
+        match = re.fullmatch(r"seed_(\d+)", os.path.basename(folder))
+        if not match or not rt_files.has_marker(os.path.join(folder, run_lib.DONE_NAME)):
+            continue
+        seed = int(match.group(1))
+        per_seed[seed] = rt_files.read_json(path)
+        timing = os.path.join(folder, "timing.json")
+        if os.path.exists(timing):
+            seconds[seed] = rt_files.read_json(timing)["seconds"]
+    if not per_seed:
+        raise FileNotFoundError(f"No finished seed (seed_<s>/results.json and DONE) in {workdir!r}")
+    return per_seed, seconds
+
+
+def reading_differences(paper_rows, code_rows, key="miou_16"):
+    """{row: {"mean", "sd", "values", "positive"}} of code − paper per seed present in both."""
+    out = {}
+    for method, row in paper_rows.items():
+        if key not in row or key not in code_rows.get(method, {}):
+            continue
+        a, b = code_rows[method][key]["values"], row[key]["values"]
+        seeds = [s for s in b if s in a]
+        if not seeds:
+            continue
+        d = np.array([a[s] - b[s] for s in seeds])
+        out[method] = {
+            "mean": float(d.mean()),
+            "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+            "values": dict(zip(seeds, map(float, d))),
+            "positive": int((d > 0).sum()),
+        }
+    return out
+
+
+def _cell(row, key):
+    return report.fmt(row[key]["mean"], row[key]["sd"]) if key in row else "-"
+
+
+def compare(paper_dir, code_dir):
+    """The JSON-able comparison of the two runs (see the module docstring)."""
+    runs = {}
+    for name, workdir in (("paper", paper_dir), ("code", code_dir)):
+        per_seed, seconds = finished_seeds(workdir)
+        rows = report.aggregate_seeds(per_seed)
+        runs[name] = {
+            "workdir": workdir,
+            "seeds": sorted(per_seed),
+            "rows": rows,
+            "paired": report.paired_differences(rows),
+            "seconds_per_seed": seconds,
+        }
+    runs["code_minus_paper"] = reading_differences(runs["paper"]["rows"], runs["code"]["rows"])
+    return runs
+
+
+def markdown(result):
+    paper, code, diff = result["paper"]["rows"], result["code"]["rows"], result["code_minus_paper"]
+    lines = [
+        f"Seeds: paper {result['paper']['seeds']}, code {result['code']['seeds']} "
+        "(mIoU-16 and FCN-score in %, mean ± sd; code − paper paired per seed).",
+        "",
+        "| method | paper | code | code − paper (per seed) | FCN-score paper | FCN-score code |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method in list(paper) + [m for m in code if m not in paper]:
+        p, c = paper.get(method, {}), code.get(method, {})
+        d = diff.get(method)
+        shown = (
+            f"{d['mean']:+.1f} ± {d['sd']:.1f} ("
+            + " / ".join(f"{v:+.1f}" for v in d["values"].values())
+            + ")"
+            if d
+            else "-"
+        )
+        lines.append(
+            f"| {method} | {_cell(p, 'miou_16')} | {_cell(c, 'miou_16')} | {shown} | "
+            f"{_cell(p, 'fcn_score')} | {_cell(c, 'fcn_score')} |"
+        )
+    for name in ("paper", "code"):
+        run = result[name]
+        lines += ["", f"**{name} reading.** " + report.paired_table(run["paired"])]
+        times = ", ".join(f"seed {s}: {t:.0f} s" for s, t in run["seconds_per_seed"].items())
+        lines.append(f"Wall time per seed ({name}): {times or '-'}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    del argv
+    if not _PAPER.value or not _CODE.value:
+        raise app.UsageError("Pass both --paper and --code (run workdirs with seed_<s>/ folders).")
+    result = compare(_PAPER.value, _CODE.value)
+    print(markdown(result))
+    if _OUT.value:
+        tf_runtime.atomic_write_json(_OUT.value, result)
+
+
+if __name__ == "__main__":
+    app.run(main)
