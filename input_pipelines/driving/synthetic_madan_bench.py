@@ -111,6 +111,13 @@ CONTENT = {
     "synthia": dict(_STREET, trucks=0.0, trams=0.0, verge=0.0, persons=5.0, bicycles=1.2),
 }
 
+# Street cross-section and frontage (metres): road half width, sidewalk width, building
+# height, share of facade gaps, setback of the facades behind the sidewalk (or verge).
+# madan_v2 uses one street generator for every domain.
+_STREET_SECTION = dict(road_half=(3.5, 7.5), walk=(2.5, 5.0), top=(6.0, 26.0), gap=0.12,
+                       setback=(0.0, 1.5))  # fmt: skip
+STREETS = {domain: dict(_STREET_SECTION) for domain in DOMAINS}
+
 CLOSE_TO_TARGET = {
     "gta5": frozenset((ROAD, SIDEWALK, BUILDING, WALL, FENCE, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE)),
     "synthia": frozenset((SKY, VEGETATION, PERSON, RIDER, POLE, LIGHT, SIGN, BICYCLE)),
@@ -362,8 +369,13 @@ def _poisson(rng, mean):
     return int(rng.poisson(mean)) if mean > 0 else 0
 
 
-def sample_layout(rng, height, width, domain):
+def sample_layout(rng, height, width, domain, *, cameras=None, streets=None, content=None):
     """Samples one scene of `domain` ("gta5", "synthia" or "cityscapes").
+
+    `cameras`, `streets`, `content`: tables of the form of CAMERAS, STREETS, CONTENT (default:
+    these; later benchmarks pass their own). A CAMERAS entry may set `ego` (default False: no
+    hood); a CONTENT entry `ridden` (share of ridden two-wheelers, default 0.75) and
+    `two_wheeler_far` (farthest depth of a motorcycle or bicycle in metres, default 40).
 
     Returns:
       dict with "train_ids" uint8 [H, W] (0..18; 255 on static furniture), "lane",
@@ -373,7 +385,9 @@ def sample_layout(rng, height, width, domain):
       "surface" uint8 [H, W] and "geometry" (camera height, horizon row, focal, centre).
     """
     _check_domain(domain)
-    cam, content = CAMERAS[domain], CONTENT[domain]
+    cam = (cameras or CAMERAS)[domain]
+    street = (streets or STREETS)[domain]
+    content = (content or CONTENT)[domain]
     lo, hi = cam["height"]
     camera_height = (
         float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
@@ -386,14 +400,14 @@ def sample_layout(rng, height, width, domain):
     canvas = _Canvas(height, width, camera_height, horizon, focal, centre_x)
 
     # Street cross-section (metres, lateral from the camera; the camera drives in a lane).
-    road_half = float(rng.uniform(3.5, 7.5))
+    road_half = float(rng.uniform(*street["road_half"]))
     shift = float(rng.uniform(-0.5, 0.5)) * road_half  # camera offset from the centre line
     left_edge, right_edge = -road_half - shift, road_half - shift
-    walk = rng.uniform(2.5, 5.0, 2)
+    walk = rng.uniform(*street["walk"], 2)
     verge = np.where(rng.uniform(size=2) < content["verge"], rng.uniform(1.0, 4.0, 2), 0.0)
     walk_out = np.array([left_edge - walk[0], right_edge + walk[1]])
     verge_out = np.array([walk_out[0] - verge[0], walk_out[1] + verge[1]])
-    setback = verge_out + np.array([-1.0, 1.0]) * rng.uniform(0.0, 1.5, 2)
+    setback = verge_out + np.array([-1.0, 1.0]) * rng.uniform(*street["setback"], 2)
 
     lane_x = float(rng.choice([left_edge + road_half, left_edge + road_half * 0.5]))
     has_terrain = content["verge"] > 0
@@ -421,8 +435,8 @@ def sample_layout(rng, height, width, domain):
         z = float(rng.uniform(2.0, 12.0))
         while z < 150.0:
             length = float(rng.uniform(8.0, 30.0))
-            if rng.uniform() > 0.12:
-                top = float(rng.uniform(6.0, 26.0))
+            if rng.uniform() > street["gap"]:
+                top = float(rng.uniform(*street["top"]))
                 canvas.side_plane(setback[side], z, z + length, top, BUILDING)
             elif rng.uniform() < 0.7:
                 canvas.side_plane(
@@ -503,8 +517,8 @@ def sample_layout(rng, height, width, domain):
             canvas.front(x, depth(far, near), w_m * scale, h_m * scale, cls, shape)
     for count_key, cls in (("motorcycles", MOTORCYCLE), ("bicycles", BICYCLE)):
         for _ in range(_poisson(rng, content[count_key])):
-            ridden = rng.uniform() < 0.75
-            z = depth(40.0)
+            ridden = rng.uniform() < content.get("ridden", 0.75)
+            z = depth(content.get("two_wheeler_far", 40.0))
             if ridden:
                 x = (
                     lane_position()
@@ -529,7 +543,7 @@ def sample_layout(rng, height, width, domain):
     ids = canvas.ids.copy()
     static = canvas.static.copy()
     ego = np.zeros((height, width), bool)
-    if cam["ego"]:
+    if cam.get("ego", False):
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
         ego = yy > height * 0.92 + ((xx - width / 2) / (width / 2)) ** 2 * height * 0.04
     ids[static] = IGNORE

@@ -50,24 +50,14 @@ import numpy as np
 from input_pipelines.driving import synthetic_madan_bench as v2
 from input_pipelines.driving.synthetic_madan_bench import (
     BICYCLE,
-    BUILDING,
-    BUS,
     CAR,
     FENCE,
-    IGNORE,
-    LIGHT,
-    MOTORCYCLE,
     PERSON,
     POLE,
     RIDER,
     ROAD,
     SIDEWALK,
-    SIGN,
     SKY,
-    TERRAIN,
-    THING_CLASSES,
-    TRAIN,
-    TRUCK,
     VEGETATION,
     WALL,
     horizon_row,
@@ -144,203 +134,27 @@ CONTENT = {
 }  # fmt: skip
 
 
-def _check_domain(domain):
-    if domain not in DOMAINS:
-        raise ValueError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
-
-
-def _poisson(rng, mean):
-    return int(rng.poisson(mean)) if mean > 0 else 0
-
-
 def sample_layout(rng, height, width, domain, *, cameras=None, streets=None, content=None):
     """Samples one scene of `domain` with that domain's camera, streets and content.
 
-    `cameras`, `streets`, `content`: tables of the same form as CAMERAS, STREETS, CONTENT
-    (default: these); a later benchmark passes its own. CONTENT entries may set
+    `madan_v2`'s scene builder (`synthetic_madan_bench.sample_layout`) with this benchmark's
+    tables; `cameras`, `streets`, `content`: tables of the same form as CAMERAS, STREETS,
+    CONTENT (default: these); a later benchmark passes its own. CONTENT entries may set
     `two_wheeler_far` (metres, default 40), the farthest depth of a motorcycle or bicycle.
 
     Returns the dict of `synthetic_madan_bench.sample_layout` ("train_ids", "lane", "ego"
     (all False: no domain has a hood), "static", "instances", "objects", "depth", "u", "v",
     "surface", "geometry").
     """
-    _check_domain(domain)
-    cam = (cameras or CAMERAS)[domain]
-    street = (streets or STREETS)[domain]
-    content = (content or CONTENT)[domain]
-    lo, hi = cam["height"]
-    camera_height = (
-        float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        if cam["log_height"]
-        else float(rng.uniform(lo, hi))
+    return v2.sample_layout(
+        rng,
+        height,
+        width,
+        domain,
+        cameras=cameras or CAMERAS,
+        streets=streets or STREETS,
+        content=content or CONTENT,
     )
-    horizon = float(rng.uniform(*cam["horizon"])) * height
-    focal = float(rng.uniform(*cam["focal"])) * width
-    centre_x = (0.5 + float(rng.uniform(-cam["yaw"], cam["yaw"]))) * width
-    canvas = v2._Canvas(height, width, camera_height, horizon, focal, centre_x)
-
-    road_half = float(rng.uniform(*street["road_half"]))
-    shift = float(rng.uniform(-0.5, 0.5)) * road_half  # camera offset from the centre line
-    left_edge, right_edge = -road_half - shift, road_half - shift
-    walk = rng.uniform(*street["walk"], 2)
-    verge = np.where(rng.uniform(size=2) < content["verge"], rng.uniform(1.0, 4.0, 2), 0.0)
-    walk_out = np.array([left_edge - walk[0], right_edge + walk[1]])
-    verge_out = np.array([walk_out[0] - verge[0], walk_out[1] + verge[1]])
-    setback = verge_out + np.array([-1.0, 1.0]) * rng.uniform(*street["setback"], 2)
-    lane_x = float(rng.choice([left_edge + road_half, left_edge + road_half * 0.5]))
-    has_terrain = content["verge"] > 0
-
-    def classify(x, z):
-        ids = np.full(x.shape, SIDEWALK, np.uint8)
-        for side in (0, 1):
-            out = x < walk_out[0] if side == 0 else x > walk_out[1]
-            if verge[side] > 0 and has_terrain:
-                ids[out] = TERRAIN
-        ids[(x >= left_edge) & (x <= right_edge)] = ROAD
-        return ids
-
-    ground = canvas.ground(classify)
-    lane = np.zeros((height, width), bool)
-    if ground is not None:
-        sl, gx, gz = ground
-        dashes = (np.floor(gz / 3.0) % 2) == 0
-        lane[sl] = (np.abs(gx - lane_x) < 0.12 + 0.5 * gz / focal) & dashes
-        lane[sl] &= np.abs(gx - lane_x) < 0.6
-        lane &= canvas.ids == ROAD
-
-    for side in (0, 1):
-        z = float(rng.uniform(2.0, 12.0))
-        while z < 150.0:
-            length = float(rng.uniform(8.0, 30.0))
-            if rng.uniform() > street["gap"]:
-                canvas.side_plane(setback[side], z, z + length, float(rng.uniform(*street["top"])),
-                                  BUILDING)  # fmt: skip
-            elif rng.uniform() < 0.7:
-                canvas.side_plane(
-                    setback[side] * 1.05, z, z + length, float(rng.uniform(3.0, 8.0)), VEGETATION
-                )
-            z += length
-    end = float(rng.uniform(90.0, 200.0))
-    canvas.front(0.0, end, 400.0, float(rng.uniform(8.0, 30.0)), BUILDING)
-
-    for count_key, cls in (("walls", WALL), ("fences", FENCE)):
-        for _ in range(_poisson(rng, content[count_key])):
-            side = int(rng.integers(0, 2))
-            x_plane = (walk_out if cls == WALL else verge_out)[side] + (-0.2 if side == 0 else 0.2)
-            z0 = float(rng.uniform(3.0, 30.0))
-            canvas.side_plane(x_plane, z0, z0 + float(rng.uniform(4.0, 25.0)),
-                              float(rng.uniform(0.8, 2.4)), cls)  # fmt: skip
-
-    visible_near = canvas.f * camera_height / max(height - horizon, 1.0)
-    z_lo = max(visible_near * 0.9, 2.5)
-
-    def depth(far=70.0, near=0.0):
-        lo = max(z_lo, near)
-        return float(np.exp(rng.uniform(np.log(lo), np.log(max(far, lo * 1.5)))))
-
-    def kerb(side):
-        return left_edge - 0.5 if side == 0 else right_edge + 0.5
-
-    for _ in range(_poisson(rng, content["poles"])):
-        side, z = int(rng.integers(0, 2)), depth(60.0)
-        x = kerb(side)
-        pole_h = float(rng.uniform(3.0, 8.0))
-        canvas.front(x, z, float(rng.uniform(0.14, 0.26)), pole_h, POLE)
-        toward_road = 0.35 if side == 0 else -0.35
-        if rng.uniform() < 0.6:
-            shape = v2._shape_ellipse if rng.uniform() < 0.5 else None
-            canvas.front(x + toward_road, z - 0.05, 0.75, 0.75, SIGN, shape,
-                         elevation=float(rng.uniform(2.0, min(3.0, pole_h - 0.5))))  # fmt: skip
-        if rng.uniform() < 0.45 or pole_h > 6.5:
-            canvas.front(x + toward_road, z - 0.06, 0.38, 1.0, LIGHT, elevation=pole_h - 1.0)
-    for _ in range(_poisson(rng, content["trees"])):
-        side, z = int(rng.integers(0, 2)), depth(80.0)
-        ends = (
-            (walk_out[side], kerb(side)) if verge[side] == 0 else (verge_out[side], walk_out[side])
-        )
-        x = float(rng.uniform(min(ends), max(ends)))
-        crown, trunk = float(rng.uniform(3.0, 6.0)), float(rng.uniform(1.8, 3.5))
-        canvas.front(x, z, 0.35, trunk + 0.3, VEGETATION)
-        canvas.front(x, z - 0.05, crown, crown * 1.1, VEGETATION, v2._shape_ellipse,
-                     elevation=trunk)  # fmt: skip
-    if has_terrain:
-        for side in (0, 1):
-            if verge[side] > 0 and rng.uniform() < 0.4:
-                z0 = float(rng.uniform(5.0, 30.0))
-                canvas.side_plane(verge_out[side] - 0.3 * np.sign(verge_out[side]), z0,
-                                  z0 + float(rng.uniform(5.0, 20.0)), 1.0, VEGETATION)  # fmt: skip
-    for _ in range(_poisson(rng, content["static"])):
-        side, z = int(rng.integers(0, 2)), depth(40.0)
-        canvas.front(kerb(side) + (-0.6 if side == 0 else 0.6), z, 0.7, 1.1, IGNORE)
-
-    def lane_position():
-        return float(rng.uniform(left_edge + 1.2, right_edge - 1.2))
-
-    vehicles = (
-        ("cars", CAR, (1.8, 1.5), v2._shape_car, 4.0, 70.0),
-        ("trucks", TRUCK, (2.5, 3.4), v2._shape_box, 10.0, 70.0),
-        ("buses", BUS, (2.6, 3.2), v2._shape_box, 10.0, 70.0),
-        ("trams", TRAIN, (2.7, 3.8), v2._shape_tram, 10.0, 70.0),
-    )
-    for count_key, cls, (w_m, h_m), shape, near, far in vehicles:
-        for _ in range(_poisson(rng, content[count_key])):
-            x = float(rng.uniform(-0.8, 0.8)) - shift if cls == TRAIN else lane_position()
-            if cls == CAR and rng.uniform() < 0.3:  # parked at the kerb
-                side = int(rng.integers(0, 2))
-                x = left_edge + 1.1 if side == 0 else right_edge - 1.1
-            scale = float(rng.uniform(0.92, 1.1))
-            canvas.front(x, depth(far, near), w_m * scale, h_m * scale, cls, shape)
-    for count_key, cls in (("motorcycles", MOTORCYCLE), ("bicycles", BICYCLE)):
-        for _ in range(_poisson(rng, content[count_key])):
-            ridden = rng.uniform() < content["ridden"]
-            z = depth(content.get("two_wheeler_far", 40.0))
-            if ridden:
-                x = (
-                    lane_position()
-                    if cls == MOTORCYCLE
-                    else float(rng.uniform(right_edge - 1.5, right_edge - 0.5))
-                )
-            else:
-                side = int(rng.integers(0, 2))
-                x = kerb(side) + (-0.8 if side == 0 else 0.8)
-            length = 2.0 if cls == MOTORCYCLE else 1.7
-            canvas.front(x, z, length, 1.1 if cls == MOTORCYCLE else 1.0, cls,
-                         v2._shape_two_wheeler)  # fmt: skip
-            if ridden:
-                canvas.front(x, z - 0.1, 0.6, 1.0, RIDER, v2._shape_rider, elevation=0.75)
-    for _ in range(_poisson(rng, content["persons"])):
-        side, z = int(rng.integers(0, 2)), depth(50.0)
-        lo_x, hi_x = (walk_out[0], left_edge) if side == 0 else (right_edge, walk_out[1])
-        x = float(rng.uniform(min(lo_x, hi_x) + 0.3, max(lo_x, hi_x) - 0.3))
-        if rng.uniform() < 0.12:  # crossing the road
-            x = lane_position()
-        canvas.front(x, z, 0.6, float(rng.uniform(1.55, 1.95)), PERSON, v2._shape_person)
-
-    ids = canvas.ids.copy()
-    static = canvas.static.copy()
-    ids[static] = IGNORE
-    lane &= ids == ROAD
-    instances = np.where(np.isin(ids, THING_CLASSES), canvas.instances, 0)
-    for obj in canvas.objects:
-        obj["colour_index"] = int(rng.integers(0, 1000))
-    return {
-        "train_ids": ids,
-        "lane": lane,
-        "ego": np.zeros((height, width), bool),
-        "static": static,
-        "instances": instances.astype(np.int32),
-        "objects": canvas.objects,
-        "depth": canvas.depth,
-        "u": canvas.u,
-        "v": canvas.v,
-        "surface": canvas.surface,
-        "geometry": {
-            "camera_height": camera_height,
-            "horizon": horizon,
-            "focal": focal,
-            "centre_x": centre_x,
-        },
-    }
 
 
 def render(layout, style, rng):

@@ -3,7 +3,6 @@
 import hashlib
 import json
 import pathlib
-import time
 
 import numpy as np
 import pytest
@@ -223,16 +222,6 @@ def test_generation_is_deterministic_and_benchmark_selects_generator(tmp_path):
         synthetic_driving.generate(str(tmp_path / "e"), benchmark="v3", **kwargs)
     with pytest.raises(ValueError, match="unknown domain 'kitti'"):
         bench.sample_layout(np.random.default_rng(0), 32, 64, "kitti")
-
-
-def test_generation_time_is_seconds(tmp_path):
-    begin = time.perf_counter()
-    synthetic_driving.generate(
-        str(tmp_path), seed=0, num_per_domain=40, num_val=10, height=64, width=128,
-        benchmark="madan_v2",
-    )  # fmt: skip
-    # 130 images; measured ~0.6 s on one core. The MADAN data (400 images) takes ~2 s.
-    assert time.perf_counter() - begin < 10.0
 
 
 def test_cli_writes_madan_v2(tmp_path):
