@@ -4,7 +4,7 @@ Methods: fixed-step "euler", "rk2", "rk4" (`solvers.py`); adaptive embedded pair
 "bosh3", "tsit5" (ours: `adaptive.py` and its gradients `adaptive_gradients.py`, float64-exact
 tableaux in `tableaux.SOLVERS`); and
 "tfp_dopri5" (TFP's DormandPrince, kept for comparison; continuous adjoint only) and "bdf" (TFP's
-BDF, the stiff solver; forward only: a gradient through it raises, `tfp_solver.py` says why).
+BDF, the stiff solver; small states only; its gradient is "sensitivity", below).
 
 Gradient modes (ANODE, arXiv 1902.10298; ANODEV2 spec section 1.5):
   * "dto": discretise-then-optimise; the exact gradient of the discrete solve. Fixed step:
@@ -19,9 +19,14 @@ Gradient modes (ANODE, arXiv 1902.10298; ANODEV2 spec section 1.5):
     the augmented system (y, a, g) with the same scheme and step count (`adjoint.py`); adaptive:
     the same system with the same tableau and its own tolerances. Approximate: differs from the
     discrete gradient by O(dt) and needs the state to be reconstructible backwards.
+  * "sensitivity" ("bdf" only): forward sensitivities S = dy/d(y0, variables), solved with BDF
+    together with the state in the backward pass and contracted with dL/dy(t_i)
+    (`bdf_gradients.py`): stable on stiff problems, exact to about the tolerance, N (N + P)
+    extra states (capped). "bdf" with "adjoint" solves, but a gradient through it raises
+    (TFP's adjoint re-solves the state backwards, wrong on stiff problems; `tfp_solver.py`).
 
 Output times t are differentiable in every mode. Fixed-step "dto" and "checkpoint": the exact
-derivative of the discrete solve (t enters the step sizes). Adaptive methods, "tfp_dopri5" and
+derivative of the discrete solve (t enters the step sizes). Adaptive methods, "tfp_dopri5", "bdf" and
 the fixed-step "adjoint": the derivative of the exact flow, dL/dt_i = <dL/dy(t_i), f(t_i, y(t_i))>
 and dL/dt_0 = -<dL/dy0 - dL/dy(t_0), f(t_0, y0)> (as torchdiffeq's `odeint_adjoint` forms them),
 which costs one evaluation of f per output time, only when a gradient with respect to t is
@@ -41,7 +46,7 @@ from tf_ode import adjoint as adjoint_lib
 ADAPTIVE_METHODS = tuple(tableaux.SOLVERS)
 TFP_METHODS = {"tfp_dopri5": "dormand_prince", "bdf": "bdf"}
 METHODS = solvers.FIXED_STEP_METHODS + ADAPTIVE_METHODS + tuple(TFP_METHODS)
-GRADIENTS = ("dto", "checkpoint", "adjoint")
+GRADIENTS = ("dto", "checkpoint", "adjoint", "sensitivity")
 
 
 def is_adaptive(method: str) -> bool:
@@ -97,12 +102,17 @@ def validate_options(method, num_steps, gradient):
             "adjoint: use gradient='adjoint', or method='dopri5' (ours) for DTO. "
             f"Received: gradient={gradient!r}"
         )
-    if method == "bdf" and gradient != "adjoint":
+    if method == "bdf" and gradient not in ("sensitivity", "adjoint"):
         raise ValueError(
-            "method='bdf' is TFP's BDF, whose only gradient is its continuous adjoint, and "
-            "that one raises when a tape asks for it (wrong on stiff problems; see "
-            "tfp_solver.BDF_GRADIENT_ERROR): pass gradient='adjoint' and solve outside the "
-            f"tape. Received: gradient={gradient!r}"
+            f"method='bdf' has no gradient={gradient!r} (TFP's BDF is not differentiated step by "
+            "step): use gradient='sensitivity' (forward sensitivities, small states only). "
+            f"Received: gradient={gradient!r}"
+        )
+    if gradient == "sensitivity" and method != "bdf":
+        raise ValueError(
+            "gradient='sensitivity' (forward sensitivities) is implemented for method='bdf' "
+            "only; explicit methods take 'dto', 'checkpoint' or 'adjoint'. "
+            f"Received: method={method!r}"
         )
     if is_adaptive(method):
         if num_steps is not None:
@@ -242,7 +252,8 @@ def odeint(
         output (no extra evaluations); they land exactly on t[-1].
       method: one of `METHODS` (see module docstring).
       num_steps: fixed steps per output interval (None = 1). Must be None for adaptive methods.
-      gradient: "dto", "checkpoint" or "adjoint" (see module docstring).
+      gradient: "dto", "checkpoint", "adjoint" or ("bdf" only) "sensitivity" (see module
+        docstring).
       rtol, atol: tolerances of the adaptive methods.
       max_num_steps: adaptive step bound (accepted + rejected) per solve, None = unbounded.
       first_step_size: adaptive initial step; None = Hairer's automatic choice (ours) or
@@ -289,6 +300,7 @@ def odeint(
                     1e-3 if first_step_size is None and method == "tfp_dopri5" else first_step_size
                 ),
                 solver=TFP_METHODS[method],
+                gradient=gradient,
             )
             return ys
 
