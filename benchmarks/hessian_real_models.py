@@ -1,7 +1,7 @@
 r"""HVPs and seconds to lambda_max (1e-3) and to the trace (1e-2) on keras.applications models.
 
 Run:  python benchmarks/hessian_real_models.py [--models mobilenetv2,resnet50,efficientnetb0]
-      [--batch 16] [--block_size 8] [--max_probes 200] [--rounds 3]
+      [--batch 16] [--block_size 8] [--max_probes 200] [--rounds 3] [--products_only]
 
 Prints one JSON line per model. The model is built with `weights=None` (no download) at
 32x32x3 with 10 classes (its seeded initialisation, softmax output, loss given by name
@@ -14,10 +14,12 @@ Prints one JSON line per model. The model is built with `weights=None` (no downl
   |trace|), `--block_size` probes per batched product (reported: probes, products,
   seconds, standard error, converged), at most `--max_probes`.
 - whether the batched product fell back to `tf.map_fn` (`batch_fallback_reason`), the
-  per-vector time of a k-vector batched product against a single product, and the public
+  per-vector time of a k-vector batched product against a single product (median over
+  `--rounds` interleaved rounds of the ratio within a round), and the public
   `hvp_flat_batch` against the per-replica kernel `_replica_hvp_batch` on the same k vectors
   (`public_batched_over_kernel`, median of `--rounds` interleaved rounds).
-Seconds include tracing on the first call (reported separately).
+Seconds include tracing on the first call (reported separately). `--products_only` stops
+after the products (fallback and per-vector times), without lambda_max and the trace.
 """
 
 import argparse
@@ -86,7 +88,8 @@ def run(name, args):
         for a, b, shape in zip(op.layout.offsets[:-1], op.layout.offsets[1:], op.layout.shapes)
     ]
     (batch,) = list(op._data)
-    public, kernel = [], []
+    # A single product per round too, so the per-vector ratio compares calls of one round.
+    public, kernel, single = [], [], []
     for _ in range(args.rounds):
         start = time.perf_counter()
         op.hvp_flat_batch(vectors)
@@ -94,12 +97,19 @@ def run(name, args):
         start = time.perf_counter()
         [t.numpy() for t in op._replica_hvp_batch(batch, stacked)[0]]
         kernel.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        op.hvp_flat(vectors[0])
+        single.append(time.perf_counter() - start)
     row["batched_seconds_median"] = float(np.median(public))
     row["kernel_batched_seconds_median"] = float(np.median(kernel))
+    row["hvp_seconds_median"] = float(np.median(single))
     row["public_batched_over_kernel"] = float(np.median(np.asarray(public) / kernel))
-    row["batched_per_vector_over_single"] = (
-        row["batched_seconds_median"] / args.block_size / row["hvp_seconds"]
+    # Median over rounds of (batched call / k) / single call of the same round.
+    row["batched_per_vector_over_single"] = float(
+        np.median(np.asarray(public) / args.block_size / single)
     )
+    if args.products_only:
+        return row
 
     start, before = time.perf_counter(), op.num_hvps
     values, _, result = op.eigenvalues(top_n=1, max_iter=100, tol=1e-3, return_result=True)
@@ -132,6 +142,7 @@ def main():
     parser.add_argument("--block_size", type=int, default=8)
     parser.add_argument("--max_probes", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--products_only", action="store_true")
     args = parser.parse_args()
     for name in args.models.split(","):
         load = os.getloadavg()[0]
