@@ -101,13 +101,16 @@ def sensitivities(
     m = n + p
     dtype = leaves[0].dtype
 
+    def field(time, y):
+        return _flat(
+            tf.nest.flatten(func(time, tf.nest.pack_sequence_as(structure, _unflat(y, leaves))))
+        )
+
     def jacobians(time, y):
         with tf.GradientTape() as tape:
             tape.watch(y)
             tape.watch(variables)
-            f = _flat(
-                tf.nest.flatten(func(time, tf.nest.pack_sequence_as(structure, _unflat(y, leaves))))
-            )
+            f = field(time, y)
         jac = tape.jacobian(
             f, [y] + list(variables), unconnected_gradients=tf.UnconnectedGradients.ZERO
         )
@@ -127,9 +130,7 @@ def sensitivities(
         with tf.GradientTape() as tape:
             y = z[:n]
             tape.watch(y)
-            f = _flat(
-                tf.nest.flatten(func(time, tf.nest.pack_sequence_as(structure, _unflat(y, leaves))))
-            )
+            f = field(time, y)
         j_y = tape.jacobian(f, y, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         # I_(m+1) (x) J_y: block diagonal over y and the m sensitivity columns.
         eye = tf.eye(m + 1, dtype=dtype)
