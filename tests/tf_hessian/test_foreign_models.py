@@ -230,3 +230,34 @@ def test_keras_applications_batched_products_without_fallback(name):
     # groups in the depthwise converters) and the symmetry of H, to float32 rounding.
     np.testing.assert_allclose(h_sum, hu + hv, rtol=0, atol=1e-4 * np.abs(h_sum).max())
     assert u @ hv == pytest.approx(v @ hu, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_efficientnetb0_prefix_batched_products_equal_single_products():
+    """EfficientNetB0 cut after block2b_add (every layer type of the network), float64.
+
+    The prefix holds Rescaling and Normalization, swish, squeeze-and-excitation (global
+    average pool, reshape, sigmoid gate, multiply), depthwise convs at stride 1 ('same')
+    and at stride 2 ('valid' after ZeroPadding2D), BN, Dropout and a residual add. In
+    float64 the batched and the single products agree to 1e-10, so a converter that mixes
+    or misplaces the k vectors cannot hide in float32 rounding.
+    """
+    floatx = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    try:
+        model = keras_application_prefix(
+            keras.applications.EfficientNetB0, "block2b_add", input_shape=(32, 32, 3)
+        )
+    finally:
+        keras.config.set_floatx(floatx)
+    assert {w.dtype for w in model.trainable_weights} == {"float64"}
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (2, 32, 32, 3))
+    op = tf_hessian.HessianOperator(model, "sparse_categorical_crossentropy", (x, np.array([0, 2])))
+    vectors = rng.standard_normal((2, op.dim))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        batched = op.hvp_flat_batch(vectors)
+    assert op.batch_fallback_reason is None
+    singles = np.stack([op.hvp_flat(v) for v in vectors])
+    np.testing.assert_allclose(batched, singles, rtol=1e-10, atol=1e-12 * np.abs(singles).max())
