@@ -15,7 +15,6 @@ import glob
 import os
 import re
 
-import numpy as np
 from absl import app, flags
 
 import tf_runtime
@@ -55,17 +54,9 @@ def reading_differences(paper_rows, code_rows, key="miou_16"):
     for method, row in paper_rows.items():
         if key not in row or key not in code_rows.get(method, {}):
             continue
-        a, b = code_rows[method][key]["values"], row[key]["values"]
-        seeds = [s for s in b if s in a]
-        if not seeds:
-            continue
-        d = np.array([a[s] - b[s] for s in seeds])
-        out[method] = {
-            "mean": float(d.mean()),
-            "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-            "values": dict(zip(seeds, map(float, d))),
-            "positive": int((d > 0).sum()),
-        }
+        d = report.paired(code_rows[method][key]["values"], row[key]["values"])
+        if d:
+            out[method] = d
     return out
 
 

@@ -199,12 +199,28 @@ def _best_single(rows, key):
     return max(singles, key=lambda m: rows[m][key]["mean"]) if singles else None
 
 
+def paired(values_a, values_b):
+    """{"mean", "sd", "values", "positive"} of a − b per seed in both ({seed: value}), or None.
+
+    sd: ddof 1 (0 for one seed); "positive": the number of seeds where a > b.
+    """
+    seeds = [s for s in values_a if s in values_b]
+    if not seeds:
+        return None
+    d = np.array([values_a[s] - values_b[s] for s in seeds])
+    return {
+        "mean": float(d.mean()),
+        "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+        "values": dict(zip(seeds, map(float, d))),
+        "positive": int((d > 0).sum()),
+    }
+
+
 def paired_differences(rows, key="miou_16"):
     """[{"a", "b", "mean", "sd", "values", "positive"}] of PAIRED_COMPARISONS over seeds.
 
     `rows` is `aggregate_seeds`'s output; a difference is taken per seed present in both rows
-    (sd: ddof 1, 0 for one seed); "positive" counts the seeds where a > b. Comparisons with
-    a missing row are left out.
+    (`paired`). Comparisons with a missing row are left out.
     """
     best = _best_single(rows, key)
     out = []
@@ -212,21 +228,9 @@ def paired_differences(rows, key="miou_16"):
         a, b = (best if x == BEST_SINGLE else x for x in (a, b))
         if a is None or b is None or key not in rows.get(a, {}) or key not in rows.get(b, {}):
             continue
-        va, vb = rows[a][key]["values"], rows[b][key]["values"]
-        seeds = [s for s in va if s in vb]
-        if not seeds:
-            continue
-        d = np.array([va[s] - vb[s] for s in seeds])
-        out.append(
-            {
-                "a": a,
-                "b": b,
-                "mean": float(d.mean()),
-                "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-                "values": dict(zip(seeds, map(float, d))),
-                "positive": int((d > 0).sum()),
-            }
-        )
+        d = paired(rows[a][key]["values"], rows[b][key]["values"])
+        if d:
+            out.append({"a": a, "b": b, **d})
     return out
 
 
