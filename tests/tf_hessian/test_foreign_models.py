@@ -242,14 +242,18 @@ def test_efficientnetb0_prefix_batched_products_equal_single_products():
     float64 the batched and the single products agree to 1e-10, so a converter that mixes
     or misplaces the k vectors cannot hide in float32 rounding.
     """
-    floatx = keras.config.floatx()
+    # Once any code has read the global dtype policy (`keras.config.dtype_policy()` sets it
+    # from floatx on first use), floatx alone no longer decides a new layer's dtype: set both.
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     try:
         model = keras_application_prefix(
             keras.applications.EfficientNetB0, "block2b_add", input_shape=(32, 32, 3)
         )
     finally:
         keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
     assert {w.dtype for w in model.trainable_weights} == {"float64"}
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (2, 32, 32, 3))
