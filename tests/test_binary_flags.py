@@ -114,3 +114,43 @@ def test_retracing_warnings_are_dropped_unless_verbose(monkeypatch):
 def test_tensorflow_info_lines_are_off_unless_verbose():
     # Its own level, so absl's INFO root level under app.run does not let them through.
     assert logging.getLogger("tensorflow").level == logging.WARNING
+
+
+def test_tensorflow_info_lines_through_absl_are_dropped_unless_verbose(monkeypatch, tmp_path):
+    from tf_runtime import _quiet
+
+    def record(path, level=logging.INFO):
+        return logging.LogRecord("absl", level, path, 1, "Sharding callback duration", (), None)
+
+    tf_file = os.path.join("site-packages", "tensorflow", "python", "checkpoint", "saver.py")
+    monkeypatch.delenv(_quiet.VERBOSE_ENV, raising=False)
+    monkeypatch.setattr(sys, "argv", ["prog"])
+    keep = _quiet.TensorFlowInfoFilter()
+    assert not keep.filter(record(tf_file))
+    assert keep.filter(record(tf_file, logging.WARNING))
+    assert keep.filter(record(os.path.join("tf_madan", "train.py")))
+    monkeypatch.setattr(sys, "argv", ["prog", "--verbosity=1"])
+    assert keep.filter(record(tf_file))
+    assert any(
+        isinstance(f, _quiet.TensorFlowInfoFilter) for f in logging.getLogger("absl").filters
+    )
+    # End to end: a SavedModel export logs nothing through absl at INFO.
+    import tensorflow as tf
+    from absl import logging as absl_logging
+
+    monkeypatch.setattr(sys, "argv", ["prog"])
+    absl_logging.set_verbosity(absl_logging.INFO)
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda r: lines.append(r.getMessage())
+    logging.getLogger("absl").addHandler(handler)
+    try:
+        module = tf.Module()
+        module.v = tf.Variable(1.0)
+        module.f = tf.function(
+            lambda x: x * module.v, input_signature=[tf.TensorSpec([], tf.float32)]
+        )
+        tf.saved_model.save(module, str(tmp_path / "m"))
+    finally:
+        logging.getLogger("absl").removeHandler(handler)
+    assert lines == []

@@ -1,9 +1,10 @@
 """TensorFlow's start-up lines and retracing warnings off by default (imported first by tf_runtime).
 
 Importing TensorFlow prints lines that say nothing about the run (oneDNN, cudart and CUDA
-platform probes, cpu_feature_guard), TensorFlow's Python logger prints INFO lines (checkpoint
-sharding) under absl's handler, and `tf.function` retracing warnings repeat on every call of an
-evaluation helper. All are hidden unless asked for:
+platform probes, cpu_feature_guard), TensorFlow's Python logger and the TensorFlow modules that
+log through absl print INFO lines (checkpoint sharding, SavedModel fingerprints), and
+`tf.function` retracing warnings repeat on every call of an evaluation helper. All are
+hidden unless asked for:
 
   * `TF_RUNTIME_VERBOSE=1` in the environment, or `--verbosity=1` (`-v 1`) on the command line,
     shows everything (TensorFlow's C++ start-up lines are printed before flags are parsed, so
@@ -63,6 +64,17 @@ class RetracingFilter(logging.Filter):
         return verbose() or _absl_verbosity() >= 1
 
 
+class TensorFlowInfoFilter(logging.Filter):
+    """Drops INFO / DEBUG lines that TensorFlow's own modules log through absl (SavedModel
+    fingerprints, checkpoint sharding, signature renames) unless verbose; warnings, errors and
+    every other module's lines pass."""
+
+    def filter(self, record):
+        if record.levelno >= logging.WARNING or verbose() or _absl_verbosity() >= 1:
+            return True
+        return f"{os.sep}tensorflow{os.sep}" not in record.pathname
+
+
 def import_tensorflow_quietly():
     """Imports TensorFlow (once) with its start-up lines hidden unless `verbose()`."""
     if "tensorflow" in sys.modules or verbose():
@@ -84,6 +96,9 @@ def import_tensorflow_quietly():
     logger = tf.get_logger()
     if not any(isinstance(f, RetracingFilter) for f in logger.filters):
         logger.addFilter(RetracingFilter())
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, TensorFlowInfoFilter) for f in absl_logger.filters):
+        absl_logger.addFilter(TensorFlowInfoFilter())
     if not verbose() and logger.level == logging.NOTSET:
         # absl's handler prints the root level (INFO under app.run): TensorFlow's own INFO
         # lines (checkpoint sharding, ...) only with --verbosity=1.
