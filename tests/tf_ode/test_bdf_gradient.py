@@ -7,11 +7,11 @@ import scipy.linalg
 import tensorflow as tf
 
 import tf_ode
-from tf_ode import bdf_gradients
+from tf_ode import bdf_gradients, linear_reference
 
 F64 = tf.float64
 # Eigenvalues -1 (eigenvector [1, 1]) and -1000 (eigenvector [1, -1]).
-STIFF = np.array([[-500.5, 499.5], [499.5, -500.5]])
+STIFF = linear_reference.STIFF_2X2
 
 
 def _times(*values):
@@ -30,26 +30,6 @@ def _linear_gradients(y0, t, weights, matrix, scale, *, rtol, atol):
     return ys, tape.gradient(loss, [y0, t, matrix, scale])
 
 
-def _linear_closed_form(y0, times, weights, matrix):
-    """Exact gradients at scale = 1: dL/dy0, dL/dt, dL/dmatrix (Frechet derivative), dL/dscale."""
-    d_y0, d_t, d_matrix, d_scale = np.zeros(2), np.zeros(len(times)), np.zeros((2, 2)), 0.0
-    for k, time in enumerate(times):
-        tau = time - times[0]
-        flow = scipy.linalg.expm(tau * matrix)
-        d_y0 += flow.T @ weights[k]
-        rate = weights[k] @ matrix @ flow @ y0  # <w_k, f(t_k, y(t_k))>
-        d_t[k] += rate
-        d_t[0] -= rate
-        d_scale += tau * rate
-        for i in range(2):
-            for j in range(2):
-                direction = np.zeros((2, 2))
-                direction[i, j] = tau
-                frechet = scipy.linalg.expm_frechet(tau * matrix, direction, compute_expm=False)
-                d_matrix[i, j] += weights[k] @ frechet @ y0
-    return d_y0, d_t, d_matrix, d_scale
-
-
 def test_stiff_linear_gradients_match_expm():
     # y0, the output times, the matrix (a Keras variable) and a scalar tf.Variable, all at once.
     y0, times = np.array([1.0, 0.5]), np.array([0.0, 0.05, 0.1])
@@ -63,7 +43,7 @@ def test_stiff_linear_gradients_match_expm():
     )(tf.constant(y0), tf.constant(times), tf.constant(weights))
     for k, time in enumerate(times):
         np.testing.assert_allclose(ys[k], scipy.linalg.expm(time * STIFF) @ y0, atol=1e-8)
-    expected = _linear_closed_form(y0, times, weights, STIFF)
+    expected = linear_reference.linear_gradients(y0, times, weights, STIFF)
     for name, got, want in zip(("y0", "t", "matrix", "scale"), grads, expected):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-9, err_msg=name)
 
@@ -77,7 +57,7 @@ def test_eager_gradients_match_expm():
         tf.constant(y0), tf.constant(times), tf.constant(weights), matrix, scale,
         rtol=1e-9, atol=1e-12,
     )  # fmt: skip
-    expected = _linear_closed_form(y0, times, weights, STIFF)
+    expected = linear_reference.linear_gradients(y0, times, weights, STIFF)
     for name, got, want in zip(("y0", "t", "matrix", "scale"), grads, expected):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-9, err_msg=name)
 
@@ -92,7 +72,7 @@ def test_the_gradient_tfp_got_wrong_is_now_exact():
         tf.constant(STIFF), tf.constant(1.0, F64), rtol=1e-9, atol=1e-12,
     )  # fmt: skip
     np.testing.assert_allclose(d_y0.numpy(), [1.5 / np.e, 1.5 / np.e], rtol=1e-6)
-    expected = _linear_closed_form(y0, times, weights, STIFF)
+    expected = linear_reference.linear_gradients(y0, times, weights, STIFF)
     np.testing.assert_allclose(d_t.numpy(), expected[1], rtol=1e-6, atol=1e-9)
 
 
