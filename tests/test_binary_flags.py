@@ -29,9 +29,13 @@ BINARIES = {
                            "allow_config_change"},
     "tf_madan.export": {"config", "workdir", "out", "segmenter_stage", "generator_stage",
                         "allow_config_change"},
+    "tf_madan.compare_readings": {"paper", "code", "out"},
     "visuals.explain": {"task", "model", "workdir", "stage", "dataset", "data_dir", "split",
                         "normalize", "num_images", "classes", "out"},
 }  # fmt: skip
+# Binaries whose flags are all their own (no tf_runtime / ml_collections flags): `define_flags`
+# takes no sys_argv, and absl's --help lists the main module's flags.
+OWN_FLAGS_ONLY = {"visuals.explain", "tf_madan.compare_readings"}
 
 
 def test_importing_binaries_registers_no_flags():
@@ -45,7 +49,7 @@ def test_importing_binaries_registers_no_flags():
 def test_define_flags_registers_the_documented_flags(name):
     module = importlib.import_module(name)
     values = flags.FlagValues()
-    if name == "visuals.explain":
+    if name in OWN_FLAGS_ONLY:
         module.define_flags(flag_values=values)
     else:
         module.define_flags(flag_values=values, sys_argv=[name])
@@ -59,7 +63,7 @@ def test_a_required_folder_flag_is_reported():
         tf_runtime.parse_flags(["translate", "--workdir=/tmp/run"], translate.define_flags)
 
 
-@pytest.mark.parametrize("name", sorted(set(BINARIES) - {"visuals.explain"}))
+@pytest.mark.parametrize("name", sorted(set(BINARIES) - OWN_FLAGS_ONLY))
 def test_help_lists_the_binary_own_flags(name):
     # absl's --help shows the main module's key flags only; the shared flags are defined in
     # tf_runtime / ml_collections and must be listed under the binary.

@@ -22,9 +22,16 @@ from tf_madan import report
 from tf_runtime import files as rt_files
 from tf_runtime import run as run_lib
 
-_PAPER = flags.DEFINE_string("paper", None, "Workdir of the `paper` reading (with seed_<s>/).")
-_CODE = flags.DEFINE_string("code", None, "Workdir of the `code` reading (with seed_<s>/).")
-_OUT = flags.DEFINE_string("out", None, "Optional JSON output path.")
+
+def define_flags(flag_values=flags.FLAGS):
+    """Registers this binary's flags (called under `__main__`, or by tests on a private FlagValues)."""
+    flags.DEFINE_string(
+        "paper", None, "Workdir of the `paper` reading (with seed_<s>/).", flag_values=flag_values
+    )
+    flags.DEFINE_string(
+        "code", None, "Workdir of the `code` reading (with seed_<s>/).", flag_values=flag_values
+    )
+    flags.DEFINE_string("out", None, "Optional JSON output path.", flag_values=flag_values)
 
 
 def finished_seeds(workdir):
@@ -112,15 +119,19 @@ def markdown(result):
     return "\n".join(lines) + "\n"
 
 
-def main(argv):
+def main(argv, flag_values=flags.FLAGS):
     del argv
-    if not _PAPER.value or not _CODE.value:
+    if not flag_values.paper or not flag_values.code:
         raise app.UsageError("Pass both --paper and --code (run workdirs with seed_<s>/ folders).")
-    result = compare(_PAPER.value, _CODE.value)
+    try:
+        result = compare(flag_values.paper, flag_values.code)
+    except FileNotFoundError as error:
+        raise app.UsageError(str(error)) from error
     print(markdown(result))
-    if _OUT.value:
-        tf_runtime.atomic_write_json(_OUT.value, result)
+    if flag_values.out:
+        tf_runtime.atomic_write_json(flag_values.out, result)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
