@@ -1,10 +1,12 @@
 """One runner for every MADAN stage (`tf_madan.stages`), each inside `tf_runtime.open_run`.
 
-`run_stage` gives a stage only the config sections its kind reads (SECTIONS), records them with
-the stage's options and its upstream stages' digests as the stage folder's `config.json`, and
-runs the kind's function once; a finished stage is reused only while that record and the
-digests of its artefacts still match, otherwise its folder is rewritten (a truncated weights
-file, a changed config section or a re-trained upstream stage all re-run it).
+`run_stage` gives a stage only the config sections its kind reads (`stage_records.SECTIONS`),
+records the fields it reads with the stage's options and its upstream stages' digests as the
+stage folder's `config.json` (`stage_records.stage_record`), and runs the kind's function once;
+a finished stage is reused only while that record and the digests of its artefacts still match,
+otherwise its folder is rewritten (a truncated weights file, a changed config section or a
+re-trained upstream stage all re-run it). With `reuse_from`, a stage not finished here is
+copied from another run folder that finished it under an agreeing record (`stage_records`).
 """
 
 import os
@@ -24,23 +26,12 @@ from tf_madan import (
     export_lib,
     layout,
     pretrained,
+    stage_records,
     stages,
 )
+from tf_madan.stage_records import SECTIONS, UNRECORDED
 from tf_runtime import files as rt_files
 
-# Config sections each kind reads and records (a change re-runs the stage). "train" holds run
-# settings only (checkpoint / summary intervals), which never change what a stage computes.
-_COMMON = ("seed", "num_classes", "ignore_label", "data", "train")
-SECTIONS = {
-    "segmenter": _COMMON + ("eval", "segmenter", "seg"),
-    "fla": _COMMON + ("eval", "segmenter", "seg", "fla"),
-    "pixel": _COMMON + ("generator", "discriminator", "gan", "dsc", "sad", "ccd", "segmenter"),
-    "translate": _COMMON + ("generator",),
-    "color_transfer": _COMMON,
-}
-# Read but not recorded: the supervised trainer's builder takes the FLA settings, which it does
-# not use without a feature discriminator.
-_UNRECORDED = {"segmenter": ("fla",)}
 TARGET = "<target>"  # `domains` entry meaning the labelled target train split
 
 
@@ -303,43 +294,11 @@ def _paths(outputs, convert):
     return out
 
 
-def _changed_producer(stage_path, record):
-    """Why the stage folder's recorded producer differs from `record` (None if it matches or
-    the folder has none)."""
-    stored = os.path.join(stage_path, layout.PRODUCER)
-    if not os.path.exists(stored):
-        return None
-    try:
-        diffs = tf_runtime.config_differences(rt_files.read_json(stored), record)
-    except ValueError as error:
-        return str(error)
-    return f"its producer changed ({', '.join(diffs[:5])})" if diffs else None
-
-
-def _changed_artefacts(stage_path):
-    """Why a finished stage's artefacts no longer match the digests it recorded (None if they
-    match or the stage has not finished)."""
-    results = os.path.join(stage_path, layout.STAGE_RESULTS)
-    if not (rt_files.has_marker(os.path.join(stage_path, "DONE")) and os.path.exists(results)):
-        return None
-    workdir = os.path.dirname(stage_path)
-    for path, expected in rt_files.read_json(results).get("artefacts", {}).items():
-        path = os.path.join(workdir, path)
-        if not os.path.exists(path):
-            return f"{path} is missing"
-        actual = layout.folder_digest(path) if os.path.isdir(path) else layout.file_digest(path)
-        if actual != expected:
-            return f"{path} differs from what the stage wrote (truncated or replaced)"
-    return None
-
-
-def _stale(stage_path, record):
-    """Why a stage folder must be rewritten (None when it may be reused or resumed)."""
-    return _changed_producer(stage_path, record) or _changed_artefacts(stage_path)
-
-
-def run_stage(stage, config, workdir, strategy, outputs):
+def run_stage(stage, config, workdir, strategy, outputs, reuse_from=None):
     """Runs (or reuses) `stage`; returns its outputs and records them in `outputs`.
+
+    The returned outputs hold `reused`: True when the stage's function did not run (finished
+    here before, or copied from `reuse_from`).
 
     Args:
       stage: a `stages.Stage`.
@@ -347,25 +306,29 @@ def run_stage(stage, config, workdir, strategy, outputs):
       workdir: the run folder (one seed's).
       strategy: the distribution strategy.
       outputs: {stage name: outputs} of the stages that ran before (its upstream among them).
+      reuse_from: optional run folder of the same seed whose finished stage is copied when it
+        agrees with this stage's record (module docstring).
     """
-    sub = section_config(config, SECTIONS[stage.kind] + _UNRECORDED.get(stage.kind, ()))
-    record = {
-        "stage": stage.name,
-        "kind": stage.kind,
-        "options": {k: v for k, v in stage.options.items()},
-        "config": {n: tf_runtime.config_to_dict(sub[n]) for n in SECTIONS[stage.kind] if n in sub},
-        "upstream": {u: outputs[u]["digest"] for u in stage.upstream},
-    }
+    sub = section_config(config, SECTIONS[stage.kind] + UNRECORDED.get(stage.kind, ()))
+    record = stage_records.stage_record(stage, sub, outputs)
     path = layout.stage_dir(workdir, stage.name)
     chief = tf_runtime.is_chief(strategy)
-    reason = _stale(path, record)
+    reason = stage_records.stale(path, record)
     if reason and chief:
         print(f"[{stage.name}] rewriting {path}: {reason}", flush=True)
         shutil.rmtree(path)
+    if layout.stage_results(workdir, stage.name) is None:
+        other = stage_records.finished_elsewhere(stage, record, reuse_from)
+        if other and chief:
+            print(f"[{stage.name}] copying the finished stage {other}", flush=True)
+            stage_records.copy_stage(other, path)
+    # A stored record may hold fields the stage no longer records; it stays while it agrees.
+    stored = stage_records.stored_record(path)
     with tf_runtime.open_run(
-        path, record, strategy=strategy, results_name=layout.STAGE_RESULTS
+        path, stored or record, strategy=strategy, results_name=layout.STAGE_RESULTS
     ) as run:
-        if run.done:
+        reused = run.done
+        if reused:
             result = run.results
         else:
             env = StageEnv(sub, workdir, stage, strategy, {u: outputs[u] for u in stage.upstream})
@@ -381,7 +344,7 @@ def run_stage(stage, config, workdir, strategy, outputs):
             result["seconds"] = round(seconds, 2)
             result["digest"] = layout.digest({"record": record, "artefacts": result["artefacts"]})
             result = run.finish(result)
-    result = _paths(result, lambda p: os.path.join(workdir, p))
+    result = dict(_paths(result, lambda p: os.path.join(workdir, p)), reused=reused)
     outputs[stage.name] = result
     return result
 
@@ -396,23 +359,25 @@ def stale_stages(config, workdir):
         if layout.stage_results(workdir, stage.name) is None:
             stale.append((stage.name, "not finished"))
             continue
-        reason = _changed_artefacts(path)
+        reason = stage_records.changed_artefacts(path)
         if reason:
             stale.append((stage.name, reason))
     return stale
 
 
-def run_schedule(config, workdir, strategy):
-    """Runs `config.stage` with its upstream stages (tf_madan.stages); returns {stage: outputs}."""
+def run_schedule(config, workdir, strategy, reuse_from=None):
+    """Runs `config.stage` with its upstream stages (tf_madan.stages); returns {stage: outputs}.
+
+    `reuse_from`: optional run folder of the same seed to copy agreeing finished stages from.
+    """
     selected = stages.select(stages.table_for(config), config.stage, config.pipeline)
     progress = tf_runtime.TaskProgress(len(selected), "madan")
     outputs = {}
     for stage in selected:
         progress.start(stage.name)
-        reused = layout.stage_results(workdir, stage.name) is not None
-        result = run_stage(stage, config, workdir, strategy, outputs)
+        result = run_stage(stage, config, workdir, strategy, outputs, reuse_from)
         detail = (
             f"mIoU-16 {result['evaluation']['miou_16']:.1f} %" if "evaluation" in result else ""
         )
-        progress.finish(stage.name, detail, reused=reused)
+        progress.finish(stage.name, detail, reused=result["reused"])
     return outputs

@@ -4,7 +4,7 @@ Usage:
   python -m tf_madan.train --config=tf_madan/configs/cpu_benchmark.py \
       --config.data.root=/tmp/driving --workdir=runs/madan_cpu [--config.stage=all] \
       [--strategy=mirrored --num_cpu_devices=2] [--init_checkpoint=fcn8s.weights.h5] \
-      [--allow_config_change]
+      [--allow_config_change] [--reuse_from=runs/other_reading]
 """
 
 import os
@@ -26,6 +26,14 @@ def define_flags(flag_values=flags.FLAGS, sys_argv=None):
         "Local .weights.h5 for the segmenter (e.g. converted VGG16).",
         flag_values=flag_values,
     )
+    flags.DEFINE_string(
+        "reuse_from",
+        None,
+        "Another run folder (e.g. the same benchmark under the other reading): a stage not "
+        "finished here is copied from it when it finished there under a record that agrees on "
+        "every field the stage reads.",
+        flag_values=flag_values,
+    )
 
 
 def main(argv, flag_values=flags.FLAGS):
@@ -37,7 +45,11 @@ def main(argv, flag_values=flags.FLAGS):
     # train_and_evaluate validates the config, checks it against the run's config.json and
     # only then records it.
     results = train_lib.train_and_evaluate(
-        config, run.workdir, run.build_strategy(), allow_config_change=run.allow_config_change
+        config,
+        run.workdir,
+        run.build_strategy(),
+        allow_config_change=run.allow_config_change,
+        reuse_from=flag_values.reuse_from,
     )
     print(report.summarize(results))
 

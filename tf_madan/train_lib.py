@@ -118,12 +118,12 @@ def seed_config(config, seed):
     return one
 
 
-def _run_one(config, workdir, strategy):
+def _run_one(config, workdir, strategy, reuse_from=None):
     """One seed's schedule and report in `workdir` (already open); returns the rows."""
     if config.stage == "evaluate":
         results = report.evaluate_methods(config, report.collect_finished(config, workdir))
     else:
-        stage_runner.run_schedule(config, workdir, strategy)
+        stage_runner.run_schedule(config, workdir, strategy, reuse_from)
         results = report.collect_results(config, workdir)
     start = time.time()
     scores = report.fcn_scores(config, workdir) if tf_runtime.is_chief(strategy) else {}
@@ -166,7 +166,22 @@ def _stale(config, workdir, seeds):
     return stale
 
 
-def train_and_evaluate(config, workdir, strategy, *, allow_config_change=False):
+def check_reuse_from(reuse_from, workdir):
+    """Raises ValueError naming `--reuse_from` unless it is an existing run folder other than
+    `workdir`."""
+    if reuse_from is None:
+        return
+    if not os.path.isdir(reuse_from):
+        raise ValueError(f"--reuse_from={reuse_from!r} is not a folder.")
+    if os.path.realpath(reuse_from) == os.path.realpath(workdir):
+        raise ValueError(f"--reuse_from={reuse_from!r} is the run's own workdir.")
+    if not os.path.exists(os.path.join(reuse_from, "config.json")):
+        raise ValueError(
+            f"--reuse_from={reuse_from!r} holds no config.json: not a tf_madan.train run folder."
+        )
+
+
+def train_and_evaluate(config, workdir, strategy, *, allow_config_change=False, reuse_from=None):
     """Runs `config.stage` (or the whole schedule) and evaluates every trained segmenter.
 
     The config and the data are validated first, then the config is compared with the
@@ -178,17 +193,23 @@ def train_and_evaluate(config, workdir, strategy, *, allow_config_change=False):
     finished seed is not re-run) and writes the aggregate `workdir/results.{json,md}` with
     mean ± sd per row and each seed's wall time.
 
+    `reuse_from`: another run folder (e.g. the same benchmark under the other reading); a stage
+    not finished here is copied from its seed's folder there when it finished under a record
+    agreeing with this stage's (`tf_madan.stage_runner`). A copied stage's wall time counts in
+    this run's.
+
     Returns:
       {row label: result dict (percent)} (with seeds: {row: {key: {"mean", "sd", "values"}}}).
     """
     validate_config(config)
     validate_data(config)
+    check_reuse_from(reuse_from, workdir)
     seeds = tuple(config.get("seeds", ()))
     with _open(workdir, config, strategy, allow_config_change) as run:
         if run.done and not _stale(config, workdir, seeds):
             return run.results.get("rows", run.results) if seeds else run.results
         if not seeds:
-            return run.finish(_run_one(config, workdir, strategy))
+            return run.finish(_run_one(config, workdir, strategy, reuse_from))
         per_seed, seconds = {}, {}
         for seed in seeds:
             seed_dir = os.path.join(workdir, f"seed_{seed}")
@@ -197,7 +218,8 @@ def train_and_evaluate(config, workdir, strategy, *, allow_config_change=False):
                 if seed_run.done and not _stale(one, seed_dir, ()):
                     per_seed[seed] = seed_run.results
                 else:
-                    per_seed[seed] = seed_run.finish(_run_one(one, seed_dir, strategy))
+                    other = reuse_from and os.path.join(reuse_from, f"seed_{seed}")
+                    per_seed[seed] = seed_run.finish(_run_one(one, seed_dir, strategy, other))
             seconds[seed] = rt_files.read_json(os.path.join(seed_dir, layout.TIMING))["seconds"]
         rows = report.aggregate_seeds(per_seed)
         aggregate = {

@@ -157,13 +157,15 @@ def _flat(config):
     return flat
 
 
-def config_differences(stored, config, ignore=RUN_SETTING_KEYS):
+def config_differences(stored, config, ignore=RUN_SETTING_KEYS, *, subset=False):
     """Sorted dotted keys whose values differ between two configs (added/removed keys included).
 
-    Keys with any path component in `ignore` are skipped.
+    Keys with any path component in `ignore` are skipped. With `subset`, only the keys of
+    `config` are compared: a key that only `stored` holds is not a difference (a stored record
+    may name more than the fields its reader now records).
     """
     a, b = _flat(stored), _flat(config)
-    keys = sorted(set(a) | set(b))
+    keys = sorted(set(b) if subset else set(a) | set(b))
 
     def ignored(key):
         return any(part in ignore for part in key.split("."))
