@@ -1,4 +1,5 @@
-r"""Estimated wall time of one seed of the MADAN schedule from measured per-step times.
+r"""Estimated wall time of one seed of the MADAN schedule from measured per-step times, and
+its arithmetic floor on this machine.
 
 Times each kind of stage the schedule runs (pixel stages with two sources, one source, with
 DSC/SAD/CCD or CyCADA's SC; segmenter stages with one or two source batches, with FLA) on the
@@ -6,10 +7,17 @@ config's real data for a few steps after a warm-up, then multiplies by the confi
 and adds each stage's warm-up (tracing) time. On a shared machine the per-step times are
 inflated by the other processes; run it on idle cores for the figure in docs/tf_madan.md.
 
+The floor: each kind's floating-point operations per step are counted on its traced train step
+(TensorFlow's profiler: the convolutions forward, backward-input and backward-filter, matmuls),
+summed over the schedule, and divided by the throughput this machine reaches on one large
+float32 convolution and one large matmul with all its threads (the better of the two): no
+implementation of the same arithmetic on these cores runs one seed faster than that.
+
 Usage:
   python benchmarks/madan_schedule_time.py --config=tf_madan/configs/cpu_benchmark_v2.py \
       --config.data.root=/tmp/driving_v2 [--steps 5]
-Prints one JSON object: seconds per step and warm-up per kind, stage counts, the estimate.
+Prints one JSON object: seconds, warm-up and GFLOP per step per kind, the machine's peak
+GFLOP/s, the schedule's TFLOP, the floor at peak and the estimate.
 """
 
 import json
@@ -28,7 +36,15 @@ _CONFIG = config_flags.DEFINE_config_file(
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per kind (after two warm-up steps).")
 
 
+def _flops(concrete):
+    """Floating-point operations of one call of a traced function (TensorFlow's profiler)."""
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph=concrete.graph, options=options).total_float_ops
+
+
 def _time(model, dataset, steps):
+    """(seconds per step, warm-up seconds, FLOPs per step) of `model.train_step`."""
     step = tf.function(model.train_step)
     iterator = iter(dataset)
     start = time.perf_counter()
@@ -39,7 +55,37 @@ def _time(model, dataset, steps):
     for _ in range(steps):
         logs = step(next(iterator))
     float(next(iter(logs.values())))
-    return (time.perf_counter() - start) / steps, warm
+    seconds = (time.perf_counter() - start) / steps
+    return seconds, warm, _flops(step.get_concrete_function(next(iterator)))
+
+
+def _peak_flops_per_second(repeats=10):
+    """The best float32 throughput of one large convolution and one large matmul here."""
+    cases = {
+        # 3x3 convolution, 96 -> 96 channels at 64 x 64, batch 16 (the generators' widest
+        # layers are 96 channels; larger maps keep every thread busy).
+        "conv": (
+            lambda x, w: tf.nn.conv2d(x, w, 1, "SAME"),
+            (tf.random.normal([16, 64, 64, 96]), tf.random.normal([3, 3, 96, 96])),
+            2 * 16 * 64 * 64 * 3 * 3 * 96 * 96,
+        ),
+        "matmul": (
+            tf.linalg.matmul,
+            (tf.random.normal([2048, 2048]), tf.random.normal([2048, 2048])),
+            2 * 2048**3,
+        ),
+    }
+    best = {}
+    for name, (op, args, flops) in cases.items():
+        fn = tf.function(op)
+        float(tf.reduce_sum(fn(*args)))
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            float(tf.reduce_sum(fn(*args)))
+            times.append(time.perf_counter() - start)
+        best[name] = flops / min(times)
+    return best
 
 
 def _pixel(config, sources, steps, *, variant="daig", dsc=False, sad=False, ccd=False, sc=False):
@@ -122,12 +168,22 @@ def main(argv):
     ]
     train = sum(kinds[k][0] * steps * count for k, steps, count in stages)
     warm = sum(kinds[k][1] * count for k, _, count in stages)
+    flops = sum(kinds[k][2] * steps * count for k, steps, count in stages)
+    peak = _peak_flops_per_second()
+    ceiling = max(peak.values())
     print(
         json.dumps(
             {
                 "seconds_per_step": {k: round(v[0], 4) for k, v in kinds.items()},
                 "warmup_seconds": {k: round(v[1], 1) for k, v in kinds.items()},
+                "gflop_per_step": {k: round(v[2] / 1e9, 2) for k, v in kinds.items()},
+                "achieved_gflop_per_second": {
+                    k: round(v[2] / v[0] / 1e9, 1) for k, v in kinds.items()
+                },
+                "peak_gflop_per_second": {k: round(v / 1e9, 1) for k, v in peak.items()},
                 "stages": len(stages),
+                "schedule_tflop": round(flops / 1e12, 1),
+                "floor_minutes_at_peak": round(flops / ceiling / 60, 1),
                 "estimated_train_seconds": round(train, 1),
                 "estimated_warmup_seconds": round(warm, 1),
                 "estimated_total_minutes": round((train + warm) / 60, 1),
