@@ -89,6 +89,7 @@ def dormand_prince_solve(
       `tf.errors.InvalidArgumentError` naming the status. For "bdf" with gradient="adjoint",
       asking a tape for a gradient through ys raises ValueError(BDF_GRADIENT_ERROR).
     """
+    func, t = _forward_in_time(func, t)
     if solver == "bdf" and gradient == "sensitivity":
         return bdf_gradients.sensitivity_gradient(
             lambda y: _solve(func, y, t, rtol, atol, max_num_steps, first_step_size, solver),
@@ -105,6 +106,23 @@ def dormand_prince_solve(
             lambda y: _solve(func, y, t, rtol, atol, max_num_steps, first_step_size, solver), y0
         )
     return _solve(func, y0, t, rtol, atol, max_num_steps, first_step_size, solver)
+
+
+def _forward_in_time(func, t):
+    """(func, t) of the same solve in increasing time.
+
+    TFP's solvers integrate forward only (with a decreasing `solution_times` they returned the
+    wrong states, no error): for a decreasing t the solve runs in s = -t, where
+    dy/ds = -func(-s, y). `direction` is +1 or -1 as a tensor, so t may be traced.
+    """
+    direction = tf.sign(t[-1] - t[0])
+
+    def forward_func(time, y):
+        return tf.nest.map_structure(
+            lambda d: tf.cast(direction, d.dtype) * d, func(direction * time, y)
+        )
+
+    return forward_func, direction * t
 
 
 def _solve(func, y0, t, rtol, atol, max_num_steps, first_step_size, solver):
