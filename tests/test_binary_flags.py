@@ -23,7 +23,7 @@ BINARIES = {
     "tf_ode.compare": {"config", "workdir", "strategy", "num_cpu_devices", "allow_config_change"},
     "tf_ode.gradcheck": {"config", "output_dir"},
     "tf_madan.train": {"config", "workdir", "strategy", "num_cpu_devices", "allow_config_change",
-                       "init_checkpoint"},
+                       "init_checkpoint", "reuse_from"},
     "tf_madan.evaluate": {"config", "weights", "workdir", "split", "out", "allow_config_change"},
     "tf_madan.translate": {"config", "workdir", "stage", "out", "batch_size",
                            "allow_config_change"},
