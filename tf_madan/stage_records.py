@@ -3,8 +3,8 @@
 A stage folder's `config.json` (its producer record) holds the stage's name, kind, options,
 its upstream stages' digests and the config fields its kind reads (`stage_record`: a pixel
 stage's DSC / SAD / CCD settings only when it uses them). A finished stage is reused while its
-stored record agrees on every recorded field (a record that holds more fields, written when a
-stage recorded whole sections, is kept) and its artefacts still match their digests (`stale`).
+stored record agrees on every recorded field (a record that holds more fields, such as whole
+config sections, is kept) and its artefacts still match their digests (`stale`).
 
 A stage not finished in a run folder is copied from another run folder of the same seed (e.g.
 the other reading's) when that run finished it under an agreeing record with its artefacts

@@ -322,7 +322,7 @@ def run_stage(stage, config, workdir, strategy, outputs, reuse_from=None):
         if other and chief:
             print(f"[{stage.name}] copying the finished stage {other}", flush=True)
             stage_records.copy_stage(other, path)
-    # A stored record may hold fields the stage no longer records; it stays while it agrees.
+    # A stored record may hold more fields than the stage records; it stays while it agrees.
     stored = stage_records.stored_record(path)
     with tf_runtime.open_run(
         path, stored or record, strategy=strategy, results_name=layout.STAGE_RESULTS

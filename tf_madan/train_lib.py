@@ -195,7 +195,7 @@ def train_and_evaluate(config, workdir, strategy, *, allow_config_change=False, 
 
     `reuse_from`: another run folder (e.g. the same benchmark under the other reading); a stage
     not finished here is copied from its seed's folder there when it finished under a record
-    agreeing with this stage's (`tf_madan.stage_runner`). A copied stage's wall time counts in
+    agreeing with this stage's (`tf_madan.stage_records`). A copied stage's wall time counts in
     this run's.
 
     Returns:

@@ -111,8 +111,8 @@ def dormand_prince_solve(
 def _forward_in_time(func, t):
     """(func, t) of the same solve in increasing time.
 
-    TFP's solvers integrate forward only (with a decreasing `solution_times` they returned the
-    wrong states, no error): for a decreasing t the solve runs in s = -t, where
+    TFP's solvers integrate forward only (given a decreasing `solution_times` they return wrong
+    states without an error): for a decreasing t the solve runs in s = -t, where
     dy/ds = -func(-s, y). `direction` is +1 or -1 as a tensor, so t may be traced.
     """
     direction = tf.sign(t[-1] - t[0])

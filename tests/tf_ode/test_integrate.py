@@ -510,7 +510,7 @@ def test_bdf_solves_a_stiff_linear_system():
 )
 def test_tfp_solvers_integrate_backwards_in_time(method, gradient):
     # dy/dt = -k (1 + t) y from t = 1 down to 0: y(t) = y(1) exp(k ((1 + 1/2) - (t + t^2 / 2))).
-    # TFP's solvers integrate forward only; a decreasing t once returned wrong states silently.
+    # TFP's solvers integrate forward only: a decreasing t must be solved in reversed time.
     k = tf.Variable(1.0, dtype=F64)
     times = _times(1.0, 0.5, 0.0)
 
