@@ -171,6 +171,23 @@ def test_a_single_source_stage_trains_alike_and_is_copied_across_readings(
         stage_runner.run_stage(stage, code_reading, str(tmp_path / "c3"), strategy, {}, changed)
 
 
+def test_a_copy_killed_halfway_is_redone(paper_run, tmp_path, monkeypatch):
+    # A kill during the copy leaves `<stage>.copying` (and maybe a partial stage folder); the
+    # same command again copies the whole stage and leaves no temporary folder.
+    config, paper_dir, out = paper_run
+    workdir = tmp_path / "run"
+    (workdir / (NAME + ".copying") / "networks").mkdir(parents=True)
+    (workdir / NAME).mkdir()
+    (workdir / NAME / "history.json").write_text("{}")
+    monkeypatch.setitem(stage_runner.KIND_FUNCTIONS, "pixel", _refuse)
+    copied = stage_runner.run_stage(
+        _stage(config, NAME), config, str(workdir), tf.distribute.get_strategy(), {}, paper_dir
+    )
+    assert copied["digest"] == out["digest"] and copied["reused"]
+    assert _network_bytes(copied["dir"]) == _network_bytes(out["dir"])
+    assert not (workdir / (NAME + ".copying")).exists()
+
+
 def test_a_stored_record_with_more_fields_is_kept_while_it_agrees(paper_run, tmp_path, monkeypatch):
     strategy = tf.distribute.get_strategy()
     config, paper_dir, out = paper_run
