@@ -29,7 +29,7 @@ BINARIES = {
                            "allow_config_change"},
     "tf_madan.export": {"config", "workdir", "out", "segmenter_stage", "generator_stage",
                         "allow_config_change"},
-    "tf_madan.compare_readings": {"paper", "code", "out"},
+    "tf_madan.compare_readings": {"paper", "code", "out", "translations"},
     "visuals.explain": {"task", "model", "workdir", "stage", "dataset", "data_dir", "split",
                         "normalize", "num_images", "classes", "out"},
 }  # fmt: skip

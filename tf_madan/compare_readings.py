@@ -9,16 +9,21 @@ the seeds it has) and prints markdown: mean ± sd per row under each reading wit
 per-seed difference code − paper (same seed, same data; the seeds of both runs), the FCN-score
 per reading, each reading's paired claim comparisons (`report.PAIRED_COMPARISONS`) and the wall
 time per seed. `--out` writes the same as JSON. Values are mIoU-16 in percent.
+
+`--translations` adds, per image stage and source, what each reading's translations changed
+(`tf_madan.translation_stats`, against the target's labelled training images of each run's
+data root): the colour gap to the target weighted by pixels, and the high-frequency ratio.
 """
 
 import glob
 import os
 import re
 
+import numpy as np
 from absl import app, flags
 
 import tf_runtime
-from tf_madan import report
+from tf_madan import layout, report, translation_stats
 from tf_runtime import files as rt_files
 from tf_runtime import run as run_lib
 
@@ -32,6 +37,13 @@ def define_flags(flag_values=flags.FLAGS):
         "code", None, "Workdir of the `code` reading (with seed_<s>/).", flag_values=flag_values
     )
     flags.DEFINE_string("out", None, "Optional JSON output path.", flag_values=flag_values)
+    flags.DEFINE_bool(
+        "translations",
+        False,
+        "Also measure every finished seed's translated images against the target "
+        "(colour gap per class, high-frequency ratio; reads the runs' data roots).",
+        flag_values=flag_values,
+    )
 
 
 def finished_seeds(workdir):
@@ -88,6 +100,71 @@ def compare(paper_dir, code_dir):
     return runs
 
 
+def _summary(values):
+    """{"mean", "sd" (ddof 1; 0 for one seed), "values" ({seed: value})} of {seed: value}."""
+    v = np.array(list(values.values()), dtype=float)
+    return {
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "values": {str(s): float(x) for s, x in values.items()},
+    }
+
+
+def translation_summary(workdir, seeds):
+    """{image stage: {source: {statistic: {"mean", "sd", "values"}}}} over `seeds` of `workdir`.
+
+    The statistics are `translation_stats.compare`'s pixel-weighted colour gap, its largest
+    class gap and the high-frequency ratio, for each seed's finished image stages.
+    """
+    keys = ("pixel_colour_gap", "largest_gap", "high_frequency_ratio")
+    values = {}
+    for seed in seeds:
+        seed_dir = os.path.join(workdir, f"seed_{seed}")
+        stats = translation_stats.run_statistics(layout.run_config(seed_dir), seed_dir)
+        for folder, row in stats.items():
+            for source, result in row.items():
+                cell = values.setdefault(folder, {}).setdefault(source, {k: {} for k in keys})
+                for k in keys:
+                    cell[k][seed] = result[k]
+    return {
+        folder: {source: {k: _summary(v) for k, v in cell.items()} for source, cell in row.items()}
+        for folder, row in values.items()
+    }
+
+
+def _per_seed(stat, digits=2):
+    if not stat:
+        return "-"
+    values = " / ".join(f"{v:.{digits}f}" for v in stat["values"].values())
+    return f"{stat['mean']:.{digits}f} ({values})"
+
+
+def translation_markdown(translations):
+    """Markdown table of `translation_summary` for both readings (mean, then per seed)."""
+    paper, code = translations["paper"], translations["code"]
+    lines = [
+        "Translations against the target's labelled training images (mean over seeds, then "
+        "per seed): colour gap = distance of each class's mean RGB colour ([0, 1]) from the "
+        "target's, weighted by pixels; high-frequency ratio = mean |Laplacian| over the "
+        "target's (1 = the target's texture).",
+        "",
+        "| image stage | source | colour gap paper | colour gap code | high-frequency paper "
+        "| high-frequency code |",
+        "|---|---|---|---|---|---|",
+    ]
+    for folder in list(paper) + [f for f in code if f not in paper]:
+        p, c = paper.get(folder, {}), code.get(folder, {})
+        for source in list(p) + [s for s in c if s not in p]:
+            ps, cs = p.get(source, {}), c.get(source, {})
+            lines.append(
+                f"| {folder} | {source} | {_per_seed(ps.get('pixel_colour_gap'), 3)} | "
+                f"{_per_seed(cs.get('pixel_colour_gap'), 3)} | "
+                f"{_per_seed(ps.get('high_frequency_ratio'))} | "
+                f"{_per_seed(cs.get('high_frequency_ratio'))} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result):
     paper, code, diff = result["paper"]["rows"], result["code"]["rows"], result["code_minus_paper"]
     lines = [
@@ -127,7 +204,14 @@ def main(argv, flag_values=flags.FLAGS):
         result = compare(flag_values.paper, flag_values.code)
     except FileNotFoundError as error:
         raise app.UsageError(str(error)) from error
+    if flag_values.translations:
+        result["translations"] = {
+            name: translation_summary(result[name]["workdir"], result[name]["seeds"])
+            for name in ("paper", "code")
+        }
     print(markdown(result))
+    if flag_values.translations:
+        print(translation_markdown(result["translations"]))
     if flag_values.out:
         tf_runtime.atomic_write_json(flag_values.out, result)
 
