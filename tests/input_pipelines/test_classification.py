@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from input_pipelines import cifar, classification, idx
+from input_pipelines import cifar, classification, embedded, idx
 
 
 def _collect(dataset):
@@ -431,3 +431,17 @@ def test_cifar_image_arrays_are_read_by_their_layout(tmp_path):
         pickle.dump({b"data": np.zeros((2, 32, 96), np.uint8), b"labels": [0, 1]}, f)
     with pytest.raises(ValueError, match=r"odd: image data of shape \(2, 32, 96\)"):
         cifar.read_batch(str(tmp_path / "odd"), b"labels")
+
+
+@pytest.mark.parametrize("loader", ["load_digits_arrays", "load_mnist5k_arrays"])
+def test_embedded_files_are_read_once_per_process_into_read_only_arrays(loader):
+    load = getattr(embedded, loader)
+    images, labels = load()
+    again = load()
+    assert again[0] is images and again[1] is labels
+    with pytest.raises(ValueError, match="read-only"):
+        images[0, 0, 0, 0] = 1
+    # Every split is a copy its caller may change.
+    split_images, _ = classification.load_arrays(loader.split("_")[1], "train")
+    split_images[0] = 0
+    assert load()[0] is images
