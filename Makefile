@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Two worker processes (pytest-xdist), one per core; a test file stays in one worker, so its
-# module-scoped fixtures run once. PYTEST_WORKERS=0 runs in this process.
+# module-scoped fixtures run once. PYTEST_WORKERS=0 runs in this process. The 15 slowest tests
+# are listed at the end.
 PYTEST_WORKERS ?= 2
 
 .PHONY: demo test venv lint bench clean
@@ -23,7 +24,7 @@ demo: $(STAMP)
 	$(PY) -m demo_report --workdir=runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
