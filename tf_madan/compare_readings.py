@@ -202,13 +202,14 @@ def main(argv, flag_values=flags.FLAGS):
         raise app.UsageError("Pass both --paper and --code (run workdirs with seed_<s>/ folders).")
     try:
         result = compare(flag_values.paper, flag_values.code)
+        if flag_values.translations:
+            # A seed's config.json or its data root (moved or deleted) missing: one line naming it.
+            result["translations"] = {
+                name: translation_summary(result[name]["workdir"], result[name]["seeds"])
+                for name in ("paper", "code")
+            }
     except FileNotFoundError as error:
         raise app.UsageError(str(error)) from error
-    if flag_values.translations:
-        result["translations"] = {
-            name: translation_summary(result[name]["workdir"], result[name]["seeds"])
-            for name in ("paper", "code")
-        }
     print(markdown(result))
     if flag_values.translations:
         print(translation_markdown(result["translations"]))

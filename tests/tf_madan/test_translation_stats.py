@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import app, flags
 
 from input_pipelines import synthetic_driving
 from input_pipelines.driving import decode, readers
@@ -140,3 +141,22 @@ def test_compare_readings_summarises_translations_per_seed(tiny_run):
     text = compare_readings.translation_markdown({"paper": summary, "code": summary})
     gap = cell["pixel_colour_gap"]["mean"]
     assert f"| adapted_ada | gta5 | {gap:.3f} ({gap:.3f}) | {gap:.3f} ({gap:.3f}) |" in text
+
+
+def test_translations_of_a_run_whose_data_root_is_gone_name_the_folder(tiny_run, tmp_path):
+    config, _, _ = tiny_run
+    moved = config.copy_and_resolve_references()
+    moved.data.root = str(tmp_path / "moved_data")
+    runs = {}
+    for name in ("paper", "code"):
+        seed_dir = tmp_path / name / "seed_0"
+        seed_dir.mkdir(parents=True)
+        rt_config.write_config(moved, str(seed_dir))
+        rt_files.atomic_write_json(str(seed_dir / "results.json"), {})
+        rt_files.write_marker(str(seed_dir / run_lib.DONE_NAME))
+        runs[name] = str(tmp_path / name)
+    flag_values = flags.FlagValues()
+    compare_readings.define_flags(flag_values)
+    flag_values(["prog", f"--paper={runs['paper']}", f"--code={runs['code']}", "--translations"])
+    with pytest.raises(app.UsageError, match="moved_data"):
+        compare_readings.main([], flag_values)
