@@ -19,7 +19,6 @@ import glob
 import os
 import re
 
-import numpy as np
 from absl import app, flags
 
 import tf_runtime
@@ -100,16 +99,6 @@ def compare(paper_dir, code_dir):
     return runs
 
 
-def _summary(values):
-    """{"mean", "sd" (ddof 1; 0 for one seed), "values" ({seed: value})} of {seed: value}."""
-    v = np.array(list(values.values()), dtype=float)
-    return {
-        "mean": float(v.mean()),
-        "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-        "values": {str(s): float(x) for s, x in values.items()},
-    }
-
-
 def translation_summary(workdir, seeds):
     """{image stage: {source: {statistic: {"mean", "sd", "values"}}}} over `seeds` of `workdir`.
 
@@ -127,7 +116,10 @@ def translation_summary(workdir, seeds):
                 for k in keys:
                     cell[k][seed] = result[k]
     return {
-        folder: {source: {k: _summary(v) for k, v in cell.items()} for source, cell in row.items()}
+        folder: {
+            source: {k: report.seed_summary(v) for k, v in cell.items()}
+            for source, cell in row.items()
+        }
         for folder, row in values.items()
     }
 

@@ -245,7 +245,11 @@ def write_adapted_images(generator, dataset, out_dir, *, producer=None):
     return count
 
 
-def _adapted_files(directory):
+def adapted_files(directory):
+    """([image paths], [label paths]) of a finished adapted-image folder, sorted by name.
+
+    Raises FileNotFoundError naming the folder when its COMPLETE marker is missing.
+    """
     if not os.path.exists(os.path.join(directory, COMPLETE)):
         raise FileNotFoundError(
             f"Adapted images in {directory} are missing or incomplete (no {COMPLETE} marker); "
@@ -260,7 +264,7 @@ def _adapted_files(directory):
 
 def adapted_dataset(directory, *, batch_size, crop_size, seed, input_context=None):
     """Repeating, shuffled, cropped batches of adapted images (segmenter-normalised)."""
-    images, labels = _adapted_files(directory)
+    images, labels = adapted_files(directory)
     if batch_size > len(images):
         raise ValueError(
             f"batch_size={batch_size} is larger than the {len(images)} adapted "
@@ -314,7 +318,7 @@ def adapted_eval_dataset(directories, *, batch_size=8):
     """Every adapted image of `directories` once, in order, segmenter-normalised (FCN-score)."""
     images, labels = [], []
     for directory in directories:
-        i, l = _adapted_files(directory)
+        i, l = adapted_files(directory)
         images += i
         labels += l
     ds = tf.data.Dataset.from_tensor_slices((images, labels))

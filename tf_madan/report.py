@@ -55,6 +55,20 @@ def _image_dirs(config, workdir, folder):
     ]
 
 
+def image_stage_dirs(config, workdir):
+    """[(image stage, [its finished `<source>` folders])] of the config's stage table, in table
+    order, each stage once, stages without finished images left out."""
+    out, seen = [], set()
+    for _, _, folder in stages.result_rows(stages.table_for(config)):
+        if folder is None or folder in seen:
+            continue
+        seen.add(folder)
+        dirs = _image_dirs(config, workdir, folder)
+        if dirs:
+            out.append((folder, dirs))
+    return out
+
+
 def fcn_scores(config, workdir):
     """FCN-score of every finished image stage: {image stage: {source: result, "all": result}}.
 
@@ -75,14 +89,7 @@ def fcn_scores(config, workdir):
     scores = {}
     for name in config.data.sources:
         scores[f"raw ({name})"] = {name: fcn_score.fcn_score(config, oracle, name)}
-    seen = set()
-    for _, _, folder in stages.result_rows(stages.table_for(config)):
-        if folder is None or folder in seen:
-            continue
-        seen.add(folder)
-        dirs = _image_dirs(config, workdir, folder)
-        if not dirs:
-            continue
+    for folder, dirs in image_stage_dirs(config, workdir):
         row = {os.path.basename(d): score(data.adapted_eval_dataset([d])) for d in dirs}
         if len(dirs) > 1:
             row["all"] = score(data.adapted_eval_dataset(dirs))
@@ -145,6 +152,16 @@ def write_results(config, workdir, results, scores, seconds):
 AGGREGATE_KEYS = ("miou_16", "miou_16_gt_present", "miou_19", "pixel_accuracy")
 
 
+def seed_summary(values):
+    """{"mean", "sd" (ddof 1; 0 for one seed), "values" ({str(seed): value})} of {seed: value}."""
+    v = np.array(list(values.values()), dtype=float)
+    return {
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "values": {str(s): float(x) for s, x in values.items()},
+    }
+
+
 def aggregate_seeds(per_seed):
     """{method: {key: {"mean", "sd", "values"}}} over seeds ({seed: results}).
 
@@ -167,9 +184,7 @@ def aggregate_seeds(per_seed):
                 if value is not None and not (isinstance(value, float) and math.isnan(value)):
                     values[str(seed)] = float(value)
             if values:
-                v = np.array(list(values.values()))
-                sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-                row[key] = {"mean": float(v.mean()), "sd": sd, "values": values}
+                row[key] = seed_summary(values)
         rows[method] = row
     return rows
 

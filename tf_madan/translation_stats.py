@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from input_pipelines.driving import TRAIN_ID_NAMES, decode, readers
-from tf_madan import data, layout, stages
+from tf_madan import data, report
 
 RAW = "raw ({})"
 
@@ -99,18 +99,12 @@ def compare(stats, reference, class_names):
     }
 
 
-def _decode_png(path, channels):
-    return tf.io.decode_png(tf.io.read_file(path), channels=channels).numpy()
-
-
 def folder_statistics(directory, num_classes):
     """An Accumulator over a translated-image folder (`images/`, `labels/` with train ids)."""
-    if not os.path.exists(os.path.join(directory, data.COMPLETE)):
-        raise FileNotFoundError(f"No finished translated images in {directory} (no COMPLETE).")
     acc = Accumulator(num_classes)
-    for name in sorted(os.listdir(os.path.join(directory, "images"))):
-        image = _decode_png(os.path.join(directory, "images", name), 3) / 255.0
-        label = _decode_png(os.path.join(directory, "labels", name), 1)[..., 0]
+    for image_path, label_path in zip(*data.adapted_files(directory)):
+        image = tf.io.decode_png(tf.io.read_file(image_path), channels=3).numpy() / 255.0
+        label = tf.io.decode_png(tf.io.read_file(label_path), channels=1).numpy()[..., 0]
         acc.add(image, label)
     return acc
 
@@ -139,18 +133,9 @@ def run_statistics(config, workdir):
     for source in config.data.sources:
         raw = dataset_statistics(config, source, data._source_split(source))
         out[RAW.format(source)] = {source: compare(raw, target, names)}
-    seen = set()
-    for _, _, folder in stages.result_rows(stages.table_for(config)):
-        if folder is None or folder in seen:
-            continue
-        seen.add(folder)
-        row = {}
-        for source in config.data.sources:
-            directory = os.path.join(layout.stage_dir(workdir, folder), source)
-            if os.path.exists(os.path.join(directory, data.COMPLETE)):
-                row[source] = compare(
-                    folder_statistics(directory, config.num_classes), target, names
-                )
-        if row:
-            out[folder] = row
+    for folder, dirs in report.image_stage_dirs(config, workdir):
+        out[folder] = {
+            os.path.basename(d): compare(folder_statistics(d, config.num_classes), target, names)
+            for d in dirs
+        }
     return out

@@ -45,7 +45,7 @@ def test_write_adapted_images_replaces_a_partial_folder(tmp_path):
     assert data.write_adapted_images(_generator(), _pairs(6, 10), str(out)) == 3
     assert sorted(os.listdir(out / "images")) == ["000000.png", "000001.png", "000002.png"]
     assert np.asarray(Image.open(out / "images" / "000000.png")).shape == (6, 10, 3)
-    images, labels = data._adapted_files(str(out))
+    images, labels = data.adapted_files(str(out))
     assert len(images) == len(labels) == 3
     # A complete folder is reused as it is.
     assert data.write_adapted_images(_generator(pad_width=2), _pairs(6, 10), str(out)) == 3

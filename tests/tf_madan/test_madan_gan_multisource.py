@@ -259,7 +259,7 @@ def test_translate_stage_maps_source_i_to_generator_i(tiny_data, tmp_path):
     dirs = stage_runner.translate(translate, env)["dirs"]
     assert [os.path.basename(d) for d in dirs] == list(config.data.sources)
     for d, name in zip(dirs, config.data.sources):
-        images, labels = data._adapted_files(d)
+        images, labels = data.adapted_files(d)
         _, source_labels = _all_images(config, name)
         assert len(images) == len(source_labels)
         expected_uint8 = np.round((values[name] + 1.0) * 127.5)
