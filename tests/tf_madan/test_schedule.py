@@ -255,6 +255,14 @@ def _tiny_config(root):
     return c
 
 
+def _one_stage_config(root):
+    """`_tiny_config` whose target is the one-stage group "oracle" (one segmenter step)."""
+    c = _tiny_config(root)
+    c.stage = "oracle"
+    c.seg.oracle_steps = 1
+    return c
+
+
 def _weights(path):
     segmenter = stage_runner._new_segmenter(smoke.get_config(), weights=path)
     return [np.asarray(v) for v in segmenter.weights]
@@ -339,21 +347,21 @@ def test_paired_differences_per_seed_and_best_single_by_mean():
 
 
 def test_seeds_run_per_seed_folder_and_resume(tiny_data, tmp_path, monkeypatch):
-    config = _tiny_config(tiny_data)
+    config = _one_stage_config(tiny_data)
     config.seeds = (0, 1)
     workdir = str(tmp_path / "seeds")
     strategy = tf.distribute.get_strategy()
     rows = train_lib.train_and_evaluate(config, workdir, strategy)
-    assert set(rows) == {"source-only (gta5)", "source-only (synthia)", "source-only (combined)"}
+    assert set(rows) == {"oracle (target labels)"}
     for seed in (0, 1):
         seed_dir = os.path.join(workdir, f"seed_{seed}")
         assert json.load(open(os.path.join(seed_dir, "config.json")))["seed"] == seed
-        assert os.path.exists(layout.segmenter_weights(seed_dir, "source_only_gta5"))
+        assert os.path.exists(layout.segmenter_weights(seed_dir, "oracle"))
     stored = json.load(open(os.path.join(workdir, "results.json")))
     assert stored["seeds"] == [0, 1] and set(stored["seconds_per_seed"]) == {"0", "1"}
-    values = stored["rows"]["source-only (gta5)"]["miou_16"]["values"]
+    values = stored["rows"]["oracle (target labels)"]["miou_16"]["values"]
     assert set(values) == {"0", "1"} and values["0"] != values["1"]  # seeds differ
-    assert "mean" in stored["rows"]["source-only (gta5)"]["miou_16"]
+    assert "mean" in stored["rows"]["oracle (target labels)"]["miou_16"]
     assert stored["paired"] == report.paired_differences(stored["rows"])
     assert "± " in open(os.path.join(workdir, "results.md")).read()
 
@@ -367,22 +375,22 @@ def test_seeds_run_per_seed_folder_and_resume(tiny_data, tmp_path, monkeypatch):
 
 def test_config_validated_before_written_and_checked_on_resume(tiny_data, tmp_path):
     strategy = tf.distribute.get_strategy()
-    bad = _tiny_config(tiny_data)
+    bad = _one_stage_config(tiny_data)
     bad.seg.batch_size = 0
     with pytest.raises(ValueError, match="config.seg.batch_size"):
         train_lib.train_and_evaluate(bad, str(tmp_path / "bad"), strategy)
     assert not os.path.exists(tmp_path / "bad" / "config.json")
-    config = _tiny_config(tiny_data)
+    config = _one_stage_config(tiny_data)
     workdir = str(tmp_path / "run")
     train_lib.train_and_evaluate(config, workdir, strategy)
-    changed = _tiny_config(tiny_data)
+    changed = _one_stage_config(tiny_data)
     changed.seg.learning_rate = 0.5
     with pytest.raises(ValueError, match="seg.learning_rate"):
         train_lib.train_and_evaluate(changed, workdir, strategy)
     assert json.load(open(os.path.join(workdir, "config.json")))["seg"]["learning_rate"] == 1e-3
     changed.seg.learning_rate = 1e-3
     changed.stage = "evaluate"  # another stage in the same run folder is fine
-    assert "source-only (gta5)" in train_lib.train_and_evaluate(changed, workdir, strategy)
+    assert "oracle (target labels)" in train_lib.train_and_evaluate(changed, workdir, strategy)
 
 
 def test_batch_larger_than_dataset_is_an_error(tiny_data, tmp_path):
