@@ -1,13 +1,16 @@
-r"""Our gradient / HVP / batched HVP against JAX and PyTorch on the identical C1, and float32 error.
+r"""Our gradient / HVP / batched HVP against JAX and PyTorch on identical networks, and float32 error.
 
 Run (JAX and PyTorch live in a separate venv, never in the project's requirements):
 
     python3 -m venv /tmp/peers
     /tmp/peers/bin/pip install -r requirements.txt torch jax jaxlib   # measured: torch 2.13.0, jax 0.10.2
     cd <project root> && nice -n 10 /tmp/peers/bin/python benchmarks/hessian_peers.py \
-        [--threads 1] [--repeats 7] [--batch_k 8]
+        [--models c1,mobilenetv2] [--threads 1] [--repeats 7] [--batch_k 8] \
+        [--mobilenetv2_batch 32]
 
-Prints JSON. All three frameworks compute the same function: C1 (tf_hessian/models/c1.py;
+Prints one JSON document per model of `--models`, in that order.
+
+c1: all three frameworks compute the same function: C1 (tf_hessian/models/c1.py;
 conv 5x5 pad 2 -> ReLU -> BN (inference) -> max pool 3/2 pad 1, twice, FC 384, FC 192,
 logits) at its seeded Keras initialisation, the mean softmax cross-entropy of batch 128
 (real CIFAR-10 test images from ../shared/data when present). Timed per round, interleaved
@@ -26,21 +29,57 @@ same weights, batch and vector: the largest per-variable relative error, and the
 of max-pool windows whose choice differs between float32 and float64 in our model
 (`tf_hessian.precision.max_pool_flips`): the float32 / float64 difference of a max-pool
 network comes from those windows (same for all three frameworks, docs/tf_hessian.md).
+
+mobilenetv2: `keras.applications.MobileNetV2(input_shape=(32, 32, 3), weights=None,
+classes=10)` at its seeded initialisation (seed 0), in inference mode (BatchNorm on its
+moving statistics, as `HessianOperator`'s default `training=False`), on the first
+`--mobilenetv2_batch` = 32 real CIFAR-10 test images (the C1 batch's first images; random
+when ../shared/data is absent; the JSON's "batch"): 32 rather than C1's 128 keeps a full
+run short, both models at the default repeats 11 minutes on 2 shared CPU cores at load 2-3
+(C1 5.5, MobileNetV2 5.5, mostly first calls and float64 tracing; 2026-12-06). Loss: the mean
+sparse categorical cross-entropy of the softmax probabilities, ours
+`keras.losses.SparseCategoricalCrossentropy()` on the model as built (Keras evaluates it
+from the logits entering the softmax: `log_softmax`, no clipping), the twins
+`-mean(log_softmax(logits)[y])` of the same logits. The JAX and PyTorch twins are built
+by a walk over the model's Keras layers (benchmarks/hessian_peer_twins.py) and read the
+Keras weights in their own layouts, so all gradients and HVPs compare entry by entry;
+`float64_max_relative_difference` is the largest relative difference between any two
+frameworks in float64 (loss, and the largest per-variable difference of the mean-loss
+gradient and HVP): rounding level (about 1e-12 or below) shows the three compute one
+function. Timings and float32 errors as for C1, except that:
+
+- MobileNetV2's kinks are its ReLU6s, not max pools: `relu_flips` counts the ReLU inputs
+  of our model on another side of 0 or 6 in float32 than in float64.
+- JAX's batched HVP is k calls of `jit(jvp(grad))` (the JSON's "jax_batched_hvp"): on
+  XLA's CPU backend MobileNetV2's `jit(vmap(jvp(grad)))` took 162 s for k = 2 and
+  `jit(lax.map(jvp(grad)))` 67 s for k = 8 where one HVP takes 1.5 s (its depthwise
+  convolutions), too slow to time and not JAX's best.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
 
+MODELS = ("c1", "mobilenetv2")
+QUANTITIES = ("gradient", "hvp", "hvp_batch")
+FRAMEWORKS = ("ours", "jax", "torch")
+
 
 def _parse():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch_k", type=int, default=8)
-    return parser.parse_args()
+    parser.add_argument("--mobilenetv2_batch", type=int, default=32)
+    args = parser.parse_args()
+    unknown = sorted(set(args.models.split(",")) - set(MODELS))
+    if unknown:
+        parser.error(f"--models takes names from {MODELS}. Received: {unknown}.")
+    return args
 
 
 ARGS = _parse()
@@ -65,6 +104,7 @@ torch.set_num_threads(ARGS.threads)
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import hessian_peer_twins as twins  # noqa: E402
 from hessian_common import c1_batch  # noqa: E402
 
 import tf_hessian  # noqa: E402
@@ -75,6 +115,21 @@ TRAINABLE = [
     "conv_1/kernel", "conv_1/bias", "bn_1/gamma", "bn_1/beta",
     "fc_0/kernel", "fc_0/bias", "fc_1/kernel", "fc_1/bias", "logits/kernel", "logits/bias",
 ]  # fmt: skip
+
+
+@dataclasses.dataclass
+class Case:
+    """One network on one batch, with its JAX and PyTorch twins (``forward(params, x) -> logits``)."""
+
+    model: keras.Model
+    x: tf.Tensor
+    y: tf.Tensor
+    source: str
+    trainable: list
+    jax_forward: object
+    torch_forward: object
+    from_logits: bool
+    jax_batched: str = "vmap"  # or "loop": see JAX_BATCHED
 
 
 # ---------------------------------------------------------------------------- JAX
@@ -95,18 +150,45 @@ def jax_c1(p, x):
     return x @ p["logits/kernel"] + p["logits/bias"]
 
 
-def jax_functions(weights, x, y, dtype):
-    fixed = {k: jnp.asarray(v, dtype) for k, v in weights.items() if k not in TRAINABLE}
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y)
+def _jax_loop(hvp):
+    """k calls of the jitted single HVP (one vector at a time), stacked like vmap's result."""
+
+    def batched(p, vs):
+        k = len(next(iter(vs.values())))
+        products = [hvp(p, {name: v[i] for name, v in vs.items()}) for i in range(k)]
+        return {name: jnp.stack([h[name] for h in products]) for name in products[0]}
+
+    return batched
+
+
+# JAX's batched HVP: (JSON description, builder from the HVP and its jit). "loop" for
+# MobileNetV2: on XLA's CPU backend its jit(vmap(jvp(grad))) took 162 s for k = 2 and
+# jit(lax.map(jvp(grad))) 67 s for k = 8, where one HVP takes 1.5 s (2026-12-06, load 4-5).
+JAX_BATCHED = {
+    "vmap": ("jit(vmap(jvp(grad)))", lambda hvp, jitted: jax.jit(jax.vmap(hvp, (None, 0)))),
+    "loop": ("k calls of jit(jvp(grad))", lambda hvp, jitted: _jax_loop(jitted)),
+}
+
+
+def jax_functions(case, weights, dtype):
+    """``{"loss", "gradient", "hvp", "hvp_batch"}`` of the mean cross-entropy, jitted."""
+    fixed = {k: jnp.asarray(v, dtype) for k, v in weights.items() if k not in case.trainable}
+    x, y = jnp.asarray(case.x.numpy(), dtype), jnp.asarray(case.y.numpy())
 
     def loss(params):
-        logits = jax_c1({**fixed, **params}, x)
+        logits = case.jax_forward({**fixed, **params}, x)
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
 
-    grad = jax.jit(jax.grad(loss))
-    hvp = jax.jit(lambda p, v: jax.jvp(jax.grad(loss), (p,), (v,))[1])
-    hvp_batch = jax.jit(jax.vmap(lambda p, v: jax.jvp(jax.grad(loss), (p,), (v,))[1], (None, 0)))
-    return grad, hvp, hvp_batch
+    def hvp(p, v):
+        return jax.jvp(jax.grad(loss), (p,), (v,))[1]
+
+    jitted = jax.jit(hvp)
+    return {
+        "loss": jax.jit(loss),
+        "gradient": jax.jit(jax.grad(loss)),
+        "hvp": jitted,
+        "hvp_batch": JAX_BATCHED[case.jax_batched][1](hvp, jitted),
+    }
 
 
 # ------------------------------------------------------------------------ PyTorch
@@ -129,12 +211,14 @@ def torch_c1(p, x):
     return x @ p["logits/kernel"] + p["logits/bias"]
 
 
-def torch_functions(weights, x, y, dtype):
-    fixed = {k: torch.tensor(v, dtype=dtype) for k, v in weights.items() if k not in TRAINABLE}
-    x, y = torch.tensor(np.asarray(x), dtype=dtype), torch.tensor(np.asarray(y)).long()
+def torch_functions(case, weights, dtype):
+    """``{"loss", "gradient", "hvp", "hvp_batch"}`` of the mean cross-entropy."""
+    fixed = {k: torch.tensor(v, dtype=dtype) for k, v in weights.items() if k not in case.trainable}
+    x = torch.tensor(case.x.numpy(), dtype=dtype)
+    y = torch.tensor(case.y.numpy()).long()
 
     def loss(params):
-        return torch.nn.functional.cross_entropy(torch_c1({**fixed, **params}, x), y)
+        return torch.nn.functional.cross_entropy(case.torch_forward({**fixed, **params}, x), y)
 
     def grad(params):
         params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
@@ -146,94 +230,128 @@ def torch_functions(weights, x, y, dtype):
     def hvp_batch(params, vs):
         return torch.func.vmap(lambda v: hvp(params, v))(vs)
 
-    return grad, hvp, hvp_batch
+    return {"loss": loss, "gradient": grad, "hvp": hvp, "hvp_batch": hvp_batch}
 
 
-# -------------------------------------------------------------------------- ours
-def ours(model, x, y):
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    op = tf_hessian.HessianOperator(model, loss, (x, y))
-    batch = (x, y)
-    return op, batch
+# -------------------------------------------------------------------------- cases
+def c1_case():
+    model, x, y, source = c1_batch(128)
+    return Case(model, x, y, source, TRAINABLE, jax_c1, torch_c1, from_logits=True)
 
 
+def mobilenetv2_case():
+    # The first images of C1's batch; C1's model is discarded.
+    _, x, y, source = c1_batch(ARGS.mobilenetv2_batch)
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), weights=None, classes=10)
+    trainable = [v.path for v in model.trainable_variables]
+    return Case(
+        model, x, y, source, trainable, twins.jax_forward(model), twins.torch_forward(model),
+        from_logits=False, jax_batched="loop",
+    )  # fmt: skip
+
+
+def _loss(case, dtype="float32"):
+    # MobileNetV2 ends in a softmax: Keras's crossentropy of probabilities takes the
+    # Softmax op's input inside the tf.function, i.e. the twins' log_softmax of the logits.
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=case.from_logits, dtype=dtype)
+
+
+# ------------------------------------------------------------ products to compare
+def _probes(case, weights):
+    """A fixed vector and k fixed vectors (dicts path -> float64 array), seeded."""
+    rng = np.random.default_rng(0)
+    vector = {k: rng.standard_normal(weights[k].shape) for k in case.trainable}
+    vectors = {k: rng.standard_normal((ARGS.batch_k, *weights[k].shape)) for k in case.trainable}
+    return vector, vectors
+
+
+def _our_products(op, batch, vector, vectors):
+    """``{quantity: () -> dict path -> array}``: the per-replica kernels (sums, not means)."""
+    paths = [v.path for v in op.variables]
+    one = [tf.constant(vector[p], op.dtype) for p in paths]
+    many = [tf.constant(vectors[p], op.dtype) for p in paths]
+
+    def numpy(values):
+        return {p: t.numpy() for p, t in zip(paths, values)}
+
+    return {
+        "gradient": lambda: numpy(op._replica_grad(batch)[0]),
+        "hvp": lambda: numpy(op._replica_hvp(batch, one)[0]),
+        "hvp_batch": lambda: numpy(op._replica_hvp_batch(batch, many)[0]),
+    }
+
+
+def _our_operator(case, dtype):
+    """``(HessianOperator, batch)`` on the model (float32) or its float64 twin."""
+    if dtype == "float32":
+        batch = (case.x, case.y)
+        return tf_hessian.HessianOperator(case.model, _loss(case), batch), batch
+    batch = (tf.cast(case.x, dtype), case.y)
+    twin = precision.float64_twin(case.model)
+    return tf_hessian.HessianOperator(twin, _loss(case, dtype), batch), batch
+
+
+def _ours(case, vector, vectors, dtype="float32"):
+    op, batch = _our_operator(case, dtype)
+    return (op, batch), _our_products(op, batch, vector, vectors)
+
+
+def _peer_products(functions, weights, vector, vectors, convert, to_numpy):
+    """``{quantity: () -> dict path -> array}`` of a peer's ``functions`` at ``weights``."""
+    params = {k: convert(weights[k]) for k in vector}
+    one = {k: convert(v) for k, v in vector.items()}
+    many = {k: convert(v) for k, v in vectors.items()}
+
+    def numpy(values):
+        return {k: to_numpy(v) for k, v in values.items()}
+
+    return {
+        "loss": lambda: float(to_numpy(functions["loss"](params))),
+        "gradient": lambda: numpy(functions["gradient"](params)),
+        "hvp": lambda: numpy(functions["hvp"](params, one)),
+        "hvp_batch": lambda: numpy(functions["hvp_batch"](params, many)),
+    }
+
+
+def _jax(case, weights, vector, vectors, dtype=jnp.float32):
+    return _peer_products(
+        jax_functions(case, weights, dtype), weights, vector, vectors,
+        lambda a: jnp.asarray(a, dtype), np.asarray,
+    )  # fmt: skip
+
+
+def _torch(case, weights, vector, vectors, dtype=torch.float32):
+    return _peer_products(
+        torch_functions(case, weights, dtype), weights, vector, vectors,
+        lambda a: torch.tensor(a, dtype=dtype), lambda t: t.detach().numpy(),
+    )  # fmt: skip
+
+
+# -------------------------------------------------------------------- measurements
 def _relative(a, b):
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
 def _per_variable_error(a, b):
     """Largest per-variable relative error of dicts name -> array (float64 reference b)."""
-    return max(_relative(a[k], b[k]) for k in TRAINABLE)
+    return max(_relative(a[k], b[k]) for k in b)
 
 
-def main():
-    model, x, y, source = c1_batch(128)
-    weights = {v.path: v.numpy() for v in model.weights}
-    rng = np.random.default_rng(0)
-    vector = {k: rng.standard_normal(weights[k].shape) for k in TRAINABLE}
-    vectors = {k: rng.standard_normal((ARGS.batch_k, *weights[k].shape)) for k in TRAINABLE}
+def _log(message):
+    # Progress on stderr (stdout is the JSON): first calls of a large network take minutes.
+    print(f"[hessian_peers {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    # --- ours
-    op, batch = ours(model, x, y)
-    tf_vector = [tf.constant(vector[v.path], tf.float32) for v in op.variables]
-    tf_vectors = [tf.constant(vectors[v.path], tf.float32) for v in op.variables]
-    paths = [v.path for v in op.variables]
 
-    def our_grad():
-        return {p: g.numpy() for p, g in zip(paths, op._replica_grad(batch)[0])}
-
-    def our_hvp():
-        return {p: h.numpy() for p, h in zip(paths, op._replica_hvp(batch, tf_vector)[0])}
-
-    def our_hvp_batch():
-        return [h.numpy() for h in op._replica_hvp_batch(batch, tf_vectors)[0]]
-
-    # --- JAX
-    jg, jh, jhb = jax_functions(weights, x.numpy(), y.numpy(), jnp.float32)
-    jp = {k: jnp.asarray(weights[k], jnp.float32) for k in TRAINABLE}
-    jv = {k: jnp.asarray(vector[k], jnp.float32) for k in TRAINABLE}
-    jvs = {k: jnp.asarray(vectors[k], jnp.float32) for k in TRAINABLE}
-
-    def jax_grad():
-        return {k: np.asarray(v) for k, v in jg(jp).items()}
-
-    def jax_hvp():
-        return {k: np.asarray(v) for k, v in jh(jp, jv).items()}
-
-    def jax_hvp_batch():
-        return {k: np.asarray(v) for k, v in jhb(jp, jvs).items()}
-
-    # --- PyTorch
-    tg, th, thb = torch_functions(weights, x.numpy(), y.numpy(), torch.float32)
-    tp = {k: torch.tensor(weights[k], dtype=torch.float32) for k in TRAINABLE}
-    tv = {k: torch.tensor(vector[k], dtype=torch.float32) for k in TRAINABLE}
-    tvs = {k: torch.tensor(vectors[k], dtype=torch.float32) for k in TRAINABLE}
-
-    def torch_grad():
-        return {k: v.numpy() for k, v in tg(tp).items()}
-
-    def torch_hvp():
-        return {k: v.detach().numpy() for k, v in th(tp, tv).items()}
-
-    def torch_hvp_batch():
-        return {k: v.detach().numpy() for k, v in thb(tp, tvs).items()}
-
-    functions = {
-        ("ours", "gradient"): our_grad,
-        ("jax", "gradient"): jax_grad,
-        ("torch", "gradient"): torch_grad,
-        ("ours", "hvp"): our_hvp,
-        ("jax", "hvp"): jax_hvp,
-        ("torch", "hvp"): torch_hvp,
-        ("ours", "hvp_batch"): our_hvp_batch,
-        ("jax", "hvp_batch"): jax_hvp_batch,
-        ("torch", "hvp_batch"): torch_hvp_batch,
-    }
+def _interleaved(products):
+    """(first-call seconds, median seconds) per (framework, quantity), rounds interleaved."""
+    functions = {(f, q): products[f][q] for q in QUANTITIES for f in FRAMEWORKS}
     first = {}
     for key, fn in functions.items():
         start = time.perf_counter()
         fn()
         first[key] = time.perf_counter() - start
+        _log(f"first call {key[0]}/{key[1]}: {first[key]:.1f} s")
     samples = {key: [] for key in functions}
     for _ in range(ARGS.repeats):
         for key, fn in functions.items():
@@ -241,73 +359,26 @@ def main():
             fn()
             samples[key].append(time.perf_counter() - start)
     median = {key: float(np.median(v)) for key, v in samples.items()}
-    for framework in ("ours", "jax", "torch"):
+    for framework in FRAMEWORKS:
         median[(framework, "hvp_batch_per_vector")] = (
             median[(framework, "hvp_batch")] / ARGS.batch_k
         )
+    return first, median
 
-    # --- float32 error against each framework's own float64
-    twin = precision.float64_twin(model)
-    op64 = tf_hessian.HessianOperator(
-        twin,
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64"),
-        (tf.cast(x, tf.float64), y),
-    )
-    g64 = {p: g.numpy() for p, g in zip(paths, op64._replica_grad((tf.cast(x, tf.float64), y))[0])}
-    h64 = {
-        p: h.numpy()
-        for p, h in zip(
-            paths,
-            op64._replica_hvp(
-                (tf.cast(x, tf.float64), y), [tf.constant(vector[p], tf.float64) for p in paths]
-            )[0],
-        )
+
+def _float32_errors(products, reference):
+    """Each framework's float32 gradient and HVP against its own float64."""
+    return {
+        f: {
+            q: _per_variable_error(products[f][q](), reference[f][q]()) for q in ("gradient", "hvp")
+        }
+        for f in FRAMEWORKS
     }
-    jg64, jh64, _ = jax_functions(weights, x.numpy(), y.numpy(), jnp.float64)
-    jp64 = {k: jnp.asarray(weights[k], jnp.float64) for k in TRAINABLE}
-    jv64 = {k: jnp.asarray(vector[k], jnp.float64) for k in TRAINABLE}
-    tg64, th64, _ = torch_functions(weights, x.numpy(), y.numpy(), torch.float64)
-    tp64 = {k: torch.tensor(weights[k], dtype=torch.float64) for k in TRAINABLE}
-    tv64 = {k: torch.tensor(vector[k], dtype=torch.float64) for k in TRAINABLE}
-    errors = {
-        "ours": {
-            "gradient": _per_variable_error(our_grad(), g64),
-            "hvp": _per_variable_error(our_hvp(), h64),
-        },
-        "jax": {
-            "gradient": _per_variable_error(
-                jax_grad(), {k: np.asarray(v) for k, v in jg64(jp64).items()}
-            ),
-            "hvp": _per_variable_error(
-                jax_hvp(), {k: np.asarray(v) for k, v in jh64(jp64, jv64).items()}
-            ),
-        },
-        "torch": {
-            "gradient": _per_variable_error(
-                torch_grad(), {k: v.numpy() for k, v in tg64(tp64).items()}
-            ),
-            "hvp": _per_variable_error(
-                torch_hvp(), {k: v.detach().numpy() for k, v in th64(tp64, tv64).items()}
-            ),
-        },
-    }
-    pinned = precision.pinned_float64_twin(model, x)
-    op_pinned = tf_hessian.HessianOperator(
-        pinned,
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64"),
-        (tf.cast(x, tf.float64), y),
-    )
-    gp = {
-        p: g.numpy() for p, g in zip(paths, op_pinned._replica_grad((tf.cast(x, tf.float64), y))[0])
-    }
-    errors["ours_at_float32_pool_choices"] = {"gradient": _per_variable_error(our_grad(), gp)}
+
+
+def _timing_summary(first, median):
     faster_hvp = min(median[("jax", "hvp")], median[("torch", "hvp")])
-    result = {
-        "data": source,
-        "threads": ARGS.threads,
-        "repeats": ARGS.repeats,
-        "batch_k": ARGS.batch_k,
-        "load_average_start_end": None,
+    return {
         "seconds_median": {f"{f}/{q}": v for (f, q), v in median.items()},
         "first_call_seconds": {f"{f}/{q}": v for (f, q), v in first.items()},
         "our_hvp_over_faster_peer": median[("ours", "hvp")] / faster_hvp,
@@ -316,14 +387,132 @@ def main():
         "our_batched_per_vector_over_faster_peer": median[("ours", "hvp_batch_per_vector")]
         / min(median[("jax", "hvp_batch_per_vector")], median[("torch", "hvp_batch_per_vector")]),
         "goal_hvp_at_most_half_the_faster_peer": median[("ours", "hvp")] <= 0.5 * faster_hvp,
-        "float32_max_per_variable_relative_error": errors,
-        "max_pool_flips": precision.max_pool_flips(model, x),
     }
-    return result
+
+
+def _float64_means(ours64, reference):
+    """{framework: {"loss", "gradient", "hvp"}} of the mean loss in float64."""
+    op64, batch = ours64
+    _, norm, total = op64._replica_grad(batch)
+    norm = float(norm)
+    ours = {
+        "loss": float(total) / norm,
+        "gradient": {k: v / norm for k, v in reference["ours"]["gradient"]().items()},
+        "hvp": {k: v / norm for k, v in reference["ours"]["hvp"]().items()},
+    }
+    peers = {
+        f: {q: reference[f][q]() for q in ("loss", "gradient", "hvp")} for f in ("jax", "torch")
+    }
+    return {"ours": ours, **peers}
+
+
+def _float64_agreement(ours64, reference):
+    """Largest relative difference between any two frameworks in float64."""
+    means = _float64_means(ours64, reference)
+    pairs = [("ours", "jax"), ("ours", "torch"), ("jax", "torch")]
+    return {
+        "loss": max(_relative(means[a]["loss"], means[b]["loss"]) for a, b in pairs),
+        **{
+            q: max(_per_variable_error(means[a][q], means[b][q]) for a, b in pairs)
+            for q in ("gradient", "hvp")
+        },
+    }
+
+
+def _compare(case):
+    """(float32 products, (float64 operator, batch), float64 products, timings) of one case."""
+    weights = {v.path: v.numpy() for v in case.model.weights}
+    vector, vectors = _probes(case, weights)
+    _, ours = _ours(case, vector, vectors)
+    products = {
+        "ours": ours,
+        "jax": _jax(case, weights, vector, vectors),
+        "torch": _torch(case, weights, vector, vectors),
+    }
+    first, median = _interleaved(products)
+    _log("timed rounds done; float64 references")
+    operator64, ours64 = _ours(case, vector, vectors, "float64")
+    reference = {
+        "ours": ours64,
+        "jax": _jax(case, weights, vector, vectors, jnp.float64),
+        "torch": _torch(case, weights, vector, vectors, torch.float64),
+    }
+    return products, operator64, reference, (first, median)
+
+
+def run_c1():
+    case = c1_case()
+    products, _, reference, (first, median) = _compare(case)
+    errors = _float32_errors(products, reference)
+    pinned = precision.pinned_float64_twin(case.model, case.x)
+    batch = (tf.cast(case.x, tf.float64), case.y)
+    op_pinned = tf_hessian.HessianOperator(pinned, _loss(case, "float64"), batch)
+    paths = [v.path for v in op_pinned.variables]
+    gp = dict(zip(paths, (g.numpy() for g in op_pinned._replica_grad(batch)[0])))
+    errors["ours_at_float32_pool_choices"] = {
+        "gradient": _per_variable_error(products["ours"]["gradient"](), gp)
+    }
+    return {
+        "data": case.source,
+        "threads": ARGS.threads,
+        "repeats": ARGS.repeats,
+        "batch_k": ARGS.batch_k,
+        "load_average_start_end": None,
+        **_timing_summary(first, median),
+        "float32_max_per_variable_relative_error": errors,
+        "max_pool_flips": precision.max_pool_flips(case.model, case.x),
+    }
+
+
+def relu_flips(model, x):
+    """{ReLU layer: inputs on another side of a kink (0, max_value) in float32 than float64}.
+
+    MobileNetV2's analogue of `precision.max_pool_flips`: a flipped unit moves its
+    gradient entries, which float32 rounding alone does not.
+    """
+    relus = [layer for layer in model.layers if isinstance(layer, keras.layers.ReLU)]
+    twin = precision.float64_twin(model)
+    sides = []
+    for network, inputs in ((model, x), (twin, tf.cast(x, tf.float64))):
+        probe = keras.Model(network.inputs, [network.get_layer(r.name).input for r in relus])
+        values = probe(inputs, training=False)
+        kinks = [[0.0, r.max_value or np.inf] for r in relus]
+        sides.append([np.digitize(v, k, right=True) for v, k in zip(values, kinks)])
+    flips = {r.name: int(np.sum(a != b)) for r, a, b in zip(relus, *sides)}
+    return {name: n for name, n in flips.items() if n}
+
+
+def run_mobilenetv2():
+    case = mobilenetv2_case()
+    products, operator64, reference, (first, median) = _compare(case)
+    return {
+        "model": "mobilenetv2",
+        "parameters": int(sum(np.prod(v.shape) for v in case.model.trainable_variables)),
+        "batch": ARGS.mobilenetv2_batch,
+        "loss": "mean sparse categorical cross-entropy of the softmax output (from its logits)",
+        "jax_batched_hvp": JAX_BATCHED[case.jax_batched][0],
+        "data": case.source,
+        "threads": ARGS.threads,
+        "repeats": ARGS.repeats,
+        "batch_k": ARGS.batch_k,
+        "load_average_start_end": None,
+        "float64_max_relative_difference": _float64_agreement(operator64, reference),
+        **_timing_summary(first, median),
+        "float32_max_per_variable_relative_error": _float32_errors(products, reference),
+        "relu_flips": relu_flips(case.model, case.x),
+    }
+
+
+RUNS = {"c1": run_c1, "mobilenetv2": run_mobilenetv2}
+
+
+def main():
+    for name in ARGS.models.split(","):
+        load_start = os.getloadavg()
+        out = RUNS[name]()
+        out["load_average_start_end"] = [round(load_start[0], 2), round(os.getloadavg()[0], 2)]
+        print(json.dumps(out, indent=1), flush=True)
 
 
 if __name__ == "__main__":
-    load_start = os.getloadavg()
-    out = main()
-    out["load_average_start_end"] = [round(load_start[0], 2), round(os.getloadavg()[0], 2)]
-    print(json.dumps(out, indent=1))
+    main()
