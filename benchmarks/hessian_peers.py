@@ -35,8 +35,8 @@ classes=10)` at its seeded initialisation (seed 0), in inference mode (BatchNorm
 moving statistics, as `HessianOperator`'s default `training=False`), on the first
 `--mobilenetv2_batch` = 32 real CIFAR-10 test images (the C1 batch's first images; random
 when ../shared/data is absent; the JSON's "batch"): 32 rather than C1's 128 keeps a full
-run short, both models at the default repeats 11 minutes on 2 shared CPU cores at load 2-3
-(C1 5.5, MobileNetV2 5.5, mostly first calls and float64 tracing; 2026-12-06). Loss: the mean
+run short: both models at the default repeats take 9 min 45 s on 2 idle CPU cores (mostly
+first calls and float64 tracing; 2026-12-06). Loss: the mean
 sparse categorical cross-entropy of the softmax probabilities, ours
 `keras.losses.SparseCategoricalCrossentropy()` on the model as built (Keras evaluates it
 from the logits entering the softmax: `log_softmax`, no clipping), the twins
