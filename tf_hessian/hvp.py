@@ -274,20 +274,10 @@ class HessianOperator(ObjectiveMixin):
         hv, norm = self.strategy.run(self._replica_hvp, args=(batch, vector))
         return self._reduce(hv), self._reduce([norm])[0]
 
-    def _distributed_hvp_batch(self, batch, flat_vectors):
-        """``(H V [k, dim], W)`` for flat vectors [k, dim] (the whole-data sum of one batch).
-
-        The split into variable shapes and the concatenation of the products run
-        in the graph: the host converts one [k, dim] array each way instead of one
-        per variable (for millions of parameters those copies cost as much as the
-        tangent pass).
-        """
-        pieces = tf.split(flat_vectors, self.layout.sizes, axis=1)
-        stacked = [tf.reshape(t, [-1, *s]) for t, s in zip(pieces, self.layout.shapes)]
+    def _distributed_hvp_batch(self, batch, stacked):
+        """``(H V, W)`` of one batch for k vectors, each a tensor [k, *variable shape]."""
         hv, norm = self.strategy.run(self._replica_hvp_batch, args=(batch, stacked))
-        hv = self._reduce(hv)
-        flat = tf.concat([tf.reshape(h, [tf.shape(h)[0], -1]) for h in hv], axis=1)
-        return flat, self._reduce([norm])[0]
+        return self._reduce(hv), self._reduce([norm])[0]
 
     def _distributed_grad(self, batch):
         grads, norm, total = self.strategy.run(self._replica_grad, args=(batch,))
@@ -315,7 +305,7 @@ class HessianOperator(ObjectiveMixin):
         vector = self.layout.unflatten(vector)
         product = self._over_data(
             lambda batch: self._step_hvp(batch, vector),
-            lambda hv: self.layout.flatten([h.numpy() for h in hv]),
+            self.layout.flatten,
         )
         self.num_hvps += 1
         return product
@@ -354,19 +344,42 @@ class HessianOperator(ObjectiveMixin):
                 f"Received: shape={vectors.shape}."
             )
         k = vectors.shape[0]
-        flat = tf.constant(vectors, dtype=self.dtype)
-        products = self._over_data(
-            lambda batch: self._batch_step(batch, flat),
-            lambda hv: np.asarray(hv.numpy(), np.float64),
-        )
+        # The host work is one cast pass each way: NumPy casts each variable's column
+        # block into a buffer the tensor shares (no conversion copy), and each product
+        # is read through a view of its tensor straight into the float64 result.
+        stacked = self.layout.unflatten_rows(vectors)
+        spans = list(zip(self.layout.offsets[:-1], self.layout.offsets[1:]))
+        first, total, norm = None, None, 0.0
+        for batch in self._data:
+            hv, n = self._batch_step(batch, stacked)
+            norm += float(n)
+            if first is None and total is None:
+                first = hv  # written out (with the normaliser) once the data is done
+                continue
+            if total is None:
+                total = np.empty((k, self.dim), np.float64)
+                for h, (a, b) in zip(first, spans):
+                    total[:, a:b] = np.asarray(h).reshape(k, b - a)
+                first = None
+            for h, (a, b) in zip(hv, spans):
+                total[:, a:b] += np.asarray(h).reshape(k, b - a)
+        if first is None and total is None:
+            raise ValueError("The data given to HessianOperator is empty.")
+        scale = self._normaliser(norm)
+        if total is None:
+            total = np.empty((k, self.dim), np.float64)
+            for h, (a, b) in zip(first, spans):
+                np.divide(np.asarray(h).reshape(k, b - a), scale, out=total[:, a:b])
+        else:
+            total /= scale
         self.num_hvps += k
-        return products
+        return total
 
-    def _batch_step(self, batch, flat):
+    def _batch_step(self, batch, stacked):
         if self.batch_method != "vectorized_map":
-            return self._step_hvp_batch(batch, flat)
+            return self._step_hvp_batch(batch, stacked)
         try:
-            return self._step_hvp_batch(batch, flat)
+            return self._step_hvp_batch(batch, stacked)
         except _PFOR_ERRORS as error:
             # pfor has no converter for some op of this model: a while loop over the
             # vectors is exact too (one full product per vector, no shared primal).
@@ -382,7 +395,7 @@ class HessianOperator(ObjectiveMixin):
             self.batch_method = "map_fn"
             self.batch_fallback_reason = reason
             self._build_batch_functions()
-            return self._step_hvp_batch(batch, flat)
+            return self._step_hvp_batch(batch, stacked)
 
     matvec_batch = hvp_flat_batch
 

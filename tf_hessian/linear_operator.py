@@ -16,6 +16,32 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+# TensorFlow's CPU tensors must start on a 64-byte boundary (EIGEN_MAX_ALIGN_BYTES) to
+# share a host buffer through DLPack; an unaligned one aborts the process.
+_TENSOR_ALIGNMENT = 64
+
+
+def host_tensor(array: np.ndarray, dtype, shape=None) -> tf.Tensor:
+    """A CPU tensor of ``dtype`` with the values of ``array`` (reshaped to ``shape``).
+
+    ``tf.constant(array, dtype=float32)`` of a float64 array converts element by
+    element and costs about 4x NumPy's cast (60 ms vs 15 ms for 18M values). Here
+    NumPy casts into a fresh 64-byte aligned buffer, which the tensor then shares
+    through DLPack without a copy; the buffer is owned by the tensor alone. A
+    strided ``array`` (a column block of a [k, dim] array) is read in place.
+    """
+    dtype = tf.as_dtype(dtype)
+    array = np.asarray(array)
+    if dtype not in (tf.float16, tf.float32, tf.float64):
+        return tf.constant(array if shape is None else array.reshape(shape), dtype=dtype)
+    nbytes = array.size * dtype.size
+    raw = np.empty(nbytes + _TENSOR_ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % _TENSOR_ALIGNMENT
+    buffer = raw[start : start + nbytes].view(dtype.as_numpy_dtype)
+    np.copyto(buffer.reshape(array.shape), array, casting="unsafe")
+    shape = array.shape if shape is None else tuple(shape)
+    return tf.experimental.dlpack.from_dlpack(buffer.reshape(shape).__dlpack__())
+
 
 class ParameterLayout:
     """Shapes and offsets of a list of parameter tensors.
@@ -39,13 +65,16 @@ class ParameterLayout:
                 f"Expected {len(self.shapes)} tensors shaped like the parameters. "
                 f"Received: {len(tensors)} tensors."
             )
-        parts = []
-        for t, shape in zip(tensors, self.shapes):
-            a = np.asarray(t, dtype=np.float64)
-            if a.shape != shape:
-                raise ValueError(f"Expected a tensor of shape {shape}. Received: shape={a.shape}.")
-            parts.append(a.reshape(-1))
-        return np.concatenate(parts) if parts else np.zeros([0])
+        flat = np.empty([self.dim], np.float64)
+        for t, shape, a, b in zip(tensors, self.shapes, self.offsets[:-1], self.offsets[1:]):
+            # np.asarray of a CPU tensor is a view of it (Tensor.numpy() copies).
+            values = np.asarray(t)
+            if values.shape != shape:
+                raise ValueError(
+                    f"Expected a tensor of shape {shape}. Received: shape={values.shape}."
+                )
+            flat[a:b] = values.reshape(-1)
+        return flat
 
     def unflatten(self, flat: np.ndarray, dtype=None) -> list[tf.Tensor]:
         """Splits a flat vector [dim] into tensors shaped like the parameters."""
@@ -56,7 +85,16 @@ class ParameterLayout:
             )
         dtype = self.dtype if dtype is None else tf.as_dtype(dtype)
         return [
-            tf.constant(flat[a:b].reshape(s), dtype=dtype)
+            host_tensor(flat[a:b], dtype, s)
+            for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)
+        ]
+
+    def unflatten_rows(self, rows: np.ndarray, dtype=None) -> list[tf.Tensor]:
+        """Splits k flat vectors [k, dim] into tensors [k, *shape], one per parameter."""
+        rows = np.asarray(rows)
+        dtype = self.dtype if dtype is None else tf.as_dtype(dtype)
+        return [
+            host_tensor(rows[:, a:b], dtype, (len(rows), *s))
             for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)
         ]
 
