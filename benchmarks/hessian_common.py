@@ -45,3 +45,52 @@ def timed(fn, repeats=3):
         fn()
         times.append(time.perf_counter() - start)
     return first, float(np.median(times))
+
+
+def linear_layer_macs(model, batch_size, batch_ks=(1, 4, 8, 16)):
+    """Multiply-adds of the model's Conv2D/Dense layers in a gradient and in an exact HVP.
+
+    Each layer ``y = x * W`` is a linear map of ``batch x output positions x fan-in x
+    fan-out`` multiply-adds per pass. A gradient makes the forward, the kernel gradient and,
+    past the first layer, the input gradient: 3 passes (2 for the first). An exact HVP
+    (forward-over-reverse, or reverse-over-reverse, in any framework) makes the forward,
+    the tangent forward ``dx * W + x * dW``, the input gradient ``gy * W^T`` and its tangent
+    ``dgy * W^T + gy * dW^T``, and the kernel gradient's tangent ``dx^T gy + x^T dgy`` (the
+    kernel gradient itself is not needed): 8 passes, 3 for the first layer, whose input is
+    the data (no tangent, no input gradient). The vector-dependent (tangent) passes are
+    2 + 4 of them; a batched product of k vectors makes the primal ones (forward, input
+    gradient) once. Assumes a chain (C1): only the first layer sees the data. Bias,
+    normalisation, activations and pooling are left out: the counts are lower bounds.
+    """
+    layers, gradient, hvp, tangent, primal = [], 0, 0, 0, 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            if layer.strides != (1, 1) or layer.dilation_rate != (1, 1) or layer.groups != 1:
+                raise ValueError(f"{layer.name}: only stride-1 undilated convolutions are counted.")
+            _, height, width, _ = layer.output.shape
+            kh, kw, fan_in, fan_out = layer.kernel.shape
+            forward = batch_size * height * width * kh * kw * fan_in * fan_out
+        elif isinstance(layer, keras.layers.Dense):
+            fan_in, fan_out = layer.kernel.shape
+            forward = batch_size * fan_in * fan_out
+        else:
+            continue
+        dependent = 1 if layers else 0
+        layers.append(
+            {"name": layer.name, "macs_per_pass": int(forward), "hvp_passes": 3 + 5 * dependent}
+        )
+        gradient += forward * (2 + dependent)
+        hvp += forward * (3 + 5 * dependent)
+        tangent += forward * (2 + 4 * dependent)
+        primal += forward * (1 + dependent)
+    return {
+        "layers": layers,
+        "gradient": gradient,
+        "hvp": hvp,
+        "hvp_over_gradient": hvp / gradient,
+        "tangent_only": tangent,
+        "tangent_only_over_gradient": tangent / gradient,
+        "batched_per_vector_over_gradient": {
+            str(k): (tangent + primal / k) / gradient for k in batch_ks
+        },
+    }

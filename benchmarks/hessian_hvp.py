@@ -25,15 +25,14 @@ end-to-end `HessianOperator.hvp_flat` (host flatten included) for the default mo
 Where the time goes:
 - `profile_over_gradient` (tf.function, medians): the loss forward alone, and the forward
   with its ForwardAccumulator tangent (TF forms each op's JVP by transposing its VJP).
-- `linear_layer_macs`: multiply-adds of the Conv2D/Dense layers (which dominate C1) in one
-  gradient and in one exact HVP, counted from the layer shapes: a gradient needs the forward,
-  the kernel gradient and (past the first layer) the input gradient; a forward-over-reverse
-  HVP adds the tangent forward (conv(x, dW), plus conv(dx, W) past the first layer), and the
-  tangent of each backward product (two products each). Reverse-over-reverse needs the same
-  count. This is the floor of the ratio if those layers took all the time at equal speed.
+- `linear_layer_macs` (hessian_common.py): multiply-adds of the Conv2D/Dense layers (which
+  dominate C1) in one gradient and in one exact HVP, counted from the layer shapes (8 passes
+  per layer past the first, 3 for the first; a gradient 3 and 2: see its docstring). Either
+  HVP mode needs that count. This is the floor of the ratio if those layers took all the
+  time at equal speed.
   `tangent_only` is the part of the HVP that depends on the vector (everything but the primal
-  forward and backward): the per-vector floor of a k-vector batch is
-  (tangent_only + gradient / k) / gradient (`batched_per_vector_over_gradient`).
+  forward and input gradient): the per-vector floor of a k-vector batch is
+  (tangent_only + primal / k) / gradient (`batched_per_vector_over_gradient`).
 """
 
 import argparse
@@ -48,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(__file__))
-from hessian_common import c1_batch  # noqa: E402
+from hessian_common import c1_batch, linear_layer_macs  # noqa: E402
 
 import tf_hessian  # noqa: E402
 
@@ -87,44 +86,6 @@ def _parts(op, x, y, vector):
     return {
         "forward": lambda: forward().numpy(),
         "forward_plus_tangent": lambda: forward_tangent(vector).numpy(),
-    }
-
-
-def linear_layer_macs(model, batch_size, batch_ks=(1, 4, 8, 16)):
-    """Multiply-adds of the model's Conv2D/Dense layers in a gradient and in an exact HVP.
-
-    Assumes a chain (C1): the first parametrised layer sees the data (no input gradient, no
-    input tangent); every later one sees parameter-dependent activations.
-    """
-    gradient = hvp = tangent = 0
-    first = True
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            out = layer.output.shape
-            kh, kw, cin, cout = layer.kernel.shape
-            forward = int(np.prod(out[1:3])) * cout * kh * kw * cin * batch_size
-        elif isinstance(layer, keras.layers.Dense):
-            cin, cout = layer.kernel.shape
-            forward = cin * cout * batch_size
-        else:
-            continue
-        dependent = 0 if first else 1
-        first = False
-        gradient += forward * (2 + dependent)  # forward, kernel gradient, input gradient
-        # forward, tangent forward (1 + d), backward (1 + d), tangent of the kernel
-        # gradient (1 + d) and of the input gradient (2 d).
-        hvp += forward * (4 + 5 * dependent)
-        # Vector-dependent part: the tangent forward, kernel-gradient and input-gradient tangents.
-        tangent += forward * (2 + 4 * dependent)
-    return {
-        "gradient": gradient,
-        "hvp": hvp,
-        "hvp_over_gradient": hvp / gradient,
-        "tangent_only": tangent,
-        "tangent_only_over_gradient": tangent / gradient,
-        "batched_per_vector_over_gradient": {
-            str(k): (tangent + gradient / k) / gradient for k in batch_ks
-        },
     }
 
 
