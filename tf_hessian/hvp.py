@@ -303,28 +303,52 @@ class HessianOperator(ObjectiveMixin):
         Per-batch products are accumulated in float64 on the host.
         """
         vector = self.layout.unflatten(vector)
-        product = self._over_data(
-            lambda batch: self._step_hvp(batch, vector),
-            self.layout.flatten,
-        )
+        product = self._over_data(lambda batch: self._step_hvp(batch, vector))
         self.num_hvps += 1
         return product
 
-    def _over_data(self, step, flatten):
-        """sum over batches of flatten(step(batch)[0]), divided by the data's normaliser.
+    def _over_data(self, step, k=None):
+        """Sum over batches of step(batch)'s products, divided by the data's normaliser.
 
-        `step(batch)` returns (per-batch product, its weight W); products are summed
-        in float64 on the host.
+        `step(batch)` returns (per-variable products, the batch's weight W); each product
+        is shaped like its variable, with a leading k axis when ``k`` is given. The result
+        is float64 [dim], or [k, dim]. Each product is read through a view of its tensor
+        (``Tensor.numpy()`` copies) and written into the float64 result: with one batch,
+        cast and normaliser take a single pass; further batches are added in place.
         """
-        total, norm = None, 0.0
+        rows = () if k is None else (k,)
+        spans = list(zip(self.layout.offsets[:-1], self.layout.offsets[1:]))
+
+        def columns(hv):
+            return [
+                (np.asarray(h).reshape(*rows, b - a), (..., slice(a, b)))
+                for h, (a, b) in zip(hv, spans)
+            ]
+
+        first, total, norm = None, None, 0.0
         for batch in self._data:
             hv, n = step(batch)
-            product = flatten(hv)
-            total = product if total is None else total + product
             norm += float(n)
-        if total is None:
+            if first is None and total is None:
+                first = hv  # written out with the normaliser once the data is done
+                continue
+            if total is None:
+                total = np.empty((*rows, self.dim), np.float64)
+                for values, where in columns(first):
+                    total[where] = values
+                first = None
+            for values, where in columns(hv):
+                total[where] += values
+        if first is None and total is None:
             raise ValueError("The data given to HessianOperator is empty.")
-        return total / self._normaliser(norm)
+        scale = self._normaliser(norm)
+        if total is not None:
+            total /= scale
+            return total
+        total = np.empty((*rows, self.dim), np.float64)
+        for values, where in columns(first):
+            np.divide(values, scale, out=total[where])
+        return total
 
     matvec = hvp_flat
 
@@ -344,36 +368,12 @@ class HessianOperator(ObjectiveMixin):
                 f"Received: shape={vectors.shape}."
             )
         k = vectors.shape[0]
-        # The host work is one cast pass each way: NumPy casts each variable's column
-        # block into a buffer the tensor shares (no conversion copy), and each product
-        # is read through a view of its tensor straight into the float64 result.
+        # NumPy casts each variable's column block into a buffer its tensor shares (no
+        # conversion copy); _over_data reads the products back through views.
         stacked = self.layout.unflatten_rows(vectors)
-        spans = list(zip(self.layout.offsets[:-1], self.layout.offsets[1:]))
-        first, total, norm = None, None, 0.0
-        for batch in self._data:
-            hv, n = self._batch_step(batch, stacked)
-            norm += float(n)
-            if first is None and total is None:
-                first = hv  # written out (with the normaliser) once the data is done
-                continue
-            if total is None:
-                total = np.empty((k, self.dim), np.float64)
-                for h, (a, b) in zip(first, spans):
-                    total[:, a:b] = np.asarray(h).reshape(k, b - a)
-                first = None
-            for h, (a, b) in zip(hv, spans):
-                total[:, a:b] += np.asarray(h).reshape(k, b - a)
-        if first is None and total is None:
-            raise ValueError("The data given to HessianOperator is empty.")
-        scale = self._normaliser(norm)
-        if total is None:
-            total = np.empty((k, self.dim), np.float64)
-            for h, (a, b) in zip(first, spans):
-                np.divide(np.asarray(h).reshape(k, b - a), scale, out=total[:, a:b])
-        else:
-            total /= scale
+        products = self._over_data(lambda batch: self._batch_step(batch, stacked), k)
         self.num_hvps += k
-        return total
+        return products
 
     def _batch_step(self, batch, stacked):
         if self.batch_method != "vectorized_map":

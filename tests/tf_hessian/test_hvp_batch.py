@@ -151,10 +151,10 @@ def test_two_replica_hvp_batch_equalsexplicit_hessian(cnn_problem, mirrored_stra
 
 
 def test_host_vectors_reach_the_step_by_one_numpy_cast(cnn_problem, monkeypatch):
-    # tf.constant(float64 array, dtype=float32) converts element by element: for MobileNetV2's
-    # 2.2M parameters at k = 8 it cost 4x NumPy's cast, and the public batched product 1.2x
-    # the per-replica kernel (docs/tf_hessian.md). The vectors go in as NumPy-cast buffers the
-    # tensors share, one [k, *shape] tensor per variable, and products come back as views.
+    # tf.constant(float64 array, dtype=float32) converts element by element, about 4x NumPy's
+    # cast; on MobileNetV2 (2.2M parameters, k = 8) that puts the public batched product at
+    # 1.2x the per-replica kernel (docs/tf_hessian.md). The vectors go in as NumPy-cast
+    # buffers the tensors share, one [k, *shape] tensor per variable.
     model, x, y, _, truth = cnn_problem
     op = tf_hessian.HessianOperator(model, loss64(), (x, y))
     vectors = np.random.default_rng(29).standard_normal((3, op.dim))
